@@ -1,0 +1,148 @@
+"""`orchestrator run | sim | ctl | bench`: the command line.
+
+Exit codes: 0 done, 1 failed at run time, 2 usage error, bad config or a feature not built yet.
+Human-facing output goes to stdout; logs (JSON lines) go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import uvloop
+
+from orchestrator.config import Config, load_config
+from orchestrator.errors import ConfigError, FeatureNotBuilt, OrchestratorError, StoreUnavailable
+from orchestrator.logs import configure_logging, get_logger
+from orchestrator.secrets import resolve_credentials, resolve_operator_secrets
+from orchestrator.store.connection import open_redis
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+DEFAULT_CONFIG: Final = Path("orchestrator.toml")
+
+T = TypeVar("T")
+log = get_logger("orchestrator.cli")
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on uvloop where available (the design's one loop per process)."""
+    return uvloop.run(main)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Rate-limit-aware order and transfer orchestrator for Kraken.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the service (strategies, limiter, rebalancer, operator commands)",
+        description="Run the service from a config file. --check validates the config, resolves "
+        "secrets and connects to Redis, then exits.",
+    )
+    run.add_argument(
+        "--config", type=Path, default=None, help=f"TOML config file (default: {DEFAULT_CONFIG})"
+    )
+    run.add_argument(
+        "--check", action="store_true", help="validate config, secrets and Redis, then exit"
+    )
+
+    sim = sub.add_parser(
+        "sim",
+        help="run the Kraken-compatible venue simulator standalone",
+        description="Serve Kraken's REST and WebSocket v2 wire formats from a simulated domain.",
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8800, help="listen port (default 8800)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the synthetic markets")
+
+    ctl = sub.add_parser(
+        "ctl",
+        help="send an operator command to a running service through Redis",
+        description="Send a signed operator command and print its reply.",
+    )
+    ctl.add_argument("--config", type=Path, default=None, help="TOML config file")
+    ctl.add_argument("words", nargs=argparse.REMAINDER, help="the command and its arguments")
+
+    bench = sub.add_parser(
+        "bench",
+        help="run the side-by-side benchmarks and print their ratios",
+        description="Run benchmarks/ (limiter, book, simulator throughput) in one process run.",
+    )
+    bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    return parser
+
+
+def _config_path(arg: Path | None) -> Path | None:
+    if arg is not None:
+        return arg
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+async def _check(config: Config, base_dir: Path) -> None:
+    credentials = resolve_credentials(config, base_dir=base_dir)
+    operators = resolve_operator_secrets(config, base_dir=base_dir)
+    async with open_redis(config.redis) as redis:
+        info = await redis.info("server")
+    print(f"config ok: {len(config.accounts)} accounts, {len(config.strategies)} strategies")
+    venue = config.venue
+    print(f"venue: {venue.kind} (tier {venue.tier}, embedded: {venue.is_embedded})")
+    print(f"secrets resolved: {len(credentials)} accounts, {len(operators)} operators")
+    print(f"redis ok: {config.redis.url} (server {info.get('redis_version', '?')})")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    path = _config_path(args.config)
+    config = load_config(path)
+    configure_logging(config.log_level)
+    base_dir = path.parent if path is not None else Path.cwd()
+    if args.check:
+        run_async(_check(config, base_dir))
+        return EXIT_OK
+    raise FeatureNotBuilt("the trading service (`orchestrator run` without --check)")
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    raise FeatureNotBuilt("the venue simulator (`orchestrator sim`)", issue=4)
+
+
+def _cmd_ctl(args: argparse.Namespace) -> int:
+    raise FeatureNotBuilt("operator commands (`orchestrator ctl`)")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    raise FeatureNotBuilt("the benchmarks (`orchestrator bench`)", issue=5)
+
+
+_COMMANDS: Final = {"run": _cmd_run, "sim": _cmd_sim, "ctl": _cmd_ctl, "bench": _cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except FeatureNotBuilt as exc:
+        print(f"orchestrator {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"orchestrator: bad config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreUnavailable as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OrchestratorError as exc:
+        print(f"orchestrator: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

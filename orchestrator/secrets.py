@@ -1,0 +1,124 @@
+"""Resolving secret references (`env:NAME`, `file:PATH`) into values, once, at start.
+
+A resolved value is wrapped in `Secret`, whose repr and str never show it, and is registered with
+the log redactor, so that it cannot reach a log line even by accident. Errors name the field path
+and the reference, never the value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from orchestrator.config import Config
+from orchestrator.errors import SecretError
+from orchestrator.logs import register_secret
+
+_HIDDEN: Final = "Secret(***)"
+
+
+class Secret:
+    """A secret string. `reveal()` is the only way to read it; printing shows nothing."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        register_secret(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return _HIDDEN
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCredentials:
+    """One account's API key and secret (the secret is base64 text, as Kraken issues it)."""
+
+    key: Secret
+    secret: Secret
+
+
+def resolve_secret(
+    ref: str,
+    field_path: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> Secret:
+    """Resolve one reference. `file:` paths are relative to `base_dir` (the config's folder)."""
+    env = os.environ if environ is None else environ
+    kind, _, target = ref.partition(":")
+    if kind == "env":
+        if target not in env:
+            raise SecretError(field_path, f"environment variable {target} is not set")
+        value = env[target]
+    elif kind == "file":
+        path = Path(target)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        try:
+            value = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SecretError(field_path, f"secret file {path} does not exist") from None
+        except OSError as exc:
+            raise SecretError(
+                field_path, f"secret file {path} unreadable: {exc.strerror}"
+            ) from None
+    else:
+        raise SecretError(field_path, "must be a secret reference `env:NAME` or `file:PATH`")
+    value = value.strip()
+    if not value:
+        raise SecretError(field_path, f"{ref} is empty")
+    return Secret(value)
+
+
+def resolve_credentials(
+    config: Config, *, environ: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> dict[str, ApiCredentials]:
+    """Resolve the API credentials of every account that references them, by account name."""
+    out: dict[str, ApiCredentials] = {}
+    for i, account in enumerate(config.accounts):
+        if account.api_key is None or account.api_secret is None:
+            continue
+        key = resolve_secret(
+            account.api_key, f"accounts[{i}].api_key", environ=environ, base_dir=base_dir
+        )
+        secret = resolve_secret(
+            account.api_secret, f"accounts[{i}].api_secret", environ=environ, base_dir=base_dir
+        )
+        try:
+            base64.b64decode(secret.reveal(), validate=True)
+        except (binascii.Error, ValueError):
+            raise SecretError(
+                f"accounts[{i}].api_secret", f"{account.api_secret} is not base64 text"
+            ) from None
+        out[account.name] = ApiCredentials(key=key, secret=secret)
+    return out
+
+
+def resolve_operator_secrets(
+    config: Config, *, environ: Mapping[str, str] | None = None, base_dir: Path | None = None
+) -> dict[str, Secret]:
+    """Resolve each operator's command-signing secret, by operator name."""
+    return {
+        op.name: resolve_secret(
+            op.secret, f"control.operators[{i}].secret", environ=environ, base_dir=base_dir
+        )
+        for i, op in enumerate(config.control.operators)
+    }

@@ -1,0 +1,1 @@
+"""Redis: connections (`connection.py`, `embedded.py`) and every key name (`keys.py`)."""

@@ -1,0 +1,84 @@
+"""Every Redis key name of orchestrator, in one place, under the configured namespace.
+
+Two desks share one Redis by using two namespaces. Keys that one Lua script touches together
+(every limiter scope, its cooldowns) carry the same hash tag, `{<namespace>:domain}`, so that the
+same scripts run unchanged on Redis Cluster, where a script may only touch keys of one slot.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_PART = re.compile(r"^[A-Za-z0-9_./:-]{1,200}$")
+
+
+def _part(value: str, what: str) -> str:
+    """Refuse key parts that could forge another key (braces change the hash slot)."""
+    if not _PART.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid key part")
+    return value
+
+
+class Keys:
+    """Key names for one namespace."""
+
+    __slots__ = ("domain_tag", "namespace")
+
+    def __init__(self, namespace: str) -> None:
+        if not _NAMESPACE.match(namespace):
+            raise ValueError(f"namespace {namespace!r} must match {_NAMESPACE.pattern}")
+        self.namespace: Final = namespace
+        self.domain_tag: Final = f"{{{namespace}:domain}}"
+
+    # --- rate limiter: all in one hash slot ---------------------------------------------------
+    def limiter_scope(self, scope: str) -> str:
+        """Hash {level, t} of one counter, e.g. scope `domain:XBT/USD` or `rest:<key id>`."""
+        return f"{self.domain_tag}:rl:{_part(scope, 'scope')}"
+
+    def limiter_cooldown(self, scope: str) -> str:
+        """Set after a venue rate-limit error: every process waits until it expires."""
+        return f"{self.domain_tag}:cool:{_part(scope, 'scope')}"
+
+    def limiter_share(self, strategy: str) -> str:
+        """A strategy's recent use of the pool, for fair shares under contention."""
+        return f"{self.domain_tag}:share:{_part(strategy, 'strategy')}"
+
+    # --- venue edge ---------------------------------------------------------------------------
+    def nonce(self, key_id: str) -> str:
+        """Last nonce issued for one API key (by its non-secret id), shared by every process."""
+        return f"{self.namespace}:nonce:{_part(key_id, 'key id')}"
+
+    # --- transfers ----------------------------------------------------------------------------
+    def transfer(self, transfer_id: str) -> str:
+        """Journal entry (hash) of one rebalancing transfer."""
+        return f"{self.namespace}:xfer:{_part(transfer_id, 'transfer id')}"
+
+    def open_transfers(self) -> str:
+        """Set of transfer ids not yet in a final state; reconciled at start."""
+        return f"{self.namespace}:xfer:open"
+
+    # --- operator control ---------------------------------------------------------------------
+    def commands(self) -> str:
+        """Stream of operator commands, read by a consumer group."""
+        return f"{self.namespace}:ctl:commands"
+
+    def replies(self, command_id: str) -> str:
+        """Stream holding the reply to one command (expires)."""
+        return f"{self.namespace}:ctl:reply:{_part(command_id, 'command id')}"
+
+    def audit(self) -> str:
+        """Stream of every command, transfer and operator-visible decision."""
+        return f"{self.namespace}:audit"
+
+    # --- placement ----------------------------------------------------------------------------
+    def lease(self, strategy: str) -> str:
+        """Lease (with fencing token) saying which process runs a strategy."""
+        return f"{self.namespace}:lease:{_part(strategy, 'strategy')}"
+
+    def fencing_counter(self) -> str:
+        return f"{self.namespace}:lease:fence"
+
+    def heartbeat(self, process_id: str) -> str:
+        return f"{self.namespace}:proc:{_part(process_id, 'process id')}"

@@ -1,0 +1,1 @@
+"""Example strategy modules, each loaded by dotted path (`strategies.<name>`)."""

@@ -1,0 +1,69 @@
+"""The command line: help, honest 'not built yet', bad-config exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import EXIT_USAGE, main
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("run", "sim", "ctl", "bench"):
+        assert f"    {command} " in out
+
+
+@pytest.mark.parametrize("command", ["run", "sim", "ctl", "bench"])
+def test_each_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert f"usage: orchestrator {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "feature"),
+    [
+        (["sim"], "venue simulator"),
+        (["ctl", "status"], "operator commands"),
+        (["bench"], "benchmarks"),
+        (["run", "--config", "orchestrator.example.toml"], "trading service"),
+    ],
+)
+def test_unbuilt_features_say_so_and_exit_2(
+    argv: list[str], feature: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert feature in err
+    assert "not built yet" in err
+
+
+def test_bad_config_exits_2_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[limits]\ndomain_scope = 'world'\n", encoding="utf-8")
+    assert main(["run", "--config", str(path), "--check"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "bad config" in err
+    assert "limits.domain_scope" in err
+
+
+def test_python_dash_m_entry_point() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "run" in result.stdout
+    assert "sim" in result.stdout

@@ -1,0 +1,88 @@
+"""Secret references: resolution, errors naming the field, values that never print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import parse_config
+from orchestrator.errors import SecretError
+from orchestrator.secrets import (
+    Secret,
+    resolve_credentials,
+    resolve_operator_secrets,
+    resolve_secret,
+)
+
+SECRET_B64 = (
+    "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="
+)
+
+
+def kraken_config(secret_ref: str = "env:M_SECRET") -> dict[str, object]:
+    return {
+        "venue": {"kind": "kraken"},
+        "accounts": [
+            {"name": "m", "role": "master", "api_key": "env:M_KEY", "api_secret": secret_ref},
+        ],
+        "control": {"operators": [{"name": "alice", "secret": "env:ALICE"}]},
+    }
+
+
+def test_env_and_file_references(tmp_path: Path) -> None:
+    (tmp_path / "m.secret").write_text(SECRET_B64 + "\n", encoding="utf-8")
+    config = parse_config(kraken_config("file:m.secret"))
+    creds = resolve_credentials(config, environ={"M_KEY": "public-key-123"}, base_dir=tmp_path)
+    assert creds["m"].key.reveal() == "public-key-123"
+    assert creds["m"].secret.reveal() == SECRET_B64  # trailing newline stripped
+
+
+def test_missing_env_var_names_field_and_variable() -> None:
+    config = parse_config(kraken_config())
+    with pytest.raises(SecretError) as info:
+        resolve_credentials(config, environ={"M_KEY": "k" * 10})
+    assert info.value.path == "accounts[0].api_secret"
+    assert str(info.value) == "accounts[0].api_secret: environment variable M_SECRET is not set"
+
+
+def test_missing_file_names_field(tmp_path: Path) -> None:
+    config = parse_config(kraken_config("file:nope.secret"))
+    with pytest.raises(SecretError) as info:
+        resolve_credentials(config, environ={"M_KEY": "k" * 10}, base_dir=tmp_path)
+    assert info.value.path == "accounts[0].api_secret"
+    assert "does not exist" in info.value.reason
+
+
+def test_empty_secret_is_an_error() -> None:
+    with pytest.raises(SecretError) as info:
+        resolve_secret("env:EMPTY", "x.y", environ={"EMPTY": "  \n"})
+    assert str(info.value) == "x.y: env:EMPTY is empty"
+
+
+def test_non_base64_api_secret_is_refused_without_showing_it() -> None:
+    config = parse_config(kraken_config())
+    bad = "not base64 at all!"
+    with pytest.raises(SecretError) as info:
+        resolve_credentials(config, environ={"M_KEY": "k" * 10, "M_SECRET": bad})
+    assert info.value.path == "accounts[0].api_secret"
+    assert bad not in str(info.value)
+
+
+def test_operator_secrets() -> None:
+    config = parse_config(kraken_config())
+    with pytest.raises(SecretError) as info:
+        resolve_operator_secrets(config, environ={})
+    assert info.value.path == "control.operators[0].secret"
+    assert resolve_operator_secrets(config, environ={"ALICE": "opensesame"})["alice"].reveal() == (
+        "opensesame"
+    )
+
+
+def test_secret_never_prints() -> None:
+    secret = Secret("hunter2-very-secret")
+    assert "hunter2" not in repr(secret)
+    assert "hunter2" not in str(secret)
+    assert "hunter2" not in f"{secret!r} {secret} {[secret]} { ({'s': secret}) }"
+    assert secret == Secret("hunter2-very-secret")
+    assert secret != Secret("other-secret-value")
