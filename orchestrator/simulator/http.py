@@ -1,0 +1,141 @@
+"""The spot REST shell: Kraken's envelope, authentication, permissions, REST counter, faults.
+
+Everything a request can do wrong becomes Kraken's `{"error": [...], "result": ...}` reply;
+nothing a client sends can take the server down (unexpected errors are logged and answered
+`EGeneral:Internal error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from orchestrator.logs import get_logger
+from orchestrator.simulator.auth import ApiKey
+from orchestrator.simulator.errors import (
+    INTERNAL_ERROR,
+    PERMISSION_DENIED,
+    SERVICE_BUSY,
+    SERVICE_UNAVAILABLE,
+    UNKNOWN_METHOD,
+    KrakenError,
+)
+from orchestrator.simulator.params import Params
+from orchestrator.simulator.rest_private import ENDPOINTS, EXTRA_PERMISSIONS
+from orchestrator.simulator.rest_public import PUBLIC
+from orchestrator.simulator.venue import Venue
+
+log = get_logger(__name__)
+VENUE_KEY: Final = web.AppKey("venue", Venue)
+_encoder = msgspec.json.Encoder(decimal_format="string")
+
+
+def envelope(result: Any = None, errors: list[str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": errors or []}
+    if not errors:
+        body["result"] = result
+    return web.Response(body=_encoder.encode(body), content_type="application/json")
+
+
+def _count(venue: Venue, name: str) -> None:
+    venue.request_counts[name] = venue.request_counts.get(name, 0) + 1
+
+
+def count_error(venue: Venue, code: str) -> None:
+    _count(venue, f"error:{code}")
+
+
+async def _faults_before(venue: Venue) -> None:
+    """Latency, then maybe a refusal that executed nothing."""
+    faults = venue.settings.faults
+    if faults.latency_s > 0:
+        await asyncio.sleep(faults.latency_s)
+    draw = venue.rng.random()
+    if draw < faults.unavailable_rate:
+        raise KrakenError(SERVICE_UNAVAILABLE)
+    if draw < faults.unavailable_rate + faults.busy_rate:
+        raise KrakenError(SERVICE_BUSY)
+
+
+def _lose_reply(venue: Venue) -> bool:
+    faults = venue.settings.faults
+    if faults.lost_reply_next > 0:
+        faults.lost_reply_next -= 1
+        return True
+    return faults.lost_reply_rate > 0 and venue.rng.random() < faults.lost_reply_rate
+
+
+def _check_permissions(venue: Venue, key: ApiKey, method: str) -> None:
+    """Any one of the endpoint's permissions, plus every extra one it needs."""
+    if not any(p in key.permissions for p in ENDPOINTS[method].permissions):
+        raise KrakenError(PERMISSION_DENIED)
+    for permission in EXTRA_PERMISSIONS.get(method, ()):
+        venue.spot_auth.require(key, permission)
+
+
+async def public(request: web.Request) -> web.Response:
+    venue = request.app[VENUE_KEY]
+    method = request.match_info["method"]
+    handler = PUBLIC.get(method)
+    if handler is None:
+        return envelope(errors=[UNKNOWN_METHOD])
+    _count(venue, f"public:{method}")
+    try:
+        await _faults_before(venue)
+        body = await request.read() if request.method == "POST" else b""
+        params = Params.parse(body, request.content_type, request.query_string)
+        return envelope(handler(venue, params))
+    except KrakenError as exc:
+        count_error(venue, exc.code)
+        return envelope(errors=[exc.code])
+    except Exception:
+        log.exception("sim.public_failed", method=method)
+        count_error(venue, INTERNAL_ERROR)
+        return envelope(errors=[INTERNAL_ERROR])
+
+
+async def private(request: web.Request) -> web.StreamResponse:
+    venue = request.app[VENUE_KEY]
+    method = request.match_info["method"]
+    endpoint = ENDPOINTS.get(method)
+    if endpoint is None:
+        return envelope(errors=[UNKNOWN_METHOD])
+    _count(venue, f"private:{method}")
+    try:
+        await _faults_before(venue)
+        body = await request.read()
+        params = Params.parse(body, request.content_type)
+        nonce = params.raw("nonce")
+        key = venue.spot_auth.authenticate(
+            request.headers.get("API-Key"),
+            request.headers.get("API-Sign"),
+            request.path,
+            None if nonce is None or isinstance(nonce, bool) else str(nonce),
+            body,
+            now_s=venue.clock.time(),
+        )
+        _check_permissions(venue, key, method)
+        venue.limits.charge_rest(key.key, method, venue.clock.time())
+        result = endpoint.handler(venue, key, params)
+    except KrakenError as exc:
+        count_error(venue, exc.code)
+        return envelope(errors=[exc.code])
+    except Exception:
+        log.exception("sim.private_failed", method=method)
+        count_error(venue, INTERNAL_ERROR)
+        return envelope(errors=[INTERNAL_ERROR])
+    if endpoint.trading and _lose_reply(venue):
+        _count(venue, "fault:lost_reply")
+        if request.transport is not None:
+            request.transport.abort()  # the venue acted; the client never hears of it
+        raise ConnectionResetError("reply dropped by fault injection")
+    return envelope(result)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_route("GET", "/0/public/{method}", public)
+    app.router.add_route("POST", "/0/public/{method}", public)
+    app.router.add_route("POST", "/0/private/{method}", private)

@@ -1,0 +1,88 @@
+"""Settings of the simulated venue: its domain, tier, Decisions, funding behaviour and faults.
+
+All of them can be given at start (`SimSettings`) and the faults, the system status and the
+funding modes can be changed at run time through the admin endpoint.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+from orchestrator.simulator.funding import FundingSettings
+from orchestrator.simulator.limits import DomainSettings, Tier
+
+ALL_PERMISSIONS: tuple[str, ...] = (
+    "query_funds",
+    "query_open",
+    "query_closed",
+    "trade",
+    "cancel",
+    "withdraw",
+    "websocket",
+    "query_ledger",
+)
+SystemStatus = Literal["online", "maintenance", "cancel_only", "post_only"]
+
+
+class KeySeed(msgspec.Struct, frozen=True, kw_only=True):
+    """An API key to create. Without `key`/`secret`, they are generated from the seed."""
+
+    key: str | None = None
+    secret: str | None = None
+    permissions: tuple[str, ...] = ALL_PERMISSIONS
+    nonce_window: int = 0
+
+
+class AccountSeed(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    role: Literal["master", "sub"] = "sub"
+    account_id: str | None = None
+    balances: dict[str, Decimal] = {}
+    futures_flex: dict[str, Decimal] = {}
+    keys: tuple[KeySeed, ...] = (KeySeed(),)
+
+
+class FaultSettings(msgspec.Struct, kw_only=True):
+    """Trouble on demand. Rates are probabilities per request, drawn from the seeded RNG."""
+
+    latency_s: float = 0.0  # added before every REST reply
+    unavailable_rate: float = 0.0  # `EService:Unavailable`, nothing executed
+    busy_rate: float = 0.0  # `EService:Busy`, nothing executed
+    lost_reply_rate: float = 0.0  # trading requests: executed, then the connection is dropped
+    lost_reply_next: int = 0  # the next N trading requests lose their reply (deterministic)
+    ws_disconnect_after_s: float | None = None  # close every WS connection this long after open
+    corrupt_checksum_rate: float = 0.0  # book updates sent with a wrong checksum
+
+
+def _demo_accounts() -> tuple[AccountSeed, ...]:
+    def funded(usd: int, xbt: str, eth: str, sol: str) -> dict[str, Decimal]:
+        return {
+            "ZUSD": Decimal(usd),
+            "XXBT": Decimal(xbt),
+            "XETH": Decimal(eth),
+            "SOL": Decimal(sol),
+        }
+
+    return (
+        AccountSeed(name="master", role="master", balances=funded(1_000_000, "20", "300", "5000")),
+        AccountSeed(name="mm-xbt", balances=funded(10_000, "0.5", "0", "0")),
+        AccountSeed(name="twap-eth", balances=funded(5_000, "0", "5", "0")),
+        AccountSeed(name="mm-sol", balances=funded(5_000, "0", "0", "100")),
+    )
+
+
+class SimSettings(msgspec.Struct, kw_only=True):
+    seed: int = 1
+    tier: Tier = "intermediate"
+    domain: DomainSettings = DomainSettings()
+    funding: FundingSettings = msgspec.field(default_factory=FundingSettings)
+    faults: FaultSettings = msgspec.field(default_factory=FaultSettings)
+    accounts: tuple[AccountSeed, ...] = msgspec.field(default_factory=_demo_accounts)
+    status: SystemStatus = "online"
+    market_step_s: float = 0.25  # how often the synthetic markets move (real-clock mode)
+    ws_token_ttl_s: float = 900.0
+    max_body_bytes: int = 64 * 1024
+    lockout_after: int = 10
