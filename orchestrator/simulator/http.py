@@ -17,6 +17,7 @@ from orchestrator.logs import get_logger
 from orchestrator.simulator.auth import ApiKey
 from orchestrator.simulator.errors import (
     INTERNAL_ERROR,
+    INVALID_ARGUMENTS,
     PERMISSION_DENIED,
     SERVICE_BUSY,
     SERVICE_UNAVAILABLE,
@@ -33,11 +34,28 @@ VENUE_KEY: Final = web.AppKey("venue", Venue)
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
-def envelope(result: Any = None, errors: list[str] | None = None) -> web.Response:
+def envelope(
+    result: Any = None, errors: list[str] | None = None, status: int = 200
+) -> web.Response:
     body: dict[str, Any] = {"error": errors or []}
     if not errors:
         body["result"] = result
-    return web.Response(body=_encoder.encode(body), content_type="application/json")
+    return web.Response(body=_encoder.encode(body), status=status, content_type="application/json")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body; over `max_body_bytes` is Kraken-style refused with HTTP 413."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _TooLarge from None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+_TOO_LARGE = f"{INVALID_ARGUMENTS}:body too large"
 
 
 def _count(venue: Venue, name: str) -> None:
@@ -85,12 +103,15 @@ async def public(request: web.Request) -> web.Response:
     _count(venue, f"public:{method}")
     try:
         await _faults_before(venue)
-        body = await request.read() if request.method == "POST" else b""
+        body = await read_body(request) if request.method == "POST" else b""
         params = Params.parse(body, request.content_type, request.query_string)
         return envelope(handler(venue, params))
     except KrakenError as exc:
         count_error(venue, exc.code)
         return envelope(errors=[exc.code])
+    except _TooLarge:
+        count_error(venue, _TOO_LARGE)
+        return envelope(errors=[_TOO_LARGE], status=413)
     except Exception:
         log.exception("sim.public_failed", method=method)
         count_error(venue, INTERNAL_ERROR)
@@ -106,7 +127,7 @@ async def private(request: web.Request) -> web.StreamResponse:
     _count(venue, f"private:{method}")
     try:
         await _faults_before(venue)
-        body = await request.read()
+        body = await read_body(request)
         params = Params.parse(body, request.content_type)
         nonce = params.raw("nonce")
         key = venue.spot_auth.authenticate(
@@ -123,6 +144,9 @@ async def private(request: web.Request) -> web.StreamResponse:
     except KrakenError as exc:
         count_error(venue, exc.code)
         return envelope(errors=[exc.code])
+    except _TooLarge:
+        count_error(venue, _TOO_LARGE)
+        return envelope(errors=[_TOO_LARGE], status=413)
     except Exception:
         log.exception("sim.private_failed", method=method)
         count_error(venue, INTERNAL_ERROR)

@@ -118,7 +118,8 @@ def ticker(venue: Venue, params: Params) -> dict[str, Any]:
 
 def depth(venue: Venue, params: Params) -> dict[str, Any]:
     pair = venue.catalog.pair(params.need("pair"))
-    count = params.integer("count") or 100
+    count = params.integer("count")
+    count = 100 if count is None else count
     if not 1 <= count <= _MAX_DEPTH:
         raise invalid("count")
     book = venue.engine.books[pair.key]
