@@ -36,6 +36,18 @@ class SimClient:
         sign: bool = True,
         **params: Any,
     ) -> dict[str, Any]:
+        return await self.call(method, params, as_json=as_json, nonce=nonce, sign=sign)
+
+    async def call(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        as_json: bool = False,
+        nonce: int | None = None,
+        sign: bool = True,
+    ) -> dict[str, Any]:
+        """The raw envelope of one signed private call."""
         path = f"/0/private/{method}"
         value = next(_nonces) if nonce is None else nonce
         if as_json:
