@@ -24,9 +24,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# Until the trading service exists, the most complete runnable thing is the start-up check.
+# Until the trading service exists, the most complete runnable thing is the start-up check of
+# the demo config followed by the venue simulator with its demo domain (Ctrl-C stops it).
+SIM_PORT ?= 8800
 run: $(STAMP)
 	$(BIN)/orchestrator run --config $(CONFIG) --check
+	$(BIN)/orchestrator sim --port $(SIM_PORT) --seed 1
 
 # pytest's exit 5 means "no tests collected": not a failure of the suite.
 test: $(STAMP)

@@ -18,6 +18,7 @@ from orchestrator.config import Config, load_config
 from orchestrator.errors import ConfigError, FeatureNotBuilt, OrchestratorError, StoreUnavailable
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.secrets import resolve_credentials, resolve_operator_secrets
+from orchestrator.simulator.standalone import run_standalone
 from orchestrator.store.connection import open_redis
 
 EXIT_OK: Final = 0
@@ -62,6 +63,24 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8800, help="listen port (default 8800)")
     sim.add_argument("--seed", type=int, default=1, help="seed of the synthetic markets")
+    sim.add_argument(
+        "--tier",
+        choices=["starter", "intermediate", "pro"],
+        default="intermediate",
+        help="verification tier: sets every rate limit (default intermediate)",
+    )
+    sim.add_argument(
+        "--keys-file",
+        type=Path,
+        default=Path(".run/sim-keys.json"),
+        help="where the demo domain's API keys are written (demo only)",
+    )
+    sim.add_argument(
+        "--report-every", type=float, default=5.0, metavar="S", help="live counters every S seconds"
+    )
+    sim.add_argument(
+        "--duration", type=float, default=None, metavar="S", help="stop after S seconds"
+    )
 
     ctl = sub.add_parser(
         "ctl",
@@ -110,7 +129,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    raise FeatureNotBuilt("the venue simulator (`orchestrator sim`)", issue=4)
+    configure_logging("warning")
+    run_async(
+        run_standalone(
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            tier=args.tier,
+            keys_file=args.keys_file,
+            report_every_s=args.report_every,
+            duration_s=args.duration,
+        )
+    )
+    return EXIT_OK
 
 
 def _cmd_ctl(args: argparse.Namespace) -> int:

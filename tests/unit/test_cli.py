@@ -31,7 +31,6 @@ def test_each_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize(
     ("argv", "feature"),
     [
-        (["sim"], "venue simulator"),
         (["ctl", "status"], "operator commands"),
         (["bench"], "benchmarks"),
         (["run", "--config", "orchestrator.example.toml"], "trading service"),
