@@ -20,6 +20,7 @@ from aiohttp import web
 from orchestrator.clock import Clock, ManualClock, RealClock
 from orchestrator.logs import get_logger
 from orchestrator.simulator import admin, http
+from orchestrator.simulator.futures_rest import add_routes as add_futures_routes
 from orchestrator.simulator.settings import SimSettings
 from orchestrator.simulator.venue import Venue, build_venue
 
@@ -33,6 +34,7 @@ def build_app(venue: Venue) -> web.Application:
     app[STEP_LISTENERS_KEY] = []
     http.add_routes(app)
     admin.add_routes(app)
+    add_futures_routes(app)
     return app
 
 

@@ -1,0 +1,121 @@
+-- orchestrator's limiter: check and book every scope of one request, atomically.
+-- The exact mirror of orchestrator/ratelimit/bucket.py `decide` (read it for the why).
+--
+-- KEYS[1..n]  one hash per scope: tat (when the counter is empty), cool (cooldown end)
+-- KEYS[n+1]   fair-share hash of the request's domain pool (only when a strategy is given)
+-- ARGV[1] now_s ("" = Redis TIME; tests pass a time)   ARGV[2] risk_reducing (0|1)
+-- ARGV[3] reserve_fraction   ARGV[4] max_wait_s   ARGV[5] ttl_ms   ARGV[6] n
+-- ARGV[7 + 4*(i-1) ..]  threshold, decay_per_s, cost, is_pool   for each scope i
+-- then: strategy ("" = none), weight, total_weight, active_window_s
+-- Returns {granted 0|1, wait_s, binding scope index (0 = none), now_s}; numbers as strings.
+
+local function fmt(x) return string.format('%.17g', x) end
+
+local now_s
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now_s = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now_s = tonumber(ARGV[1])
+end
+local risk_reducing = ARGV[2] == '1'
+local reserve_fraction = tonumber(ARGV[3])
+local max_wait_s = tonumber(ARGV[4])
+local ttl_ms = tonumber(ARGV[5])
+local n = tonumber(ARGV[6])
+local headroom = 1.0
+if not risk_reducing then headroom = 1.0 - reserve_fraction end
+
+local function earliest_fit(tat, limit, cost, decay)
+  if cost > limit then return math.huge end
+  return math.max(now_s, tat - (limit - cost) / decay)
+end
+
+local thresholds, decays, costs, tats, cools = {}, {}, {}, {}, {}
+local pool = 0
+local send_s = now_s
+local binding = 0
+for i = 1, n do
+  local base = 7 + 4 * (i - 1)
+  thresholds[i] = tonumber(ARGV[base])
+  decays[i] = tonumber(ARGV[base + 1])
+  costs[i] = tonumber(ARGV[base + 2])
+  if ARGV[base + 3] == '1' and pool == 0 then pool = i end
+  local state = redis.call('HMGET', KEYS[i], 'tat', 'cool')
+  tats[i] = tonumber(state[1]) or 0.0
+  cools[i] = tonumber(state[2]) or 0.0
+  local fit = earliest_fit(tats[i], thresholds[i] * headroom, costs[i], decays[i])
+  fit = math.max(fit, cools[i])
+  if fit > send_s then
+    send_s = fit
+    binding = i
+  end
+end
+local wait_s = send_s - now_s
+
+local fair_base = 7 + 4 * n
+local strategy = ARGV[fair_base] or ''
+local share_update = nil
+if strategy ~= '' and (not risk_reducing) and pool > 0 then
+  local weight = tonumber(ARGV[fair_base + 1])
+  local total_weight = tonumber(ARGV[fair_base + 2])
+  local active_window_s = tonumber(ARGV[fair_base + 3])
+  if total_weight > 0 then
+    local share_key = KEYS[n + 1]
+    local flat = redis.call('HGETALL', share_key)
+    local known = {}
+    local names = {}
+    for j = 1, #flat, 2 do
+      local name, field = string.match(flat[j], '^(.*)|(%a+)$')
+      if name then
+        if known[name] == nil then
+          known[name] = {tat = 0.0, weight = 1.0, seen = -math.huge}
+          names[#names + 1] = name
+        end
+        known[name][field] = tonumber(flat[j + 1])
+      end
+    end
+    table.sort(names)
+    local mine_tat = 0.0
+    if known[strategy] then mine_tat = known[strategy].tat or 0.0 end
+    local threshold, decay, cost = thresholds[pool], decays[pool], costs[pool]
+    local portion = weight / total_weight
+    local share_decay = decay * portion
+    local share_limit = threshold * headroom * portion
+    local share_fit = earliest_fit(mine_tat, share_limit, cost, share_decay)
+    if share_fit > send_s then
+      local reserved = 0.0
+      for _, name in ipairs(names) do
+        local other = known[name]
+        if name ~= strategy and now_s - other.seen <= active_window_s then
+          local other_portion = other.weight / total_weight
+          local other_limit = threshold * headroom * other_portion
+          local used = math.max(0.0, (other.tat - now_s) * (decay * other_portion))
+          reserved = reserved + math.max(0.0, other_limit - used)
+        end
+      end
+      local pool_fit = earliest_fit(tats[pool], threshold * headroom - reserved, cost, decay)
+      if wait_s > 0 or pool_fit > now_s then
+        local hint = math.min(share_fit, math.max(pool_fit, send_s)) - now_s
+        return {0, fmt(hint), pool, fmt(now_s)}
+      end
+    end
+    share_update = {share_key, strategy, math.max(mine_tat, send_s) + cost / share_decay, weight}
+  end
+end
+
+if wait_s > max_wait_s then
+  return {0, fmt(wait_s), binding, fmt(now_s)}
+end
+for i = 1, n do
+  local tat = math.max(tats[i], send_s) + costs[i] / decays[i]
+  redis.call('HSET', KEYS[i], 'tat', fmt(tat))
+  redis.call('PEXPIRE', KEYS[i], ttl_ms)
+end
+if share_update then
+  local name = share_update[2]
+  redis.call('HSET', share_update[1], name .. '|tat', fmt(share_update[3]),
+    name .. '|weight', fmt(share_update[4]), name .. '|seen', fmt(now_s))
+  redis.call('PEXPIRE', share_update[1], ttl_ms)
+end
+return {1, fmt(wait_s), binding, fmt(now_s)}

@@ -1,0 +1,202 @@
+"""Kraken's rate-limit tables and which counters each venue request touches. Pure.
+
+Facts and Decisions: `shared/kraken/LIMITS.md`. A request is charged on one or more *scopes*,
+each a Kraken counter (threshold, linear decay per second):
+- `rest:<key id>`: the REST counter of one API key (every private call except order entry);
+- `trade:<account>:<pair>`: one account's trading counter for a pair (when `per_account_cap`);
+- `domain:<pair>` (or `domain:*` with `domain_scope = "all"`): the Domain Rate Limit pool shared
+  by the master and all its sub-accounts, `domain_multiplier` times the tier's threshold and decay.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, Literal
+
+import msgspec
+
+from orchestrator.config import LimitsConfig, Tier
+
+Lane = Literal["new_risk", "risk_reducing"]
+TradingAction = Literal["add", "amend", "edit", "cancel"]
+
+
+@dataclass(frozen=True, slots=True)
+class TierTable:
+    rest_max: float
+    rest_decay_per_s: float
+    trade_threshold: float
+    trade_decay_per_s: float
+    max_open_orders_per_pair: int
+
+
+TIERS: Final[Mapping[Tier, TierTable]] = MappingProxyType(
+    {
+        "starter": TierTable(15, 0.33, 60, 1.0, 60),
+        "intermediate": TierTable(20, 0.5, 125, 2.34, 80),
+        "pro": TierTable(20, 1.0, 180, 3.75, 225),
+    }
+)
+
+# Age brackets (upper bounds, seconds) and the extra cost in each; the last is ">= 300 s".
+_AGE_BOUNDS_S: Final = (5.0, 10.0, 15.0, 45.0, 90.0, 300.0)
+_FIXED: Final[Mapping[TradingAction, int]] = MappingProxyType(
+    {"add": 1, "amend": 1, "edit": 1, "cancel": 0}
+)
+_BY_AGE: Final[Mapping[TradingAction, tuple[int, ...]]] = MappingProxyType(
+    {
+        "add": (0, 0, 0, 0, 0, 0, 0),
+        "amend": (3, 2, 1, 0, 0, 0, 0),
+        "edit": (6, 5, 4, 2, 1, 0, 0),
+        "cancel": (8, 6, 5, 4, 2, 1, 0),
+    }
+)
+_HISTORY_METHODS: Final = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
+ORDER_ENTRY_METHODS: Final = frozenset(
+    {"AddOrder", "AddOrderBatch", "AmendOrder", "EditOrder", "CancelOrder", "CancelOrderBatch"}
+)
+RISK_REDUCING_METHODS: Final = frozenset(
+    {"CancelOrder", "CancelOrderBatch", "CancelAll", "CancelAllOrdersAfter"}
+)
+
+
+def trading_cost(action: TradingAction, age_s: float | None) -> int:
+    """Fixed part + the part by the order's age (since placed or last amended).
+
+    `age_s=None`: the order never rested (IOC, market): no age part (Decision).
+    """
+    fixed = _FIXED[action]
+    if age_s is None:
+        return fixed
+    if age_s < 0:
+        raise ValueError(f"age_s must be >= 0, got {age_s}")
+    bracket = next(
+        (i for i, bound in enumerate(_AGE_BOUNDS_S) if age_s < bound), len(_AGE_BOUNDS_S)
+    )
+    return fixed + _BY_AGE[action][bracket]
+
+
+def batch_add_cost(n_orders: int) -> int:
+    """AddOrderBatch: n/2, rounded up (Decision)."""
+    return math.ceil(n_orders / 2)
+
+
+def rest_cost(method: str) -> int:
+    """Cost on the key's REST counter: 0 for order entry, 2 for history, 1 otherwise."""
+    if method in ORDER_ENTRY_METHODS:
+        return 0
+    return 2 if method in _HISTORY_METHODS else 1
+
+
+class Scope(msgspec.Struct, frozen=True):
+    """One counter: its name (a Redis key suffix), threshold and decay per second."""
+
+    name: str
+    threshold: float
+    decay_per_s: float
+
+
+class Charge(msgspec.Struct, frozen=True):
+    scope: Scope
+    cost: float
+
+
+class VenueRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """What the limiter needs to know of one request to the venue.
+
+    `method` is Kraken's REST method name (WS trading maps onto the same names with
+    `via_ws=True`, which skips the REST counter). `order_ages_s` are, for cancels and amends, the
+    ages of the orders touched (None for orders that never rested); for CancelAll, the
+    `(pair, age)` of every open order it will cancel goes in `cancel_all`.
+    """
+
+    method: str
+    pair: str | None = None
+    order_ages_s: tuple[float | None, ...] = ()
+    batch_size: int = 0
+    cancel_all: tuple[tuple[str, float | None], ...] = ()
+    via_ws: bool = False
+
+    @property
+    def lane(self) -> Lane:
+        return "risk_reducing" if self.method in RISK_REDUCING_METHODS else "new_risk"
+
+
+class Policy:
+    """The scopes and costs of requests for one domain (tier + Decisions from config)."""
+
+    def __init__(self, tier: Tier, limits: LimitsConfig) -> None:
+        self.table = TIERS[tier]
+        self.limits = limits
+
+    def rest_scope(self, key_id: str) -> Scope:
+        return Scope(f"rest:{key_id}", self.table.rest_max, self.table.rest_decay_per_s)
+
+    def trade_scope(self, account: str, pair: str) -> Scope:
+        return Scope(
+            f"trade:{account}:{pair}", self.table.trade_threshold, self.table.trade_decay_per_s
+        )
+
+    def domain_scope(self, pair: str) -> Scope:
+        k = self.limits.domain_multiplier
+        name = "domain:*" if self.limits.domain_scope == "all" else f"domain:{pair}"
+        return Scope(name, k * self.table.trade_threshold, k * self.table.trade_decay_per_s)
+
+    def _trading(self, account: str, pair: str, cost: float) -> list[Charge]:
+        charges = [Charge(self.domain_scope(pair), cost)]
+        if self.limits.per_account_cap:
+            charges.insert(0, Charge(self.trade_scope(account, pair), cost))
+        return charges
+
+    def trading_cost_of(self, request: VenueRequest) -> float:
+        """The request's cost on the trading counter of its pair."""
+        ages = request.order_ages_s
+        match request.method:
+            case "AddOrder":
+                return trading_cost("add", None)
+            case "AddOrderBatch":
+                return batch_add_cost(request.batch_size)
+            case "AmendOrder":
+                return trading_cost("amend", ages[0] if ages else 0.0)
+            case "EditOrder":
+                return trading_cost("edit", ages[0] if ages else 0.0)
+            case "CancelOrder" | "CancelOrderBatch":
+                return sum(trading_cost("cancel", age) for age in (ages or (0.0,)))
+            case _:
+                return 0
+
+    def charges_for(self, request: VenueRequest, *, account: str, key_id: str) -> list[Charge]:
+        """Every counter the request touches, with its cost there (zero costs left out)."""
+        charges: list[Charge] = []
+        if not request.via_ws:
+            rest = rest_cost(request.method)
+            if rest:
+                charges.append(Charge(self.rest_scope(key_id), rest))
+        if request.method in ORDER_ENTRY_METHODS:
+            if request.pair is None:
+                raise ValueError(f"{request.method} needs a pair")
+            cost = self.trading_cost_of(request)
+            if cost:
+                charges.extend(self._trading(account, request.pair, cost))
+        elif request.method == "CancelAll":
+            per_pair: dict[str, float] = {}
+            for pair, age in request.cancel_all:
+                per_pair[pair] = per_pair.get(pair, 0) + trading_cost("cancel", age)
+            for pair, cost in sorted(per_pair.items()):
+                if cost:
+                    charges.extend(self._trading(account, pair, cost))
+        return _merge(charges)
+
+
+def _merge(charges: Sequence[Charge]) -> list[Charge]:
+    """One charge per scope (a script must see each key once)."""
+    merged: dict[str, Charge] = {}
+    for charge in charges:
+        seen = merged.get(charge.scope.name)
+        merged[charge.scope.name] = (
+            charge if seen is None else Charge(charge.scope, seen.cost + charge.cost)
+        )
+    return list(merged.values())

@@ -1,0 +1,256 @@
+"""The shared limiter: every budgeted request to the venue takes a permit here first.
+
+One Lua script (`lua/acquire.lua`, the mirror of `bucket.decide`) checks and books all the scopes
+of a request atomically on Redis's clock, so any number of processes on any number of hosts share
+one truth. A grant may come with a wait: the script has *reserved* the caller's slot, the caller
+sleeps once and sends. Refusals write nothing.
+
+Failure policy: when Redis cannot be reached the limiter fails closed for new risk
+(`LimiterUnavailable`) and lets risk-reducing requests (cancels) through on a small local budget
+per account; it tries Redis again after `retry_after_s`, so service resumes on its own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Final
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from orchestrator.clock import Clock
+from orchestrator.config import LimitsConfig
+from orchestrator.errors import LimiterUnavailable, RateLimited
+from orchestrator.logs import get_logger
+from orchestrator.metrics import Registry
+from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
+from orchestrator.store.keys import Keys
+
+log = get_logger(__name__)
+_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+_JITTER: Final = 0.2  # only for the rare refused-but-soon case (borrowing); grants never poll
+
+
+def _lua(name: str) -> str:
+    return resources.files("orchestrator.ratelimit").joinpath(f"lua/{name}").read_text("utf-8")
+
+
+ACQUIRE_LUA: Final = _lua("acquire.lua")
+PENALIZE_LUA: Final = _lua("penalize.lua")
+
+
+class Permit(msgspec.Struct, frozen=True):
+    """Proof that a request may be sent now. `waited_s`: how long the caller slept for its slot."""
+
+    scopes: tuple[str, ...]
+    lane: Lane
+    waited_s: float
+    fallback: bool = False  # granted by the local budget while Redis was down
+
+
+class LimiterMetrics:
+    def __init__(self, registry: Registry) -> None:
+        r = registry
+        self.permits = r.counter("orch_limiter_permits", "Permits granted", ["lane", "mode"])
+        self.refusals = r.counter("orch_limiter_refusals", "Refusals", ["lane", "reason"])
+        self.wait_s = r.histogram("orch_limiter_wait_seconds", "Wait per permit", ["lane"])
+        self.cooldowns = r.counter("orch_limiter_cooldowns", "Venue rate-limit errors", ["scope"])
+        self.level = r.gauge("orch_limiter_level_ratio", "Scope level / threshold", ["scope"])
+        self.redis_down = r.gauge("orch_limiter_redis_down", "1 while Redis is unreachable")
+
+
+class _LocalBudget:
+    """A conservative token bucket per account, used for cancels only while Redis is down."""
+
+    def __init__(self, rate_per_s: float, burst: float = 2.0) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens: dict[str, tuple[float, float]] = {}
+
+    def wait_s(self, account: str, now_s: float) -> float:
+        tokens, at_s = self._tokens.get(account, (self.burst, now_s))
+        tokens = min(self.burst, tokens + (now_s - at_s) * self.rate_per_s)
+        if tokens >= 1:
+            self._tokens[account] = (tokens - 1, now_s)
+            return 0.0
+        self._tokens[account] = (tokens, now_s)
+        return (1 - tokens) / self.rate_per_s
+
+
+class Limiter:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        policy: Policy,
+        clock: Clock,
+        *,
+        limits: LimitsConfig,
+        weights: Mapping[str, float] | None = None,
+        registry: Registry | None = None,
+        active_window_s: float = 10.0,
+        retry_after_s: float = 0.5,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.policy = policy
+        self.clock = clock
+        self.limits = limits
+        self.weights = dict(weights or {})
+        self.total_weight = sum(self.weights.values())
+        self.active_window_s = active_window_s
+        self.retry_after_s = retry_after_s
+        self.metrics = LimiterMetrics(registry or Registry())
+        self._acquire = redis.register_script(ACQUIRE_LUA)
+        self._penalize = redis.register_script(PENALIZE_LUA)
+        self._local = _LocalBudget(limits.local_cancel_per_s)
+        self._down_until_s = 0.0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._ttl_ms = limits.key_idle_ttl_s * 1000
+
+    # --- the one call everything makes ---------------------------------------------------------
+    async def acquire_for(
+        self,
+        request: VenueRequest,
+        *,
+        account: str,
+        key_id: str,
+        strategy: str | None = None,
+        deadline_s: float = 5.0,
+    ) -> Permit:
+        """A permit for one venue request (its charges come from the policy)."""
+        charges = self.policy.charges_for(request, account=account, key_id=key_id)
+        return await self.acquire(
+            charges, lane=request.lane, deadline_s=deadline_s, strategy=strategy, account=account
+        )
+
+    async def acquire(
+        self,
+        charges: Sequence[Charge],
+        *,
+        lane: Lane,
+        deadline_s: float,
+        strategy: str | None = None,
+        account: str = "",
+    ) -> Permit:
+        """Wait (at most `deadline_s`) for every scope to fit, then return the permit.
+
+        Raises `RateLimited` with the wait when it cannot fit within the deadline, and
+        `LimiterUnavailable` for new risk while Redis is unreachable. Cancelling the caller while
+        it sleeps for a reserved slot leaves the slot booked: conservative, never over the limit.
+        """
+        names = tuple(c.scope.name for c in charges)
+        if not charges:
+            return Permit(names, lane, 0.0)
+        start_s = self.clock.monotonic()
+        while True:
+            remaining_s = deadline_s - (self.clock.monotonic() - start_s)
+            try:
+                granted, wait_s, binding = await self._decide(
+                    charges, lane, max(0.0, remaining_s), strategy
+                )
+            except _UNREACHABLE as exc:
+                return await self._fallback(names, lane, account, exc)
+            if granted:
+                if wait_s > 0:
+                    await self.clock.sleep(wait_s)
+                waited_s = self.clock.monotonic() - start_s
+                self.metrics.permits.inc(lane, "redis")
+                self.metrics.wait_s.observe(waited_s, lane)
+                return Permit(names, lane, waited_s)
+            scope = names[binding] if 0 <= binding < len(names) else names[0]
+            if wait_s > remaining_s:
+                self.metrics.refusals.inc(lane, "deadline")
+                raise RateLimited(scope, wait_s)
+            # Refused although it would fit in time: a borrow that must wait for idle capacity.
+            self.metrics.refusals.inc(lane, "borrow")
+            await self.clock.sleep(wait_s * (1 + self._rng.random() * _JITTER) + 0.001)
+
+    async def _decide(
+        self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
+    ) -> tuple[bool, float, int]:
+        if self.clock.monotonic() < self._down_until_s:
+            raise RedisConnectionError("Redis marked down; retrying shortly")
+        keys = [self.keys.limiter_scope(c.scope.name) for c in charges]
+        args: list[str | int | float] = [
+            "",
+            1 if lane == "risk_reducing" else 0,
+            repr(self.limits.risk_reserve_fraction),
+            repr(max_wait_s),
+            self._ttl_ms,
+            len(charges),
+        ]
+        pool_name = ""
+        for charge in charges:
+            is_pool = charge.scope.name.startswith("domain:")
+            if is_pool and not pool_name:
+                pool_name = charge.scope.name
+            scope = charge.scope
+            args += [repr(scope.threshold), repr(scope.decay_per_s), repr(float(charge.cost))]
+            args.append(int(is_pool))
+        weight = self.weights.get(strategy or "", 0.0)
+        if strategy and weight > 0 and pool_name:
+            keys.append(self.keys.limiter_share(pool_name))
+            args += [strategy, repr(weight), repr(self.total_weight), repr(self.active_window_s)]
+        else:
+            args += ["", "0", "0", "0"]
+        try:
+            reply = await self._acquire(keys=keys, args=args)
+        except _UNREACHABLE:
+            self._down_until_s = self.clock.monotonic() + self.retry_after_s
+            self.metrics.redis_down.set(1)
+            raise
+        if self._down_until_s:
+            self._down_until_s = 0.0
+            self.metrics.redis_down.set(0)
+            log.info("limiter.redis_recovered")
+        granted, wait_s, binding = int(reply[0]), float(reply[1]), int(reply[2])
+        return bool(granted), wait_s, binding - 1
+
+    async def _fallback(
+        self, names: tuple[str, ...], lane: Lane, account: str, exc: BaseException
+    ) -> Permit:
+        if lane != "risk_reducing":
+            self.metrics.refusals.inc(lane, "redis_down")
+            raise LimiterUnavailable(
+                f"limiter cannot reach Redis ({type(exc).__name__}): new risk refused"
+            ) from exc
+        wait_s = self._local.wait_s(account, self.clock.monotonic())
+        if wait_s > 0:
+            await self.clock.sleep(wait_s)
+        self.metrics.permits.inc(lane, "local")
+        log.warning("limiter.local_permit", account=account, reason=type(exc).__name__)
+        return Permit(names, lane, wait_s, fallback=True)
+
+    # --- venue feedback ------------------------------------------------------------------------
+    async def penalize(self, scope: Scope, cooldown_s: float = 1.0) -> None:
+        """The venue said rate limit exceeded on `scope`: everyone treats it as full."""
+        self.metrics.cooldowns.inc(scope.name)
+        try:
+            await self._penalize(
+                keys=[self.keys.limiter_scope(scope.name)],
+                args=[
+                    "",
+                    repr(scope.threshold),
+                    repr(scope.decay_per_s),
+                    repr(cooldown_s),
+                    self._ttl_ms,
+                ],
+            )
+        except (*_UNREACHABLE, RedisError) as exc:
+            log.warning("limiter.penalize_failed", scope=scope.name, error=type(exc).__name__)
+
+    async def level(self, scope: Scope) -> float:
+        """The scope's level now (for metrics and introspection)."""
+        tat = await self.redis.hget(self.keys.limiter_scope(scope.name), "tat")
+        now = await self.redis.time()
+        now_s = now[0] + now[1] / 1e6
+        level = max(0.0, (float(tat or 0.0) - now_s) * scope.decay_per_s)
+        self.metrics.level.set(level / scope.threshold, scope.name)
+        return level
