@@ -53,8 +53,7 @@ def report_line(sim: RunningSimulator, started_s: float) -> str:
         f"sim t={venue.clock.monotonic() - started_s:6.1f}s requests={requests} "
         f"orders={snapshot['orders']} open={snapshot['open_orders']} trades={snapshot['trades']} "
         f"transfers={snapshot['transfers']} "
-        f"rate_limit_rejections={snapshot['rate_limit_rejections']} "
-        + " ".join(mids)
+        f"rate_limit_rejections={snapshot['rate_limit_rejections']} " + " ".join(mids)
     )
 
 
