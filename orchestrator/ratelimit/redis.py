@@ -13,7 +13,7 @@ per account; it tries Redis again after `retry_after_s`, so service resumes on i
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Final
 
@@ -96,7 +96,9 @@ class Limiter:
         active_window_s: float = 10.0,
         retry_after_s: float = 0.5,
         rng: random.Random | None = None,
+        script_time: Callable[[], float] | None = None,
     ) -> None:
+        """`script_time` is for tests only: the scripts then use it instead of Redis TIME."""
         self.redis = redis
         self.keys = keys
         self.policy = policy
@@ -113,6 +115,10 @@ class Limiter:
         self._down_until_s = 0.0
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._ttl_ms = limits.key_idle_ttl_s * 1000
+        self._script_time = script_time
+
+    def _now_arg(self) -> str:
+        return "" if self._script_time is None else repr(self._script_time())
 
     # --- the one call everything makes ---------------------------------------------------------
     async def acquire_for(
@@ -179,7 +185,7 @@ class Limiter:
             raise RedisConnectionError("Redis marked down; retrying shortly")
         keys = [self.keys.limiter_scope(c.scope.name) for c in charges]
         args: list[str | int | float] = [
-            "",
+            self._now_arg(),
             1 if lane == "risk_reducing" else 0,
             repr(self.limits.risk_reserve_fraction),
             repr(max_wait_s),
@@ -236,7 +242,7 @@ class Limiter:
             await self._penalize(
                 keys=[self.keys.limiter_scope(scope.name)],
                 args=[
-                    "",
+                    self._now_arg(),
                     repr(scope.threshold),
                     repr(scope.decay_per_s),
                     repr(cooldown_s),
@@ -249,8 +255,11 @@ class Limiter:
     async def level(self, scope: Scope) -> float:
         """The scope's level now (for metrics and introspection)."""
         tat = await self.redis.hget(self.keys.limiter_scope(scope.name), "tat")
-        now = await self.redis.time()
-        now_s = now[0] + now[1] / 1e6
+        if self._script_time is not None:
+            now_s = self._script_time()
+        else:
+            seconds, micros = await self.redis.time()
+            now_s = seconds + micros / 1e6
         level = max(0.0, (float(tat or 0.0) - now_s) * scope.decay_per_s)
         self.metrics.level.set(level / scope.threshold, scope.name)
         return level

@@ -1,0 +1,215 @@
+"""The Redis limiter on fakeredis and a manual clock: reservations, deadlines, lanes, fair shares,
+venue feedback, and failing closed when Redis is gone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import fakeredis
+import pytest
+import redis.asyncio as aioredis
+
+from orchestrator.clock import ManualClock
+from orchestrator.config import LimitsConfig
+from orchestrator.errors import LimiterUnavailable, RateLimited
+from orchestrator.metrics import Registry
+from orchestrator.ratelimit.policy import Charge, Policy, Scope, VenueRequest
+from orchestrator.ratelimit.redis import Limiter
+from orchestrator.store.embedded import free_port
+from orchestrator.store.keys import Keys
+
+POOL = Scope("domain:XBT/USD", 100.0, 10.0)
+ACCOUNT = Scope("trade:a:XBT/USD", 20.0, 2.0)
+
+
+def make(
+    redis: aioredis.Redis, clock: ManualClock, weights: dict[str, float] | None = None
+) -> Limiter:
+    limits = LimitsConfig(risk_reserve_fraction=0.1)
+    policy = Policy("intermediate", limits)
+    return Limiter(
+        redis, Keys("t"), policy, clock, limits=limits, weights=weights,
+        script_time=clock.time, registry=Registry(),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def limiter(fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock) -> Limiter:
+    return make(fake_redis, clock)
+
+
+async def settle(clock: ManualClock, task: asyncio.Future[Any]) -> None:
+    """Let the task run until it is done or asleep on the manual clock (I/O takes a few turns)."""
+    for _ in range(10_000):
+        if task.done() or clock.sleepers:
+            return
+        await asyncio.sleep(0)
+
+
+async def run_until_done(
+    clock: ManualClock, task: asyncio.Future[Any], step_s: float = 0.01
+) -> float:
+    """Advance the manual clock only while `task` sleeps on it; return the clock time it took."""
+    start = clock.monotonic()
+    for _ in range(100_000):
+        await settle(clock, task)
+        if task.done():
+            return clock.monotonic() - start
+        await clock.advance(step_s)
+    raise AssertionError("task never finished")
+
+
+async def test_grants_until_the_new_risk_limit(limiter: Limiter) -> None:
+    for _ in range(18):  # 20 x (1 - 0.1) = 18 fit with no wait
+        permit = await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+        assert permit.waited_s == 0
+    with pytest.raises(RateLimited) as info:
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    assert info.value.scope == ACCOUNT.name
+    assert info.value.wait_s == pytest.approx(0.5)  # one unit at 2/s
+
+
+async def test_reservation_sleeps_once_for_the_booked_slot(
+    limiter: Limiter, clock: ManualClock
+) -> None:
+    for _ in range(18):
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    task = asyncio.create_task(limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=5))
+    took_s = await run_until_done(clock, task)
+    assert took_s == pytest.approx(0.5, abs=0.02)
+    assert task.result().waited_s == pytest.approx(0.5, abs=0.02)
+    # The next caller is booked behind it: 1.0 s after the first reservation started.
+    second = asyncio.create_task(
+        limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=5)
+    )
+    assert await run_until_done(clock, second) == pytest.approx(0.5, abs=0.02)
+
+
+async def test_concurrent_callers_get_distinct_slots(limiter: Limiter, clock: ManualClock) -> None:
+    for _ in range(18):
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    start = clock.monotonic()
+    finished: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=10)
+        finished.append(clock.monotonic() - start)
+
+    everyone = asyncio.gather(*(one() for _ in range(4)))
+    for _ in range(10_000):  # all four booked and asleep: no polling, one sleep each
+        if clock.sleepers == 4:
+            break
+        await asyncio.sleep(0)
+    assert clock.sleepers == 4
+    await run_until_done(clock, everyone)
+    assert sorted(finished) == pytest.approx([0.5, 1.0, 1.5, 2.0], abs=0.011)
+
+
+async def test_risk_reducing_uses_the_reserve(limiter: Limiter) -> None:
+    for _ in range(18):
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    with pytest.raises(RateLimited):
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    for _ in range(2):  # the 10% reserve: 2 units left for cancels
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="risk_reducing", deadline_s=0)
+    with pytest.raises(RateLimited):
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="risk_reducing", deadline_s=0)
+
+
+async def test_all_scopes_or_none(limiter: Limiter, fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    for _ in range(18):
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    with pytest.raises(RateLimited):
+        await limiter.acquire([Charge(POOL, 1), Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    assert await fake_redis.hget(Keys("t").limiter_scope(POOL.name), "tat") is None  # untouched
+
+
+async def test_penalize_fills_the_counter(limiter: Limiter, clock: ManualClock) -> None:
+    await limiter.penalize(POOL, cooldown_s=2.0)
+    with pytest.raises(RateLimited) as info:
+        await limiter.acquire([Charge(POOL, 1)], lane="risk_reducing", deadline_s=0)
+    assert info.value.wait_s == pytest.approx(2.0)  # the cooldown binds before decay would
+    assert limiter.metrics.cooldowns.get(POOL.name) == 1
+
+
+async def test_acquire_for_uses_kraken_costs(limiter: Limiter) -> None:
+    request = VenueRequest(method="CancelOrder", pair="XBT/USD", order_ages_s=(1.0,))
+    permit = await limiter.acquire_for(request, account="a", key_id="k", deadline_s=0)
+    assert permit.lane == "risk_reducing"
+    assert set(permit.scopes) == {"trade:a:XBT/USD", "domain:XBT/USD"}
+    levels = [
+        await limiter.level(c.scope)
+        for c in limiter.policy.charges_for(request, account="a", key_id="k")
+    ]
+    assert levels == pytest.approx([8.0, 8.0])
+
+
+async def test_fair_share_runaway_cannot_starve_others(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
+) -> None:
+    limiter = make(fake_redis, clock, weights={"runaway": 1.0, "calm": 1.0})
+    # The runaway fills the pool while the calm one is idle: borrowing idle capacity is allowed.
+    taken = 0
+    while True:
+        try:
+            await limiter.acquire(
+                [Charge(POOL, 1)], lane="new_risk", deadline_s=0, strategy="runaway"
+            )
+        except RateLimited:
+            break
+        taken += 1
+    assert taken == 90  # the whole new-risk pool
+    await clock.advance(5.0)  # 50 units decay
+    await limiter.acquire(
+        [Charge(POOL, 1)], lane="new_risk", deadline_s=0, strategy="calm"
+    )  # calm is active now
+    # The runaway is far over its share: it may only borrow what calm is not due (45 - 1 used).
+    borrowed = 0
+    while True:
+        try:
+            await limiter.acquire(
+                [Charge(POOL, 1)], lane="new_risk", deadline_s=0, strategy="runaway"
+            )
+        except RateLimited:
+            break
+        borrowed += 1
+    assert borrowed <= 6
+    calm = 0
+    for _ in range(40):
+        await limiter.acquire([Charge(POOL, 1)], lane="new_risk", deadline_s=0, strategy="calm")
+        calm += 1
+    assert calm == 40  # calm still gets its share
+
+
+async def test_fails_closed_without_redis_and_recovers(clock: ManualClock) -> None:
+    port = free_port()
+    broken = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.2)
+    limiter = make(broken, clock)
+    with pytest.raises(LimiterUnavailable):
+        await limiter.acquire([Charge(POOL, 1)], lane="new_risk", deadline_s=1)
+    permit = await limiter.acquire(
+        [Charge(POOL, 1)], lane="risk_reducing", deadline_s=1, account="a"
+    )
+    assert permit.fallback
+    assert limiter.metrics.redis_down.get() == 1
+    await broken.aclose()
+
+
+async def test_cancels_on_the_local_budget_are_paced(clock: ManualClock) -> None:
+    broken = aioredis.Redis.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2
+    )
+    limiter = make(broken, clock)
+    for _ in range(2):  # the burst
+        assert (
+            await limiter.acquire(
+                [Charge(POOL, 1)], lane="risk_reducing", deadline_s=1, account="a"
+            )
+        ).waited_s == 0
+    task = asyncio.create_task(
+        limiter.acquire([Charge(POOL, 1)], lane="risk_reducing", deadline_s=5, account="a")
+    )
+    took_s = await run_until_done(clock, task, step_s=0.1)
+    assert took_s == pytest.approx(2.0, abs=0.15)  # 0.5 cancels/s
+    await broken.aclose()
