@@ -8,6 +8,7 @@ decays linearly and a request is refused if level + cost > threshold.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
 import random
@@ -26,18 +27,7 @@ SLACK_S = 0.002
 
 
 def _worker(url: str, namespace: str, index: int, out_path: str) -> None:
-    import asyncio
-
-    import redis.asyncio as aioredis
-    import uvloop
-
-    from orchestrator.clock import RealClock
-    from orchestrator.errors import RateLimited
-    from orchestrator.ratelimit.policy import Policy
-    from orchestrator.ratelimit.redis import Limiter
-    from orchestrator.store.keys import Keys
-
-    async def main() -> None:
+    async def main() -> dict[str, object]:
         client = aioredis.Redis.from_url(url)
         limits = LimitsConfig(risk_reserve_fraction=0.1)
         limiter = Limiter(
@@ -64,9 +54,9 @@ def _worker(url: str, namespace: str, index: int, out_path: str) -> None:
 
         await asyncio.gather(*(one_caller() for _ in range(8)))
         await client.aclose()
-        Path(out_path).write_text(json.dumps({"grants": grants, "refused": refused}))
+        return {"grants": grants, "refused": refused}
 
-    uvloop.run(main())
+    Path(out_path).write_text(json.dumps(uvloop.run(main())))
 
 
 def replay_max_excess(events: list[tuple[float, float]], scope: Scope) -> float:
