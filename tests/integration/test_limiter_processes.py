@@ -15,8 +15,15 @@ import random
 import time
 from pathlib import Path
 
+import redis.asyncio as aioredis
+import uvloop
+
+from orchestrator.clock import RealClock
 from orchestrator.config import LimitsConfig
-from orchestrator.ratelimit.policy import Charge, Scope
+from orchestrator.errors import RateLimited
+from orchestrator.ratelimit.policy import Charge, Policy, Scope
+from orchestrator.ratelimit.redis import Limiter
+from orchestrator.store.keys import Keys
 
 PROCESSES = 4
 RUN_S = 2.0
