@@ -46,6 +46,10 @@ class ScopeState:
     tat_s: float = 0.0  # when the counter would be empty
     cool_until_s: float = 0.0  # a venue rate-limit error: nothing before this
 
+    def floored(self, tat_floor_s: float) -> ScopeState:
+        """The state no lower than a caller's last known `tat` (state lost with Redis)."""
+        return ScopeState(max(self.tat_s, tat_floor_s), self.cool_until_s)
+
     def level(self, decay_per_s: float, now_s: float) -> float:
         return max(0.0, (self.tat_s - now_s) * decay_per_s)
 

@@ -116,6 +116,9 @@ class Limiter:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._ttl_ms = limits.key_idle_ttl_s * 1000
         self._script_time = script_time
+        # The freshest `tat` this process saw per scope: floors for the script, so that scopes
+        # lost with a Redis restart come back no emptier than this process knew them.
+        self._tat_floor_s: dict[str, float] = {}
 
     def _now_arg(self) -> str:
         return "" if self._script_time is None else repr(self._script_time())
@@ -162,7 +165,7 @@ class Limiter:
                     charges, lane, max(0.0, remaining_s), strategy
                 )
             except _UNREACHABLE as exc:
-                return await self._fallback(names, lane, account, exc)
+                return await self._fallback(charges, lane, account, exc)
             if granted:
                 if wait_s > 0:
                     await self.clock.sleep(wait_s)
@@ -199,7 +202,7 @@ class Limiter:
                 pool_name = charge.scope.name
             scope = charge.scope
             args += [repr(scope.threshold), repr(scope.decay_per_s), repr(float(charge.cost))]
-            args.append(int(is_pool))
+            args += [int(is_pool), repr(self._tat_floor_s.get(scope.name, 0.0))]
         weight = self.weights.get(strategy or "", 0.0)
         if strategy and weight > 0 and pool_name:
             keys.append(self.keys.limiter_share(pool_name))
@@ -217,10 +220,13 @@ class Limiter:
             self.metrics.redis_down.set(0)
             log.info("limiter.redis_recovered")
         granted, wait_s, binding = int(reply[0]), float(reply[1]), int(reply[2])
+        for charge, tat in zip(charges, reply[4:], strict=True):
+            name = charge.scope.name
+            self._tat_floor_s[name] = max(self._tat_floor_s.get(name, 0.0), float(tat))
         return bool(granted), wait_s, binding - 1
 
     async def _fallback(
-        self, names: tuple[str, ...], lane: Lane, account: str, exc: BaseException
+        self, charges: Sequence[Charge], lane: Lane, account: str, exc: BaseException
     ) -> Permit:
         if lane != "risk_reducing":
             self.metrics.refusals.inc(lane, "redis_down")
@@ -230,9 +236,16 @@ class Limiter:
         wait_s = self._local.wait_s(account, self.clock.monotonic())
         if wait_s > 0:
             await self.clock.sleep(wait_s)
+        # Remember what was spent without Redis, so it is counted once Redis is back.
+        now_s = self.clock.time()
+        for charge in charges:
+            name, decay = charge.scope.name, charge.scope.decay_per_s
+            self._tat_floor_s[name] = (
+                max(self._tat_floor_s.get(name, 0.0), now_s) + charge.cost / decay
+            )
         self.metrics.permits.inc(lane, "local")
         log.warning("limiter.local_permit", account=account, reason=type(exc).__name__)
-        return Permit(names, lane, wait_s, fallback=True)
+        return Permit(tuple(c.scope.name for c in charges), lane, wait_s, fallback=True)
 
     # --- venue feedback ------------------------------------------------------------------------
     async def penalize(self, scope: Scope, cooldown_s: float = 1.0) -> None:

@@ -14,7 +14,7 @@ import msgspec
 from aiohttp import web
 
 from orchestrator.clock import ManualClock
-from orchestrator.simulator.http import VENUE_KEY
+from orchestrator.simulator.http import VENUE_KEY, step_venue
 from orchestrator.simulator.orders import order_info
 from orchestrator.simulator.settings import FaultSettings
 from orchestrator.simulator.venue import Venue
@@ -167,7 +167,7 @@ async def post_time(request: web.Request) -> web.Response:
     if not isinstance(advance_s, int | float) or not 0 <= advance_s <= _MAX_ADVANCE_S:
         return _bad(f"advance_s must be a number of seconds in [0, {_MAX_ADVANCE_S}]")
     await venue.clock.advance(float(advance_s))
-    venue.step_markets(float(advance_s))
+    step_venue(request.app, float(advance_s))
     return _json({"time": venue.clock.time()})
 
 

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Final
 
 from aiohttp import web
 
 from orchestrator.clock import Clock, ManualClock, RealClock
 from orchestrator.logs import get_logger
-from orchestrator.simulator import admin, http
+from orchestrator.simulator import admin, http, ws
 from orchestrator.simulator.futures_rest import add_routes as add_futures_routes
+from orchestrator.simulator.http import STEP_LISTENERS_KEY
 from orchestrator.simulator.settings import SimSettings
 from orchestrator.simulator.venue import Venue, build_venue
 
 log = get_logger(__name__)
-STEP_LISTENERS_KEY: Final = web.AppKey("step_listeners", list[Callable[[], None]])
 
 
 def build_app(venue: Venue) -> web.Application:
@@ -34,6 +33,7 @@ def build_app(venue: Venue) -> web.Application:
     app[STEP_LISTENERS_KEY] = []
     http.add_routes(app)
     admin.add_routes(app)
+    ws.add_routes(app, app[STEP_LISTENERS_KEY])
     add_futures_routes(app)
     return app
 
@@ -63,9 +63,7 @@ class RunningSimulator:
 
     def step(self, dt_s: float) -> None:
         """Move the markets and timers, then let feeds publish."""
-        self.venue.step_markets(dt_s)
-        for listener in self.app[STEP_LISTENERS_KEY]:
-            listener()
+        http.step_venue(self.app, dt_s)
 
     async def advance(self, dt_s: float) -> None:
         """Manual clock only: move time and the markets by `dt_s`."""

@@ -215,7 +215,7 @@ class Engine:
             self.account(order.account).release(order.hold_asset, order.hold_left)
         order.hold_left = Decimal(0)
 
-    def _execute(self, order: Order) -> None:
+    def _execute(self, order: Order, *, announce: bool = True) -> None:
         """Match an incoming order, settle its fills, then rest, close or cancel it."""
         book = self.books[order.pair.key]
         if order.post_only and book.crosses(order.side, order.price):
@@ -236,7 +236,7 @@ class Engine:
             order.status = "open"
             order.rested = True
             book.rest(order)
-            if order.account != MARKET and not result.fills:
+            if announce and order.account != MARKET and not result.fills:
                 self._emit(order, "new")
 
     def _settle(self, fill: Fill) -> None:
@@ -416,7 +416,7 @@ class Engine:
             order.volume = new_volume
             order.price = new_price
             order.status = "pending"
-            self._execute(order)
+            self._execute(order, announce=False)  # the client hears "amended", not a new order
         self._emit(order, "amended")
         return self.domain.ids.make("A")
 

@@ -32,6 +32,11 @@ def _status(order: Order) -> str:
     return {"pending": "pending_new", "canceled": "canceled", "expired": "expired"}[order.status]
 
 
+def _avg_price(cost: Decimal, qty: Decimal, decimals: int) -> Decimal:
+    """Average fill price at the pair's price precision (cost / qty has 28 digits otherwise)."""
+    return (cost / qty).quantize(Decimal(1).scaleb(-decimals)) if qty else Decimal(0)
+
+
 def execution(order: Order, exec_type: str, now_s: float, **extra: Any) -> dict[str, Any]:
     """One `executions` element for `order` after a change of kind `exec_type`."""
     pair = order.pair
@@ -50,7 +55,7 @@ def execution(order: Order, exec_type: str, now_s: float, **extra: Any) -> dict[
         "post_only": order.post_only,
         "cum_qty": cum_qty,
         "cum_cost": order.cost,
-        "avg_price": (order.cost / cum_qty) if cum_qty else Decimal(0),
+        "avg_price": _avg_price(order.cost, cum_qty, pair.pair_decimals),
         "fee_usd_equiv": order.fee,
     }
     if order.price is not None:

@@ -8,6 +8,7 @@ nothing a client sends can take the server down (unexpected errors are logged an
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -31,6 +32,18 @@ from orchestrator.simulator.venue import Venue
 
 log = get_logger(__name__)
 VENUE_KEY: Final = web.AppKey("venue", Venue)
+# Called after every market step (the feeds publish there); `RunningSimulator.step` and the
+# admin time control both go through `step_venue`.
+STEP_LISTENERS_KEY: Final = web.AppKey("step_listeners", list[Callable[[], None]])
+
+
+def step_venue(app: web.Application, dt_s: float) -> None:
+    """Move the markets and timers by `dt_s`, then let the feeds publish."""
+    app[VENUE_KEY].step_markets(dt_s)
+    for listener in app[STEP_LISTENERS_KEY]:
+        listener()
+
+
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 

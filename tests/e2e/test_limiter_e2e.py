@@ -21,8 +21,7 @@ from orchestrator.ratelimit.redis import Limiter
 from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import open_simulator
 from orchestrator.store.keys import Keys
-
-from .conftest import domain_settings
+from tests.sim_domains import domain_settings
 
 STRATEGIES = 8
 RUN_S = 6.0

@@ -5,9 +5,12 @@
 -- KEYS[n+1]   fair-share hash of the request's domain pool (only when a strategy is given)
 -- ARGV[1] now_s ("" = Redis TIME; tests pass a time)   ARGV[2] risk_reducing (0|1)
 -- ARGV[3] reserve_fraction   ARGV[4] max_wait_s   ARGV[5] ttl_ms   ARGV[6] n
--- ARGV[7 + 4*(i-1) ..]  threshold, decay_per_s, cost, is_pool   for each scope i
+-- ARGV[7 + 5*(i-1) ..]  threshold, decay_per_s, cost, is_pool, tat_floor   for each scope i
 -- then: strategy ("" = none), weight, total_weight, active_window_s
--- Returns {granted 0|1, wait_s, binding scope index (0 = none), now_s}; numbers as strings.
+-- tat_floor: the caller's last known tat of the scope; state lost with a Redis restart comes
+-- back no lower than what the freshest caller saw (0 when unknown).
+-- Returns {granted 0|1, wait_s, binding scope index (0 = none), now_s, tat_1 .. tat_n};
+-- numbers as strings.
 
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -36,13 +39,13 @@ local pool = 0
 local send_s = now_s
 local binding = 0
 for i = 1, n do
-  local base = 7 + 4 * (i - 1)
+  local base = 7 + 5 * (i - 1)
   thresholds[i] = tonumber(ARGV[base])
   decays[i] = tonumber(ARGV[base + 1])
   costs[i] = tonumber(ARGV[base + 2])
   if ARGV[base + 3] == '1' and pool == 0 then pool = i end
   local state = redis.call('HMGET', KEYS[i], 'tat', 'cool')
-  tats[i] = tonumber(state[1]) or 0.0
+  tats[i] = math.max(tonumber(state[1]) or 0.0, tonumber(ARGV[base + 4]))
   cools[i] = tonumber(state[2]) or 0.0
   local fit = earliest_fit(tats[i], thresholds[i] * headroom, costs[i], decays[i])
   fit = math.max(fit, cools[i])
@@ -53,7 +56,13 @@ for i = 1, n do
 end
 local wait_s = send_s - now_s
 
-local fair_base = 7 + 4 * n
+local fair_base = 7 + 5 * n
+
+local function reply(granted, wait, index, new_tats)
+  local out = {granted, fmt(wait), index, fmt(now_s)}
+  for i = 1, n do out[#out + 1] = fmt(new_tats[i]) end
+  return out
+end
 local strategy = ARGV[fair_base] or ''
 local share_update = nil
 if strategy ~= '' and (not risk_reducing) and pool > 0 then
@@ -97,7 +106,7 @@ if strategy ~= '' and (not risk_reducing) and pool > 0 then
       local pool_fit = earliest_fit(tats[pool], threshold * headroom - reserved, cost, decay)
       if wait_s > 0 or pool_fit > now_s then
         local hint = math.min(share_fit, math.max(pool_fit, send_s)) - now_s
-        return {0, fmt(hint), pool, fmt(now_s)}
+        return reply(0, hint, pool, tats)
       end
     end
     share_update = {share_key, strategy, math.max(mine_tat, send_s) + cost / share_decay, weight}
@@ -105,11 +114,12 @@ if strategy ~= '' and (not risk_reducing) and pool > 0 then
 end
 
 if wait_s > max_wait_s then
-  return {0, fmt(wait_s), binding, fmt(now_s)}
+  return reply(0, wait_s, binding, tats)
 end
+local booked = {}
 for i = 1, n do
-  local tat = math.max(tats[i], send_s) + costs[i] / decays[i]
-  redis.call('HSET', KEYS[i], 'tat', fmt(tat))
+  booked[i] = math.max(tats[i], send_s) + costs[i] / decays[i]
+  redis.call('HSET', KEYS[i], 'tat', fmt(booked[i]))
   redis.call('PEXPIRE', KEYS[i], ttl_ms)
 end
 if share_update then
@@ -118,4 +128,4 @@ if share_update then
     name .. '|weight', fmt(share_update[4]), name .. '|seen', fmt(now_s))
   redis.call('PEXPIRE', share_update[1], ttl_ms)
 end
-return {1, fmt(wait_s), binding, fmt(now_s)}
+return reply(1, wait_s, binding, booked)

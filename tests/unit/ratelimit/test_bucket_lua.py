@@ -36,6 +36,7 @@ class Step:
     max_wait_s: float
     strategy: str | None
     penalize: bool
+    floor_ahead_s: float | None  # a caller that knows a fresher (higher) tat than Redis holds
 
 
 steps = st.lists(
@@ -48,6 +49,7 @@ steps = st.lists(
         max_wait_s=st.sampled_from([0.0, 0.5, 5.0, 1e9]),
         strategy=st.sampled_from([None, "a", "b", "c"]),
         penalize=st.integers(0, 9).map(lambda n: n == 0),  # one step in ten is venue feedback
+        floor_ahead_s=st.sampled_from([None, None, None, -1.0, 0.5, 3.0, 60.0]),
     ),
     min_size=1,
     max_size=60,
@@ -95,12 +97,17 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             3_600_000,
             len(keys),
         ]
-        for charge in charges:
+        floors = [
+            0.0 if step.floor_ahead_s is None else states[i].tat_s + step.floor_ahead_s
+            for i in step.scopes
+        ]
+        for charge, floor in zip(charges, floors, strict=True):
             args += [
                 _fmt(charge.threshold),
                 _fmt(charge.decay_per_s),
                 _fmt(charge.cost),
                 int(charge.is_pool),
+                _fmt(floor),
             ]
         if step.strategy and has_pool:
             fair = FairShare(step.strategy, STRATEGIES[step.strategy], TOTAL, 10.0)
@@ -111,14 +118,14 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
         py = decide(
             now_s,
             charges,
-            [states[i] for i in step.scopes],
+            [states[i].floored(floor) for i, floor in zip(step.scopes, floors, strict=True)],
             risk_reducing=step.risk_reducing,
             reserve_fraction=0.1,
             max_wait_s=step.max_wait_s,
             fair=fair,
             shares=shares,
         )
-        granted, wait_s, binding, script_now = acquire(keys=keys, args=args)
+        granted, wait_s, binding, script_now, *tats = acquire(keys=keys, args=args)
         assert float(script_now) == now_s
         assert bool(int(granted)) == py.granted, (step, py)
         lua_wait = float(wait_s)
@@ -131,6 +138,7 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
         )
         OUTCOMES[outcome] += 1
         if py.granted:
+            assert [float(t) for t in tats] == [new.tat_s for new in py.scopes]
             for i, new in zip(step.scopes, py.scopes, strict=True):
                 states[i] = new
             shares.update(py.shares)

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: a simulator on the real clock with a domain of many sub-accounts."""
+"""Simulator domains for integration and end-to-end tests."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Kraken: Spot WebSocket v2 protocol state (order books) with no I/O of its own."""
