@@ -7,6 +7,7 @@ Human-facing output goes to stdout; logs (JSON lines) go to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run benchmarks/ (limiter, book, simulator throughput) in one process run.",
     )
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    bench.add_argument("--quick", action="store_true", help="short runs")
     return parser
 
 
@@ -148,8 +150,28 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
     raise FeatureNotBuilt("operator commands (`orchestrator ctl`)")
 
 
+BENCHMARKS: Final = ("simulator", "limiter", "book")
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
-    raise FeatureNotBuilt("the benchmarks (`orchestrator bench`)", issue=5)
+    """Run each benchmark module's `main`; they print their own side-by-side tables."""
+    names = args.names or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(
+            f"orchestrator bench: unknown {unknown}; choose from {list(BENCHMARKS)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    rc = EXIT_OK
+    for name in names:
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+        except ImportError as exc:
+            raise FeatureNotBuilt(f"benchmark {name!r} ({exc})") from None
+        print(f"== benchmarks.{name}", flush=True)
+        rc = max(rc, int(module.main(["--quick"] if args.quick else [])))
+    return rc
 
 
 _COMMANDS: Final = {"run": _cmd_run, "sim": _cmd_sim, "ctl": _cmd_ctl, "bench": _cmd_bench}

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from orchestrator.simulator.settings import AccountSeed, SimSettings
+from orchestrator.simulator.settings import SimSettings, domain_accounts
 
 
 def domain_settings(subs: int, *, usd: int = 20_000) -> SimSettings:
-    funded = {"ZUSD": Decimal(usd), "XXBT": Decimal(1)}
-    subs_seeds = tuple(AccountSeed(name=f"s{i}", balances=funded) for i in range(subs))
-    accounts = (AccountSeed(name="master", role="master", balances=funded), *subs_seeds)
-    return SimSettings(accounts=accounts)
+    """A master and `subs` sub-accounts `s0..`, each with `usd` dollars and 1 XBT."""
+    return SimSettings(accounts=domain_accounts(subs, {"ZUSD": Decimal(usd), "XXBT": Decimal(1)}))

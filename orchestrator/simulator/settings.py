@@ -74,6 +74,14 @@ def _demo_accounts() -> tuple[AccountSeed, ...]:
     )
 
 
+def domain_accounts(
+    subs: int, balances: dict[str, Decimal], *, prefix: str = "s"
+) -> tuple[AccountSeed, ...]:
+    """A master and `subs` sub-accounts (`s0`, `s1`, ...), all funded with `balances`."""
+    master = AccountSeed(name="master", role="master", balances=balances)
+    return (master, *(AccountSeed(name=f"{prefix}{i}", balances=balances) for i in range(subs)))
+
+
 class SimSettings(msgspec.Struct, kw_only=True):
     seed: int = 1
     tier: Tier = "intermediate"

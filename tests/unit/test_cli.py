@@ -32,7 +32,6 @@ def test_each_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[st
     ("argv", "feature"),
     [
         (["ctl", "status"], "operator commands"),
-        (["bench"], "benchmarks"),
         (["run", "--config", "orchestrator.example.toml"], "trading service"),
     ],
 )
@@ -66,3 +65,8 @@ def test_python_dash_m_entry_point() -> None:
     assert result.returncode == 0
     assert "run" in result.stdout
     assert "sim" in result.stdout
+
+
+def test_unknown_benchmark_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "nope"]) == EXIT_USAGE
+    assert "unknown ['nope']" in capsys.readouterr().err
