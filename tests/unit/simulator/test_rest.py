@@ -471,3 +471,18 @@ async def test_websockets_token(trader: SimClient) -> None:
     token = await trader.ok("GetWebSocketsToken")
     assert token["expires"] == 900
     assert len(token["token"]) > 16
+
+
+async def test_gtd_order_expires(trader: SimClient, sim: RunningSimulator) -> None:
+    [txid] = (
+        await trader.ok("AddOrder", pair="XBTUSD", type="buy", ordertype="limit", volume="0.01",
+                        price=XBT_BID_FAR, timeinforce="GTD", expiretm="+10")  # fmt: skip
+    )["txid"]
+    await sim.advance(9)
+    assert (await trader.ok("QueryOrders", txid=txid))[txid]["status"] == "open"
+    await sim.advance(2)
+    order = (await trader.ok("QueryOrders", txid=txid))[txid]
+    assert (order["status"], order["reason"]) == ("expired", "Order expired")
+    assert Decimal((await trader.ok("BalanceEx"))["ZUSD"]["hold_trade"]) == 0
+    assert (await trader.error("AddOrder", pair="XBTUSD", type="buy", ordertype="limit", volume="0.01",
+                               price=XBT_BID_FAR, timeinforce="GTD")).startswith("EGeneral:Invalid arguments")  # fmt: skip
