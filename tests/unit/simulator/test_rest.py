@@ -474,10 +474,10 @@ async def test_websockets_token(trader: SimClient) -> None:
 
 
 async def test_gtd_order_expires(trader: SimClient, sim: RunningSimulator) -> None:
-    [txid] = (
-        await trader.ok("AddOrder", pair="XBTUSD", type="buy", ordertype="limit", volume="0.01",
-                        price=XBT_BID_FAR, timeinforce="GTD", expiretm="+10")  # fmt: skip
-    )["txid"]
+    gtd = {"timeinforce": "GTD", "expiretm": "+10"}
+    added = await trader.ok("AddOrder", pair="XBTUSD", type="buy", ordertype="limit", volume="0.01",
+                            price=XBT_BID_FAR, **gtd)  # fmt: skip
+    [txid] = added["txid"]
     await sim.advance(9)
     assert (await trader.ok("QueryOrders", txid=txid))[txid]["status"] == "open"
     await sim.advance(2)
