@@ -213,3 +213,39 @@ async def test_cancels_on_the_local_budget_are_paced(clock: ManualClock) -> None
     took_s = await run_until_done(clock, task, step_s=0.1)
     assert took_s == pytest.approx(2.0, abs=0.15)  # 0.5 cancels/s
     await broken.aclose()
+
+
+async def test_cancelled_while_waiting_keeps_the_slot_booked(
+    limiter: Limiter, clock: ManualClock
+) -> None:
+    for _ in range(18):
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    task = asyncio.create_task(limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=5))
+    await settle(clock, task)
+    assert clock.sleepers == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Its slot stays booked (conservative): the next caller queues behind it, never beside it.
+    with pytest.raises(RateLimited) as info:
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    assert info.value.wait_s == pytest.approx(1.0)
+
+
+async def test_script_reloads_after_script_flush(
+    limiter: Limiter, fake_redis: fakeredis.FakeAsyncRedis
+) -> None:
+    await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    await fake_redis.script_flush()
+    permit = await limiter.acquire(
+        [Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0
+    )  # NOSCRIPT -> EVAL
+    assert permit.scopes == (ACCOUNT.name,)
+
+
+async def test_metrics_are_rendered(limiter: Limiter) -> None:
+    await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    with pytest.raises(RateLimited):
+        await limiter.acquire([Charge(ACCOUNT, 100)], lane="new_risk", deadline_s=0)
+    assert limiter.metrics.permits.get("new_risk", "redis") == 1
+    assert limiter.metrics.refusals.get("new_risk", "deadline") == 1
