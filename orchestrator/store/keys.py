@@ -50,6 +50,10 @@ class Keys:
         """Last nonce issued for one API key (by its non-secret id), shared by every process."""
         return f"{self.namespace}:nonce:{_part(key_id, 'key id')}"
 
+    def key_mutex(self, key_id: str) -> str:
+        """Mutex letting one process at a time send with an API key (nonce order)."""
+        return f"{self.namespace}:keylock:{_part(key_id, 'key id')}"
+
     # --- transfers ----------------------------------------------------------------------------
     def transfer(self, transfer_id: str) -> str:
         """Journal entry (hash) of one rebalancing transfer."""

@@ -11,6 +11,7 @@ before anything is sent again. Queries are retried on transport errors, acting c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import urllib.parse
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from orchestrator.logs import get_logger
 from orchestrator.ratelimit.policy import RISK_REDUCING_METHODS, VenueRequest
 from orchestrator.ratelimit.redis import Limiter
 from orchestrator.secrets import ApiCredentials
+from orchestrator.store.mutex import RedisMutex
 
 log = get_logger(__name__)
 
@@ -78,7 +80,9 @@ class KrakenRest:
         strategy: str | None = None,
         timeout_s: float = 10.0,
         permit_deadline_s: float = 5.0,
+        key_mutex: RedisMutex | None = None,
     ) -> None:
+        """`key_mutex`: give one when other processes use the same API key (see `_send`)."""
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.account = account
@@ -90,8 +94,10 @@ class KrakenRest:
         self.permit_deadline_s = permit_deadline_s
         self.key_id = key_fingerprint(credentials.key.reveal()) if credentials else ""
         # One request per key at a time: nonces then reach the venue in the order they were
-        # allocated, so a key with nonce window 0 never sees EAPI:Invalid nonce from us.
+        # allocated, so a key with nonce window 0 never sees EAPI:Invalid nonce from us. Across
+        # processes sharing the key, the Redis mutex does the same.
         self._in_order = asyncio.Lock()
+        self._key_mutex = key_mutex
 
     async def public(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         url = f"{self.base_url}/0/public/{method}"
@@ -149,7 +155,7 @@ class KrakenRest:
         if credentials is None or nonces is None:
             raise ValueError(f"{self.account}: private calls need credentials and a nonce source")
         path = f"/0/private/{method}"
-        async with self._in_order:
+        async with self._in_order, self._turn():
             nonce = await nonces.next()
             body = urllib.parse.urlencode({"nonce": nonce, **params}).encode()
             headers = {
@@ -162,6 +168,9 @@ class KrakenRest:
                 self.base_url + path, data=body, headers=headers, timeout=self.timeout
             ) as resp:
                 return await resp.read()
+
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._key_mutex.hold() if self._key_mutex is not None else contextlib.nullcontext()
 
     def _result(self, raw: bytes, method: str, *, acting: bool) -> Any:
         try:
