@@ -79,8 +79,8 @@ async def test_two_processes_one_key_no_invalid_nonce(
                                                    key.secret_b64, i, str(outs[i]))) for i in range(2)]  # fmt: skip
         for proc in procs:
             proc.start()
-        while any(p.is_alive() for p in procs):
-            await asyncio.sleep(0.05)  # the simulator serves on this loop meanwhile
+        # Join in threads: the simulator keeps serving on this loop meanwhile.
+        await asyncio.gather(*(asyncio.to_thread(p.join, 120) for p in procs))
         assert all(p.exitcode == 0 for p in procs)
         totals: dict[str, int] = {}
         for out in outs:
