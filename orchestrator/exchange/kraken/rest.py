@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiohttp
 import msgspec
@@ -24,6 +24,7 @@ from orchestrator.errors import AmbiguousOutcome, VenueRateLimited, VenueUnavail
 from orchestrator.exchange.kraken.auth import spot_sign
 from orchestrator.exchange.kraken.errors import rate_limit_kind, to_exception
 from orchestrator.exchange.kraken.nonce import NonceSource
+from orchestrator.exchange.kraken.schemas import Envelope
 from orchestrator.logs import get_logger
 from orchestrator.ratelimit.policy import RISK_REDUCING_METHODS, VenueRequest
 from orchestrator.ratelimit.redis import Limiter
@@ -52,12 +53,19 @@ _QUERY_RETRIES: Final = 2
 _USER_AGENT: Final = "orchestrator/0.1"
 
 
-class Envelope(msgspec.Struct):
-    error: list[str] = []
-    result: msgspec.Raw = msgspec.Raw(b"null")
-
-
 _envelope = msgspec.json.Decoder(Envelope)
+_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+T = TypeVar("T")
+
+
+def _decode_as(into: type[T], raw: msgspec.Raw, method: str) -> T:
+    decoder = _decoders.get(into)
+    if decoder is None:
+        decoder = _decoders[into] = msgspec.json.Decoder(into)
+    try:
+        return decoder.decode(raw)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        raise VenueUnavailable(f"{method}: unexpected result shape: {exc}") from exc
 
 
 def key_fingerprint(key_id: str) -> str:
@@ -109,7 +117,7 @@ class KrakenRest:
                 if attempt == _QUERY_RETRIES:
                     raise VenueUnavailable(f"{method}: {type(exc).__name__}") from exc
                 continue
-            return self._result(raw, method, acting=False)
+            return msgspec.json.decode(self._result(raw, method, acting=False))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def private(
@@ -120,7 +128,32 @@ class KrakenRest:
         request: VenueRequest | None = None,
         deadline_s: float | None = None,
     ) -> Any:
-        """A signed call. `request` describes it to the limiter (default: method only)."""
+        """A signed call returning the decoded `result` as builtins."""
+        raw = await self._private(method, params, request=request, deadline_s=deadline_s)
+        return msgspec.json.decode(raw)
+
+    async def private_as(
+        self,
+        into: type[T],
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        request: VenueRequest | None = None,
+        deadline_s: float | None = None,
+    ) -> T:
+        """A signed call whose `result` is decoded into `into` (a `schemas` Struct)."""
+        raw = await self._private(method, params, request=request, deadline_s=deadline_s)
+        return _decode_as(into, raw, method)
+
+    async def _private(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        *,
+        request: VenueRequest | None,
+        deadline_s: float | None,
+    ) -> msgspec.Raw:
+        """Permit, nonce, sign, send, check. `request` describes the call to the limiter."""
         acting = method in ACTING_METHODS
         venue_request = request or VenueRequest(method=method, pair=None)
         if self.limiter is not None:
@@ -172,7 +205,7 @@ class KrakenRest:
     def _turn(self) -> contextlib.AbstractAsyncContextManager[None]:
         return self._key_mutex.hold() if self._key_mutex is not None else contextlib.nullcontext()
 
-    def _result(self, raw: bytes, method: str, *, acting: bool) -> Any:
+    def _result(self, raw: bytes, method: str, *, acting: bool) -> msgspec.Raw:
         try:
             envelope = _envelope.decode(raw)
         except msgspec.DecodeError as exc:
@@ -180,7 +213,7 @@ class KrakenRest:
             raise error(f"{method}: reply is not Kraken's envelope") from exc
         if any(not e.startswith("W") for e in envelope.error):
             raise to_exception(envelope.error, acting=acting, method=method)
-        return msgspec.json.decode(envelope.result)
+        return envelope.result
 
     async def _feedback(self, exc: VenueRateLimited, request: VenueRequest) -> None:
         """Tell every process: the scope the venue named is full."""
