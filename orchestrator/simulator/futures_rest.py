@@ -351,15 +351,19 @@ def transfer_subaccount(call: Call) -> dict[str, Any]:
 
 # --- the HTTP shell ------------------------------------------------------------------------------
 def _params(request: web.Request, body: bytes) -> tuple[str, dict[str, str]]:
-    """postData (as signed) and the merged parameters, body values winning."""
+    """postData (as signed) and the parameters: the body's, or the query's when there is none.
+
+    Both at once is refused: only one of them is signed, so the other could be forged.
+    """
     query = request.rel_url.raw_query_string
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise KrakenError(FUTURES_INVALID_ARGUMENT, "body is not UTF-8") from None
-    params = dict(parse_qsl(query, keep_blank_values=True))
-    params.update(parse_qsl(text, keep_blank_values=True))
-    return (text if body else query), params
+    if body and query:
+        raise KrakenError(FUTURES_INVALID_ARGUMENT, "parameters in both query and body")
+    signed = text if body else query
+    return signed, dict(parse_qsl(signed, keep_blank_values=True))
 
 
 def endpoint(

@@ -549,3 +549,13 @@ def test_budget_counter_is_500_decaying_50_per_s() -> None:
 )  # fmt: skip
 def test_parse_amount(text: str, decimals: int, expected: Decimal) -> None:
     assert parse_amount(text, decimals) == expected
+
+
+async def test_parameters_in_both_query_and_body_are_refused(futures: Futures) -> None:
+    """Only the body is signed then: a query parameter beside it could be forged."""
+    body = "fromAccount=flex&toAccount=cash&unit=USD&amount=1"
+    assert (
+        await futures.error("POST", "/transfer", body=body, query="amount=1000")
+        == "invalidArgument"
+    )
+    assert cash(futures.venue, "master") == {}
