@@ -53,11 +53,12 @@ class Venue:
     ws_tokens: dict[str, WsToken] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
     request_counts: dict[str, int] = field(default_factory=dict)  # by endpoint
+    markets_frozen: bool = False  # tests: hold the synthetic markets still (timers still run)
 
     # --- time ----------------------------------------------------------------------------------
     def step_markets(self, dt_s: float) -> None:
         """Move every synthetic market by `dt_s`, then run the time-driven duties."""
-        for pair_key, market in self.markets.items():
+        for pair_key, market in () if self.markets_frozen else self.markets.items():
             pair = self.catalog.pairs[pair_key]
             for side, price, qty in market.step(dt_s):
                 self.engine.set_synthetic_level(pair, side, price, qty)

@@ -1,1 +1,1 @@
-"""Kraken: Spot WebSocket v2 protocol state (order books) with no I/O of its own."""
+"""Kraken adapter: wire types, signing, REST and WebSocket protocol state, and the L2 book."""

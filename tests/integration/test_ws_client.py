@@ -1,0 +1,185 @@
+"""The WS client against the simulator on the real clock: books stay whole through checksum faults
+(only the bad book re-syncs) and through dropped connections (resubscribe); private channels and
+trading over WS through the limiter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import fakeredis
+import pytest
+
+from orchestrator.clock import RealClock
+from orchestrator.config import LimitsConfig
+from orchestrator.errors import InvalidRequest
+from orchestrator.exchange.kraken.book import PairPrecision
+from orchestrator.exchange.kraken.book_store import BookStore
+from orchestrator.exchange.kraken.nonce import LocalNonce
+from orchestrator.exchange.kraken.rest import KrakenRest
+from orchestrator.exchange.kraken.ws import KrakenWs, Subscription
+from orchestrator.metrics import Registry
+from orchestrator.ratelimit.policy import Policy, VenueRequest
+from orchestrator.ratelimit.redis import Limiter
+from orchestrator.secrets import ApiCredentials, Secret
+from orchestrator.simulator.app import RunningSimulator, open_simulator
+from orchestrator.simulator.settings import SimSettings
+from orchestrator.store.keys import Keys
+
+SYMBOLS = {"BTC/USD": ("XXBTZUSD", PairPrecision(price_decimals=1, qty_decimals=8)),
+           "ETH/USD": ("XETHZUSD", PairPrecision(price_decimals=2, qty_decimals=8))}  # fmt: skip
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[RunningSimulator]:
+    async with open_simulator(SimSettings(market_step_s=0.02)) as running:
+        yield running
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+async def settled_match(sim: RunningSimulator, books: BookStore) -> None:
+    """Freeze the markets, let in-flight frames land, then the books must equal the venue's."""
+    sim.venue.markets_frozen = True
+    try:
+        await eventually(lambda: books_match_venue(sim, books), timeout_s=10)
+    finally:
+        sim.venue.markets_frozen = False
+
+
+def books_match_venue(sim: RunningSimulator, books: BookStore, depth: int = 10) -> bool:
+    for symbol, (key, _) in SYMBOLS.items():
+        book = books.book(symbol)
+        if book is None or book.stale:
+            return False
+        venue = sim.venue.engine.books[key]
+        if book.scaled_bids(depth) != venue.levels("bid", depth) or book.scaled_asks(
+            depth
+        ) != venue.levels("ask", depth):
+            return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def running(client: KrakenWs) -> AsyncIterator[KrakenWs]:
+    task = asyncio.create_task(client.run())
+    try:
+        await client.wait_connected()
+        yield client
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 5)
+
+
+async def subscribed_books(sim: RunningSimulator, **kwargs: Any) -> tuple[KrakenWs, BookStore]:
+    books = BookStore()
+    client = KrakenWs(sim.ws_public_url, clock=RealClock(), books=books, **kwargs)
+    for symbol, (_, precision) in SYMBOLS.items():
+        books.add_book(symbol, 10, precision)
+        await client.subscribe(Subscription(channel="book", symbol=symbol, depth=10))
+    return client, books
+
+
+async def test_books_follow_the_venue(sim: RunningSimulator) -> None:
+    client, books = await subscribed_books(sim)
+    async with running(client):
+        await settled_match(sim, books)
+        await asyncio.sleep(0.3)  # many updates later, still exact
+        await settled_match(sim, books)
+    assert books.mismatches == 0
+    assert client.counters["malformed"] == 0
+
+
+async def test_corrupted_checksums_resync_only_the_bad_book(sim: RunningSimulator) -> None:
+    client, books = await subscribed_books(sim)
+    async with running(client):
+        await settled_match(sim, books)
+        sim.venue.settings.faults.corrupt_checksum_rate = 0.2
+        await eventually(lambda: client.counters["resyncs"] >= 2)
+        sim.venue.settings.faults.corrupt_checksum_rate = 0.0
+        await settled_match(sim, books)
+    assert books.mismatches >= 2
+    assert client.counters["connects"] == 1  # re-synced by re-subscribing, never by reconnecting
+
+
+async def test_dropped_connection_reconnects_and_books_are_whole(sim: RunningSimulator) -> None:
+    client, books = await subscribed_books(sim)
+    async with running(client):
+        await settled_match(sim, books)
+        sim.venue.settings.faults.ws_disconnect_after_s = 0.3
+        await eventually(lambda: client.counters["reconnects"] >= 1)
+        sim.venue.settings.faults.ws_disconnect_after_s = None
+        await settled_match(sim, books)
+    assert books.mismatches == 0
+
+
+async def test_malformed_frames_are_counted_not_fatal(sim: RunningSimulator) -> None:
+    client, _ = await subscribed_books(sim)
+    client.handle_frame(b"not json")
+    client.handle_frame(b'{"channel": "book", "type": "update", "data": [{"symbol": 5}]}')
+    client.handle_frame(b'{"channel": "ticker", "data": []}')  # no listener: ignored
+    assert client.counters["malformed"] == 1
+    assert client.books.malformed >= 1
+
+
+async def test_private_channels_and_trading_over_ws(sim: RunningSimulator) -> None:
+    key = sim.venue.keys_of("mm-xbt")[0]
+    events: list[tuple[str, dict[str, Any]]] = []
+    redis = fakeredis.FakeAsyncRedis()
+    limits = LimitsConfig()
+    limiter = Limiter(
+        redis,
+        Keys("ws"),
+        Policy("intermediate", limits),
+        RealClock(),
+        limits=limits,
+        registry=Registry(),
+    )
+    async with aiohttp.ClientSession() as session:
+        rest = KrakenRest(session, sim.rest_url, account="mm-xbt", nonce=LocalNonce(),
+                          credentials=ApiCredentials(key=Secret(key.key), secret=Secret(key.secret_b64)))  # fmt: skip
+
+        async def token() -> str:
+            return str((await rest.private("GetWebSocketsToken"))["token"])
+
+        token_source: Callable[[], Awaitable[str]] = token
+        client = KrakenWs(sim.ws_private_url, clock=RealClock(), token=token_source, limiter=limiter,
+                          account="mm-xbt", on_event=lambda channel, msg: events.append((channel, msg)))  # fmt: skip
+        await client.subscribe(Subscription(channel="executions"))
+        await client.subscribe(Subscription(channel="balances"))
+        async with running(client):
+            await eventually(lambda: any(c == "balances" for c, _ in events))
+            add = VenueRequest(method="AddOrder", pair="XBT/USD", via_ws=True)
+            reply = await client.trade("add_order", {"order_type": "limit", "side": "buy", "symbol": "BTC/USD",
+                                                     "order_qty": 0.01, "limit_price": 50000, "cl_ord_id": "ws-1"},
+                                       request=add)  # fmt: skip
+            order_id = reply["result"]["order_id"]
+            await eventually(lambda: any(m.get("data", [{}])[0].get("order_id") == order_id
+                                         for c, m in events if c == "executions" and m.get("data")))  # fmt: skip
+            cancel = VenueRequest(
+                method="CancelOrder", pair="XBT/USD", order_ages_s=(0.0,), via_ws=True
+            )
+            await client.trade("cancel_order", {"order_id": [order_id]}, request=cancel)
+            with pytest.raises(InvalidRequest):
+                await client.trade("add_order", {"order_type": "limit", "side": "buy", "symbol": "BTC/USD",
+                                                 "order_qty": 0.01, "limit_price": 50000.05}, request=add)  # fmt: skip
+        statuses = [
+            d.get("exec_type") for c, m in events if c == "executions" for d in m.get("data", [])
+        ]
+        assert "new" in statuses
+        assert "canceled" in statuses
+    # WS and REST share the venue's counters; the limiter charged what the venue did.
+    venue_level = sim.venue.limits.levels(sim.venue.clock.time())["trade:mm-xbt:XBT/USD"]
+    ours = await limiter.level(limiter.policy.trade_scope("mm-xbt", "XBT/USD"))
+    assert ours >= venue_level - 0.5  # ours decays from slightly earlier bookings
+    assert sim.venue.limits.rejections() == {}
+    await redis.aclose()
