@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from orchestrator.exchange.kraken.book_store import BookStore
 from orchestrator.exchange.kraken.nonce import LocalNonce
 from orchestrator.exchange.kraken.rest import KrakenRest
 from orchestrator.exchange.kraken.ws import KrakenWs, Subscription
+from orchestrator.exchange.kraken.ws_schemas import BalanceSnapshot, Execution, LedgerUpdate
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy, VenueRequest
 from orchestrator.ratelimit.redis import Limiter
@@ -133,7 +135,8 @@ async def test_malformed_frames_are_counted_not_fatal(sim: RunningSimulator) -> 
 
 async def test_private_channels_and_trading_over_ws(sim: RunningSimulator) -> None:
     key = sim.venue.keys_of("mm-xbt")[0]
-    events: list[tuple[str, dict[str, Any]]] = []
+    executions: list[Execution] = []
+    balances: list[BalanceSnapshot | LedgerUpdate] = []
     redis = fakeredis.FakeAsyncRedis()
     limits = LimitsConfig()
     limiter = Limiter(
@@ -153,33 +156,64 @@ async def test_private_channels_and_trading_over_ws(sim: RunningSimulator) -> No
 
         token_source: Callable[[], Awaitable[str]] = token
         client = KrakenWs(sim.ws_private_url, clock=RealClock(), token=token_source, limiter=limiter,
-                          account="mm-xbt", on_event=lambda channel, msg: events.append((channel, msg)))  # fmt: skip
+                          account="mm-xbt", on_execution=executions.append, on_balance=balances.append)  # fmt: skip
         await client.subscribe(Subscription(channel="executions"))
         await client.subscribe(Subscription(channel="balances"))
         async with running(client):
-            await eventually(lambda: any(c == "balances" for c, _ in events))
+            await eventually(
+                lambda: any(isinstance(b, BalanceSnapshot) and b.asset == "USD" for b in balances)
+            )
             add = VenueRequest(method="AddOrder", pair="XBT/USD", via_ws=True)
             reply = await client.trade("add_order", {"order_type": "limit", "side": "buy", "symbol": "BTC/USD",
                                                      "order_qty": 0.01, "limit_price": 50000, "cl_ord_id": "ws-1"},
                                        request=add)  # fmt: skip
             order_id = reply["result"]["order_id"]
-            await eventually(lambda: any(m.get("data", [{}])[0].get("order_id") == order_id
-                                         for c, m in events if c == "executions" and m.get("data")))  # fmt: skip
+            await eventually(
+                lambda: any(e.order_id == order_id and e.exec_type == "new" for e in executions)
+            )
+            new = next(e for e in executions if e.order_id == order_id and e.exec_type == "new")
+            assert (new.cl_ord_id, new.limit_price, new.order_qty) == (
+                "ws-1",
+                Decimal(50000),
+                Decimal("0.01"),
+            )
             cancel = VenueRequest(
                 method="CancelOrder", pair="XBT/USD", order_ages_s=(0.0,), via_ws=True
             )
             await client.trade("cancel_order", {"order_id": [order_id]}, request=cancel)
+            await eventually(
+                lambda: any(
+                    e.order_id == order_id and e.exec_type == "canceled" for e in executions
+                )
+            )
             with pytest.raises(InvalidRequest):
                 await client.trade("add_order", {"order_type": "limit", "side": "buy", "symbol": "BTC/USD",
                                                  "order_qty": 0.01, "limit_price": 50000.05}, request=add)  # fmt: skip
-        statuses = [
-            d.get("exec_type") for c, m in events if c == "executions" for d in m.get("data", [])
-        ]
-        assert "new" in statuses
-        assert "canceled" in statuses
+            # A market buy fills: its trade shows in executions and its ledger in balances.
+            await client.trade("add_order", {"order_type": "market", "side": "buy", "symbol": "BTC/USD",
+                                             "order_qty": 0.001}, request=add)  # fmt: skip
+            await eventually(
+                lambda: any(isinstance(b, LedgerUpdate) and b.type == "trade" for b in balances)
+            )
+            trade = next(e for e in executions if e.exec_type == "trade")
+            assert trade.last_qty == Decimal("0.001")
+            assert trade.fees
     # WS and REST share the venue's counters; the limiter charged what the venue did.
     venue_level = sim.venue.limits.levels(sim.venue.clock.time())["trade:mm-xbt:XBT/USD"]
     ours = await limiter.level(limiter.policy.trade_scope("mm-xbt", "XBT/USD"))
     assert ours >= venue_level - 0.5  # ours decays from slightly earlier bookings
     assert sim.venue.limits.rejections() == {}
     await redis.aclose()
+
+
+async def test_idle_private_connection_is_kept_alive_by_pings(sim: RunningSimulator) -> None:
+    """No subscription means no heartbeats: the client pings instead of reconnecting."""
+
+    async def token() -> str:
+        return sim.venue.issue_ws_token(sim.venue.keys_of("mm-xbt")[0]).token
+
+    client = KrakenWs(sim.ws_private_url, clock=RealClock(), token=token, heartbeat_timeout_s=0.2)
+    async with running(client):
+        await asyncio.sleep(1.0)
+        assert client.counters["connects"] == 1
+        assert client.counters["reconnects"] == 0

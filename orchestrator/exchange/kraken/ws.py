@@ -28,6 +28,15 @@ from orchestrator.errors import AmbiguousOutcome, VenueUnavailable
 from orchestrator.exchange.kraken.book import BookEvent
 from orchestrator.exchange.kraken.book_store import BookStore
 from orchestrator.exchange.kraken.errors import to_exception
+from orchestrator.exchange.kraken.ws_schemas import (
+    BalanceSnapshot,
+    Execution,
+    LedgerUpdate,
+    balances_decoder,
+    executions_decoder,
+    snapshot_decoder,
+    update_decoder,
+)
 from orchestrator.logs import get_logger
 from orchestrator.ratelimit.policy import VenueRequest
 from orchestrator.ratelimit.redis import Limiter
@@ -90,6 +99,8 @@ _encode = msgspec.json.Encoder().encode
 
 EventHandler = Callable[[str, dict[str, Any]], None]
 BookHandler = Callable[[BookEvent], None]
+ExecutionHandler = Callable[[Execution], None]
+BalanceHandler = Callable[[BalanceSnapshot | LedgerUpdate], None]
 TokenSource = Callable[[], Awaitable[str]]
 
 
@@ -103,6 +114,8 @@ class KrakenWs:
         token: TokenSource | None = None,
         on_event: EventHandler | None = None,
         on_book: BookHandler | None = None,
+        on_execution: ExecutionHandler | None = None,
+        on_balance: BalanceHandler | None = None,
         limiter: Limiter | None = None,
         account: str = "",
         strategy: str | None = None,
@@ -118,6 +131,8 @@ class KrakenWs:
         self._token: str | None = None  # fetched once per connection (REST call, REST counter)
         self._on_event = on_event
         self._on_book = on_book
+        self._on_execution = on_execution
+        self._on_balance = on_balance
         self.limiter = limiter
         self.account = account
         self.strategy = strategy
@@ -190,13 +205,21 @@ class KrakenWs:
         return any(s.channel in PRIVATE_CHANNELS for s in self.wanted.values())
 
     async def _read(self, ws: ClientConnection) -> None:
+        """Read until the link drops. Silence gets one application ping (a connection with no
+        subscription hears no heartbeats); silence after that ping ends the connection."""
+        pinged = False
         while True:
             try:
                 frame = await asyncio.wait_for(ws.recv(decode=False), self.heartbeat_timeout_s)
             except TimeoutError:
+                if not pinged:
+                    pinged = True
+                    await self._send({"method": "ping", "req_id": next(self._req_ids)})
+                    continue
                 log.warning("ws.silent", url=self.url, timeout_s=self.heartbeat_timeout_s)
                 await ws.close()
                 return
+            pinged = False
             self.handle_frame(frame)
 
     # --- frames ------------------------------------------------------------------------------
@@ -216,11 +239,26 @@ class KrakenWs:
             elif head.channel == "book":
                 for event in self.books.on_message(frame):
                     self._on_book_event(event)
+            elif head.channel == "executions" and self._on_execution is not None:
+                for execution in executions_decoder.decode(frame).data:
+                    self._on_execution(execution)
+            elif head.channel == "balances" and self._on_balance is not None:
+                self._on_balances(frame)
             elif head.channel not in (None, "heartbeat") and self._on_event is not None:
                 self._on_event(head.channel, _any.decode(frame))
+        except msgspec.ValidationError as exc:
+            self.counters["malformed"] += 1
+            log.warning("ws.unexpected_shape", channel=head.channel, error=str(exc))
         except Exception:  # a handler's bug must not end the connection task
             self.counters["errors"] += 1
             log.exception("ws.handler_failed", channel=head.channel, method=head.method)
+
+    def _on_balances(self, frame: bytes) -> None:
+        assert self._on_balance is not None  # noqa: S101 - checked by the caller
+        message = balances_decoder.decode(frame)
+        decoder = snapshot_decoder if message.type == "snapshot" else update_decoder
+        for raw in message.data:
+            self._on_balance(decoder.decode(raw))
 
     def _on_book_event(self, event: BookEvent) -> None:
         if event.kind == "resync_needed":

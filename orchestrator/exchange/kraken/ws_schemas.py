@@ -1,0 +1,96 @@
+"""Typed private WS v2 events (`shared/kraken/WS.md` section 5): `executions` and `balances`.
+
+Numbers are decoded as `Decimal` (v2 sends JSON numbers at the engine's precision); unknown
+fields are ignored, since Kraken adds fields; a frame that does not fit is counted, not raised.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+ZERO = Decimal(0)
+
+
+class Fee(msgspec.Struct):
+    asset: str
+    qty: Decimal
+
+
+class Execution(msgspec.Struct, kw_only=True):
+    """One `executions` element: an order's state after an event (`exec_type`)."""
+
+    order_id: str
+    exec_type: str  # pending_new, new, trade, filled, canceled, expired, amended, restated, status
+    timestamp: str
+    order_status: str | None = None
+    symbol: str | None = None
+    side: str | None = None
+    order_type: str | None = None
+    order_qty: Decimal | None = None
+    limit_price: Decimal | None = None
+    cl_ord_id: str | None = None
+    order_userref: int | None = None
+    cum_qty: Decimal | None = None
+    cum_cost: Decimal | None = None
+    avg_price: Decimal | None = None
+    reason: str | None = None
+    # trade-only fields
+    exec_id: str | None = None
+    trade_id: int | None = None
+    last_qty: Decimal | None = None
+    last_price: Decimal | None = None
+    cost: Decimal | None = None
+    liquidity_ind: Literal["m", "t"] | None = None
+    fees: list[Fee] = []
+
+
+class ExecutionsMessage(msgspec.Struct):
+    channel: Literal["executions"]
+    type: Literal["snapshot", "update"]
+    data: list[Execution]
+    sequence: int | None = None
+
+
+class Wallet(msgspec.Struct):
+    type: str
+    id: str
+    balance: Decimal
+
+
+class BalanceSnapshot(msgspec.Struct, kw_only=True):
+    asset: str
+    balance: Decimal
+    asset_class: str = "currency"
+    wallets: list[Wallet] = []
+
+
+class LedgerUpdate(msgspec.Struct, kw_only=True):
+    """A `balances` update: one ledger entry with the balance after it."""
+
+    asset: str
+    amount: Decimal
+    balance: Decimal
+    type: str
+    ledger_id: str = ""
+    ref_id: str = ""
+    timestamp: str = ""
+    fee: Decimal = ZERO
+    subtype: str = ""
+    wallet_type: str = "spot"
+
+
+class BalancesMessage(msgspec.Struct):
+    channel: Literal["balances"]
+    type: Literal["snapshot", "update"]
+    data: list[msgspec.Raw]  # snapshot: BalanceSnapshot; update: LedgerUpdate
+    sequence: int | None = None
+
+
+# Decimal-typed fields decode JSON numbers exactly from their text (no float on the way).
+executions_decoder = msgspec.json.Decoder(ExecutionsMessage)
+balances_decoder = msgspec.json.Decoder(BalancesMessage)
+snapshot_decoder = msgspec.json.Decoder(BalanceSnapshot)
+update_decoder = msgspec.json.Decoder(LedgerUpdate)
