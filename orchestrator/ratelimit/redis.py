@@ -265,6 +265,21 @@ class Limiter:
         except (*_UNREACHABLE, RedisError) as exc:
             log.warning("limiter.penalize_failed", scope=scope.name, error=type(exc).__name__)
 
+    async def feedback(
+        self, kind: str | None, *, account: str, key_id: str, pair: str | None
+    ) -> None:
+        """The venue refused for rate limits (`kind`: rest, trading or domain): fill that scope."""
+        if kind == "rest":
+            await self.penalize(self.policy.rest_scope(key_id))
+        elif pair is not None and kind in ("trading", "domain"):
+            scope = (
+                self.policy.domain_scope(pair)
+                if kind == "domain"
+                else self.policy.trade_scope(account, pair)
+            )
+            await self.penalize(scope)
+        log.warning("limiter.venue_rate_limited", account=account, kind=kind, pair=pair)
+
     async def level(self, scope: Scope) -> float:
         """The scope's level now (for metrics and introspection)."""
         tat = await self.redis.hget(self.keys.limiter_scope(scope.name), "tat")

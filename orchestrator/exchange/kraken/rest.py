@@ -217,17 +217,8 @@ class KrakenRest:
 
     async def _feedback(self, exc: VenueRateLimited, request: VenueRequest) -> None:
         """Tell every process: the scope the venue named is full."""
-        if self.limiter is None:
-            return
-        kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
-        policy = self.limiter.policy
-        if kind == "rest":
-            await self.limiter.penalize(policy.rest_scope(self.key_id))
-        elif request.pair is not None:
-            scope = (
-                policy.domain_scope(request.pair)
-                if kind == "domain"
-                else policy.trade_scope(self.account, request.pair)
+        if self.limiter is not None:
+            kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
+            await self.limiter.feedback(
+                kind, account=self.account, key_id=self.key_id, pair=request.pair
             )
-            await self.limiter.penalize(scope)
-        log.warning("venue.rate_limited", account=self.account, method=exc.args[0], kind=kind)

@@ -24,10 +24,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from orchestrator.clock import Clock
-from orchestrator.errors import AmbiguousOutcome, VenueUnavailable
+from orchestrator.errors import AmbiguousOutcome, VenueRateLimited, VenueUnavailable
 from orchestrator.exchange.kraken.book import BookEvent
 from orchestrator.exchange.kraken.book_store import BookStore
-from orchestrator.exchange.kraken.errors import to_exception
+from orchestrator.exchange.kraken.errors import rate_limit_kind, to_exception
 from orchestrator.exchange.kraken.ws_schemas import (
     BalanceSnapshot,
     Execution,
@@ -337,4 +337,12 @@ class KrakenWs:
             await self.limiter.acquire_for(
                 request, account=self.account, key_id="", strategy=self.strategy
             )
-        return await self.request(method, params | {"token": token})
+        try:
+            return await self.request(method, params | {"token": token})
+        except VenueRateLimited as exc:
+            if self.limiter is not None:
+                kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
+                await self.limiter.feedback(
+                    kind, account=self.account, key_id="", pair=request.pair
+                )
+            raise
