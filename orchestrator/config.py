@@ -155,6 +155,15 @@ class LimitsConfig(_Section, frozen=True):
         float,
         _doc("Headroom of every threshold kept for risk-reducing requests.", ge=0, le=0.5),
     ] = 0.1
+    transit_allowance_s: Annotated[
+        float,
+        _doc(
+            "Room kept in every counter for the time between booking and the venue counting "
+            "the request (network, queues), as decay x this.",
+            ge=0,
+            le=1,
+        ),
+    ] = 0.05
     local_cancel_per_s: Annotated[
         float, _doc("Cancels per second allowed per account while Redis is down.", gt=0)
     ] = 0.5

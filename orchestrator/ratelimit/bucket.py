@@ -14,11 +14,13 @@ thundering herd. Refusals write nothing.
 Lanes: new-risk requests see `threshold * (1 - reserve_fraction)`; risk-reducing ones (cancels)
 see the whole threshold, so the reserve is always there for them.
 
-Fair shares (new-risk requests on one domain pool, when a strategy is named): each strategy has a
+Fair shares (requests on one domain pool, when a strategy is named): each strategy has a
 share counter with `weight / total_weight` of the pool's threshold and decay. Within its share a
 request needs only the pool to fit. Beyond its share it *borrows*: it must fit now (no
 reservation) and leave untouched the unused share of every other strategy active in the last
 `active_window_s`. So a runaway strategy can use idle capacity but never what others are due.
+Risk-reducing requests (cancels) are charged to the share too, so that the share counts all a
+strategy costs the pool, but they are never held back by it.
 """
 
 from __future__ import annotations
@@ -99,22 +101,26 @@ def decide(
     max_wait_s: float,
     fair: FairShare | None = None,
     shares: Mapping[str, ShareState] | None = None,
+    transit_s: float = 0.0,
 ) -> Decision:
-    """Grant (maybe with a wait) or refuse; on a grant, the returned states are the new ones."""
+    """Grant (maybe with a wait) or refuse; on a grant, the returned states are the new ones.
+
+    `transit_s`: the venue counts a request when it arrives, a little after we book it; every
+    limit keeps `decay_per_s * transit_s` of room so that delay can never tip a counter over.
+    """
     headroom = 1.0 if risk_reducing else 1.0 - reserve_fraction
     send_s = now_s
     binding = -1
     for i, (charge, state) in enumerate(zip(charges, states, strict=True)):
-        fit_s = _earliest_fit_s(
-            state.tat_s, charge.threshold * headroom, charge.cost, charge.decay_per_s, now_s
-        )
+        limit = charge.threshold * headroom - charge.decay_per_s * transit_s
+        fit_s = _earliest_fit_s(state.tat_s, limit, charge.cost, charge.decay_per_s, now_s)
         fit_s = max(fit_s, state.cool_until_s)
         if fit_s > send_s:
             send_s, binding = fit_s, i
     wait_s = send_s - now_s
     new_shares: dict[str, ShareState] = {}
     pool = next((i for i, c in enumerate(charges) if c.is_pool), -1)
-    if fair is not None and not risk_reducing and pool >= 0 and fair.total_weight > 0:
+    if fair is not None and pool >= 0 and fair.total_weight > 0:
         known = shares or {}
         before = known.get(fair.strategy)
         mine_tat_s = before.tat_s if before is not None else 0.0
@@ -123,7 +129,8 @@ def decide(
         share_decay = charge.decay_per_s * portion
         share_limit = charge.threshold * headroom * portion
         share_fit_s = _earliest_fit_s(mine_tat_s, share_limit, charge.cost, share_decay, now_s)
-        if share_fit_s > send_s:
+        # Cancels are charged to the share (fair accounting) but never held back by it.
+        if share_fit_s > send_s and not risk_reducing:
             # Borrowing: only now, and only from capacity no active strategy is due.
             reserved = 0.0
             for name in sorted(known):

@@ -119,6 +119,18 @@ class Limiter:
         # The freshest `tat` this process saw per scope: floors for the script, so that scopes
         # lost with a Redis restart come back no emptier than this process knew them.
         self._tat_floor_s: dict[str, float] = {}
+        # Arguments that never change, formatted once (the hot path builds only the rest).
+        self._reserve_arg = repr(limits.risk_reserve_fraction)
+        self._transit_arg = repr(limits.transit_allowance_s)
+        self._total_weight_arg = repr(self.total_weight)
+        self._window_arg = repr(active_window_s)
+        self._key_names: dict[str, str] = {}
+
+    def _scope_key(self, scope: str) -> str:
+        key = self._key_names.get(scope)
+        if key is None:
+            key = self._key_names[scope] = self.keys.limiter_scope(scope)
+        return key
 
     def _now_arg(self) -> str:
         return "" if self._script_time is None else repr(self._script_time())
@@ -186,29 +198,36 @@ class Limiter:
     ) -> tuple[bool, float, int]:
         if self.clock.monotonic() < self._down_until_s:
             raise RedisConnectionError("Redis marked down; retrying shortly")
-        keys = [self.keys.limiter_scope(c.scope.name) for c in charges]
-        args: list[str | int | float] = [
-            self._now_arg(),
-            1 if lane == "risk_reducing" else 0,
-            repr(self.limits.risk_reserve_fraction),
-            repr(max_wait_s),
-            self._ttl_ms,
-            len(charges),
-        ]
+        keys = [self._scope_key(c.scope.name) for c in charges]
+        packed: list[str] = []
         pool_name = ""
         for charge in charges:
-            is_pool = charge.scope.name.startswith("domain:")
-            if is_pool and not pool_name:
-                pool_name = charge.scope.name
             scope = charge.scope
-            args += [repr(scope.threshold), repr(scope.decay_per_s), repr(float(charge.cost))]
-            args += [int(is_pool), repr(self._tat_floor_s.get(scope.name, 0.0))]
+            is_pool = scope.name.startswith("domain:")
+            if is_pool and not pool_name:
+                pool_name = scope.name
+            floor = self._tat_floor_s.get(scope.name, 0.0)
+            packed.append(
+                f"{scope.threshold!r} {scope.decay_per_s!r} {float(charge.cost)!r} "
+                f"{int(is_pool)} {floor!r}"
+            )
         weight = self.weights.get(strategy or "", 0.0)
-        if strategy and weight > 0 and pool_name:
+        fair = bool(strategy and weight > 0 and pool_name)
+        if fair:
             keys.append(self.keys.limiter_share(pool_name))
-            args += [strategy, repr(weight), repr(self.total_weight), repr(self.active_window_s)]
-        else:
-            args += ["", "0", "0", "0"]
+        args: list[str | int] = [
+            self._now_arg(),
+            1 if lane == "risk_reducing" else 0,
+            self._reserve_arg,
+            repr(max_wait_s),
+            self._ttl_ms,
+            self._transit_arg,
+            strategy if fair and strategy else "",
+            repr(weight) if fair else "0",
+            self._total_weight_arg,
+            self._window_arg,
+            "|".join(packed),
+        ]
         try:
             reply = await self._acquire(keys=keys, args=args)
         except _UNREACHABLE:

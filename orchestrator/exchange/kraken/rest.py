@@ -26,7 +26,7 @@ from orchestrator.exchange.kraken.errors import rate_limit_kind, to_exception
 from orchestrator.exchange.kraken.nonce import NonceSource
 from orchestrator.exchange.kraken.schemas import Envelope
 from orchestrator.logs import get_logger
-from orchestrator.ratelimit.policy import RISK_REDUCING_METHODS, VenueRequest
+from orchestrator.ratelimit.policy import VenueRequest
 from orchestrator.ratelimit.redis import Limiter
 from orchestrator.secrets import ApiCredentials
 from orchestrator.store.mutex import RedisMutex
@@ -161,7 +161,7 @@ class KrakenRest:
                 venue_request,
                 account=self.account,
                 key_id=self.key_id,
-                strategy=None if method in RISK_REDUCING_METHODS else self.strategy,
+                strategy=self.strategy,  # cancels count toward the share, never wait on it
                 deadline_s=self.permit_deadline_s if deadline_s is None else deadline_s,
             )
         attempts = 1 if acting else _QUERY_RETRIES + 1

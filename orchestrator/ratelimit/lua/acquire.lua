@@ -4,9 +4,10 @@
 -- KEYS[1..n]  one hash per scope: tat (when the counter is empty), cool (cooldown end)
 -- KEYS[n+1]   fair-share hash of the request's domain pool (only when a strategy is given)
 -- ARGV[1] now_s ("" = Redis TIME; tests pass a time)   ARGV[2] risk_reducing (0|1)
--- ARGV[3] reserve_fraction   ARGV[4] max_wait_s   ARGV[5] ttl_ms   ARGV[6] n
--- ARGV[7 + 5*(i-1) ..]  threshold, decay_per_s, cost, is_pool, tat_floor   for each scope i
--- then: strategy ("" = none), weight, total_weight, active_window_s
+-- ARGV[3] reserve_fraction   ARGV[4] max_wait_s   ARGV[5] ttl_ms   ARGV[6] transit_s
+-- ARGV[7] strategy ("" = none)   ARGV[8] weight   ARGV[9] total_weight   ARGV[10] active_window_s
+-- ARGV[11] the scopes, packed (one argument is far cheaper to send than five per scope):
+--          "threshold decay_per_s cost is_pool tat_floor" per scope, scopes joined by "|".
 -- tat_floor: the caller's last known tat of the scope; state lost with a Redis restart comes
 -- back no lower than what the freshest caller saw (0 when unknown).
 -- Returns {granted 0|1, wait_s, binding scope index (0 = none), now_s, tat_1 .. tat_n};
@@ -25,7 +26,8 @@ local risk_reducing = ARGV[2] == '1'
 local reserve_fraction = tonumber(ARGV[3])
 local max_wait_s = tonumber(ARGV[4])
 local ttl_ms = tonumber(ARGV[5])
-local n = tonumber(ARGV[6])
+local transit_s = tonumber(ARGV[6])
+local strategy = ARGV[7]
 local headroom = 1.0
 if not risk_reducing then headroom = 1.0 - reserve_fraction end
 
@@ -34,65 +36,61 @@ local function earliest_fit(tat, limit, cost, decay)
   return math.max(now_s, tat - (limit - cost) / decay)
 end
 
-local thresholds, decays, costs, tats, cools = {}, {}, {}, {}, {}
+local thresholds, decays, costs, tats = {}, {}, {}, {}
+local n = 0
 local pool = 0
 local send_s = now_s
 local binding = 0
-for i = 1, n do
-  local base = 7 + 5 * (i - 1)
-  thresholds[i] = tonumber(ARGV[base])
-  decays[i] = tonumber(ARGV[base + 1])
-  costs[i] = tonumber(ARGV[base + 2])
-  if ARGV[base + 3] == '1' and pool == 0 then pool = i end
-  local state = redis.call('HMGET', KEYS[i], 'tat', 'cool')
-  tats[i] = math.max(tonumber(state[1]) or 0.0, tonumber(ARGV[base + 4]))
-  cools[i] = tonumber(state[2]) or 0.0
-  local fit = earliest_fit(tats[i], thresholds[i] * headroom, costs[i], decays[i])
-  fit = math.max(fit, cools[i])
+for packed in string.gmatch(ARGV[11], '[^|]+') do
+  n = n + 1
+  local t, d, c, p, f = string.match(packed, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  thresholds[n], decays[n], costs[n] = tonumber(t), tonumber(d), tonumber(c)
+  if p == '1' and pool == 0 then pool = n end
+  local state = redis.call('HMGET', KEYS[n], 'tat', 'cool')
+  tats[n] = math.max(tonumber(state[1]) or 0.0, tonumber(f))
+  local limit = thresholds[n] * headroom - decays[n] * transit_s
+  local fit = math.max(earliest_fit(tats[n], limit, costs[n], decays[n]), tonumber(state[2]) or 0.0)
   if fit > send_s then
     send_s = fit
-    binding = i
+    binding = n
   end
 end
 local wait_s = send_s - now_s
-
-local fair_base = 7 + 5 * n
 
 local function reply(granted, wait, index, new_tats)
   local out = {granted, fmt(wait), index, fmt(now_s)}
   for i = 1, n do out[#out + 1] = fmt(new_tats[i]) end
   return out
 end
-local strategy = ARGV[fair_base] or ''
+
 local share_update = nil
-if strategy ~= '' and (not risk_reducing) and pool > 0 then
-  local weight = tonumber(ARGV[fair_base + 1])
-  local total_weight = tonumber(ARGV[fair_base + 2])
-  local active_window_s = tonumber(ARGV[fair_base + 3])
+if strategy ~= '' and pool > 0 then
+  local weight = tonumber(ARGV[8])
+  local total_weight = tonumber(ARGV[9])
+  local active_window_s = tonumber(ARGV[10])
   if total_weight > 0 then
     local share_key = KEYS[n + 1]
-    local flat = redis.call('HGETALL', share_key)
-    local known = {}
-    local names = {}
-    for j = 1, #flat, 2 do
-      local name, field = string.match(flat[j], '^(.*)|(%a+)$')
-      if name then
-        if known[name] == nil then
-          known[name] = {tat = 0.0, weight = 1.0, seen = -math.huge}
-          names[#names + 1] = name
-        end
-        known[name][field] = tonumber(flat[j + 1])
-      end
-    end
-    table.sort(names)
-    local mine_tat = 0.0
-    if known[strategy] then mine_tat = known[strategy].tat or 0.0 end
+    local mine_tat = tonumber(redis.call('HGET', share_key, strategy .. '|tat')) or 0.0
     local threshold, decay, cost = thresholds[pool], decays[pool], costs[pool]
     local portion = weight / total_weight
     local share_decay = decay * portion
     local share_limit = threshold * headroom * portion
     local share_fit = earliest_fit(mine_tat, share_limit, cost, share_decay)
-    if share_fit > send_s then
+    if share_fit > send_s and not risk_reducing then
+      -- Borrowing: only now the other strategies' states are needed.
+      local flat = redis.call('HGETALL', share_key)
+      local known, names = {}, {}
+      for j = 1, #flat, 2 do
+        local name, field = string.match(flat[j], '^(.*)|(%a+)$')
+        if name then
+          if known[name] == nil then
+            known[name] = {tat = 0.0, weight = 1.0, seen = -math.huge}
+            names[#names + 1] = name
+          end
+          known[name][field] = tonumber(flat[j + 1])
+        end
+      end
+      table.sort(names)
       local reserved = 0.0
       for _, name in ipairs(names) do
         local other = known[name]
@@ -109,7 +107,7 @@ if strategy ~= '' and (not risk_reducing) and pool > 0 then
         return reply(0, hint, pool, tats)
       end
     end
-    share_update = {share_key, strategy, math.max(mine_tat, send_s) + cost / share_decay, weight}
+    share_update = {share_key, math.max(mine_tat, send_s) + cost / share_decay, weight}
   end
 end
 
@@ -123,9 +121,8 @@ for i = 1, n do
   redis.call('PEXPIRE', KEYS[i], ttl_ms)
 end
 if share_update then
-  local name = share_update[2]
-  redis.call('HSET', share_update[1], name .. '|tat', fmt(share_update[3]),
-    name .. '|weight', fmt(share_update[4]), name .. '|seen', fmt(now_s))
+  redis.call('HSET', share_update[1], strategy .. '|tat', fmt(share_update[2]),
+    strategy .. '|weight', fmt(share_update[3]), strategy .. '|seen', fmt(now_s))
   redis.call('PEXPIRE', share_update[1], ttl_ms)
 end
 return reply(1, wait_s, binding, booked)

@@ -37,6 +37,7 @@ class Step:
     strategy: str | None
     penalize: bool
     floor_ahead_s: float | None  # a caller that knows a fresher (higher) tat than Redis holds
+    transit_s: float
 
 
 steps = st.lists(
@@ -50,6 +51,7 @@ steps = st.lists(
         strategy=st.sampled_from([None, "a", "b", "c"]),
         penalize=st.integers(0, 9).map(lambda n: n == 0),  # one step in ten is venue feedback
         floor_ahead_s=st.sampled_from([None, None, None, -1.0, 0.5, 3.0, 60.0]),
+        transit_s=st.sampled_from([0.0, 0.05, 0.3]),
     ),
     min_size=1,
     max_size=60,
@@ -89,32 +91,30 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             continue
         has_pool = any(SCOPES[i][3] for i in step.scopes)
         fair = None
+        floors = [
+            0.0 if step.floor_ahead_s is None else states[i].tat_s + step.floor_ahead_s
+            for i in step.scopes
+        ]
+        packed = "|".join(
+            f"{_fmt(c.threshold)} {_fmt(c.decay_per_s)} {_fmt(c.cost)} {int(c.is_pool)} {_fmt(f)}"
+            for c, f in zip(charges, floors, strict=True)
+        )
+        if step.strategy and has_pool:
+            fair = FairShare(step.strategy, STRATEGIES[step.strategy], TOTAL, 10.0)
+            keys.append("share:pool")
+            fair_args = [step.strategy, _fmt(fair.weight), _fmt(TOTAL), "10.0"]
+        else:
+            fair_args = ["", "0", "0", "0"]
         args: list[str | int] = [
             _fmt(now_s),
             int(step.risk_reducing),
             "0.1",
             _fmt(step.max_wait_s),
             3_600_000,
-            len(keys),
+            _fmt(step.transit_s),
+            *fair_args,
+            packed,
         ]
-        floors = [
-            0.0 if step.floor_ahead_s is None else states[i].tat_s + step.floor_ahead_s
-            for i in step.scopes
-        ]
-        for charge, floor in zip(charges, floors, strict=True):
-            args += [
-                _fmt(charge.threshold),
-                _fmt(charge.decay_per_s),
-                _fmt(charge.cost),
-                int(charge.is_pool),
-                _fmt(floor),
-            ]
-        if step.strategy and has_pool:
-            fair = FairShare(step.strategy, STRATEGIES[step.strategy], TOTAL, 10.0)
-            keys.append("share:pool")
-            args += [step.strategy, _fmt(fair.weight), _fmt(TOTAL), "10.0"]
-        else:
-            args += ["", "0", "0", "0"]
         py = decide(
             now_s,
             charges,
@@ -124,6 +124,7 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             max_wait_s=step.max_wait_s,
             fair=fair,
             shares=shares,
+            transit_s=step.transit_s,
         )
         granted, wait_s, binding, script_now, *tats = acquire(keys=keys, args=args)
         assert float(script_now) == now_s

@@ -24,9 +24,12 @@ ACCOUNT = Scope("trade:a:XBT/USD", 20.0, 2.0)
 
 
 def make(
-    redis: aioredis.Redis, clock: ManualClock, weights: dict[str, float] | None = None
+    redis: aioredis.Redis,
+    clock: ManualClock,
+    weights: dict[str, float] | None = None,
+    transit_s: float = 0.0,
 ) -> Limiter:
-    limits = LimitsConfig(risk_reserve_fraction=0.1)
+    limits = LimitsConfig(risk_reserve_fraction=0.1, transit_allowance_s=transit_s)
     policy = Policy("intermediate", limits)
     return Limiter(
         redis, Keys("t"), policy, clock, limits=limits, weights=weights,
@@ -249,3 +252,26 @@ async def test_metrics_are_rendered(limiter: Limiter) -> None:
         await limiter.acquire([Charge(ACCOUNT, 100)], lane="new_risk", deadline_s=0)
     assert limiter.metrics.permits.get("new_risk", "redis") == 1
     assert limiter.metrics.refusals.get("new_risk", "deadline") == 1
+
+
+async def test_transit_allowance_keeps_room_for_the_trip(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
+) -> None:
+    limiter = make(fake_redis, clock, transit_s=0.5)  # 0.5 s x 2/s = 1 unit kept free
+    for _ in range(17):
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+    with pytest.raises(RateLimited):
+        await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
+
+
+async def test_cancels_count_toward_the_share_but_never_wait_on_it(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
+) -> None:
+    limiter = make(fake_redis, clock, weights={"a": 1.0, "b": 1.0})
+    for _ in range(50):  # far beyond a's share of 45: cancels still pass
+        await limiter.acquire([Charge(POOL, 1)], lane="risk_reducing", deadline_s=0, strategy="a")
+    await limiter.acquire(
+        [Charge(POOL, 1)], lane="new_risk", deadline_s=0, strategy="b"
+    )  # b is active
+    with pytest.raises(RateLimited):  # a's new risk now borrows; b's unused share is not lendable
+        await limiter.acquire([Charge(POOL, 1)], lane="new_risk", deadline_s=0, strategy="a")
