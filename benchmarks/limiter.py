@@ -384,9 +384,7 @@ async def _worker(spec: WorkerSpec, line: StartLine) -> dict[str, Any]:
                         group.create_task(loop)
     finally:
         await redis.aclose()
-    refusals = limiter.metrics.refusals if limiter is not None else None
-    borrow = refusals.get("new_risk", "borrow") if refusals is not None else 0.0
-    return {"strategies": {name: asdict(s) for name, s in stats.items()}, "borrow": borrow}
+    return {"strategies": {name: asdict(s) for name, s in stats.items()}}
 
 
 def worker_main(spec: WorkerSpec, line: StartLine) -> dict[str, Any]:
@@ -425,7 +423,6 @@ class RunResult:
     rejections: dict[str, int]  # per venue scope
     stats: dict[str, dict[str, float]]  # per strategy, as its worker counted
     accounts: dict[str, str] = field(default_factory=dict)  # strategy -> account
-    borrow_refusals: float = 0.0  # ours: requests beyond their share told to wait for idle pool
 
     @property
     def pool_cost(self) -> float:
@@ -499,7 +496,6 @@ async def run_workload(
             sim.venue.limits.rejections(),
             stats,
             {s.name: s.account for s in strategies},
-            sum(reply["borrow"] for reply in replies),
         )
 
 
@@ -674,8 +670,6 @@ def print_utilization(results: list[RunResult], notes: Sequence[str]) -> None:
     for r in results:
         if r.rejections:
             print(f"    {r.label}: venue rejections by scope {r.rejections}")
-        if r.label.startswith("ours"):
-            print(f"    {r.label}: refused as borrowing beyond a share: {r.borrow_refusals:.0f}")
     for note in notes:
         print(f"    {note}")
 
@@ -703,16 +697,16 @@ def print_fairness(result: RunResult, demand: Sequence[float]) -> list[float]:
             f"st{i:<6} {demand[i]:7.2f}/s {weight_share:9.1%} {admitted:8.1f} {share:11.1%} "
             f"{share / weight_share:9.2f}x {admitted / (demand[i] * result.duration_s):9.1%}"
         )
-    adds, sent = result.total("adds"), result.total("cost_sent")
+    sent = result.total("cost_sent")
     print(
         f"    pool admitted {total:.1f} of {pool_budget(result.duration_s):.1f}; st0's own account"
         f" admits at most {account_cap(result.duration_s):.1f}; venue rejections "
         f"{result.rejected}{f' {result.rejections}' if result.rejections else ''}"
     )
     print(
-        f"    cost the fair shares saw: {adds:.0f} of {sent:.0f} sent ({adds / sent:.0%}): "
-        f"AddOrders only, cancels (risk-reducing) are never charged to a share; requests "
-        f"refused as borrowing beyond a share: {result.borrow_refusals:.0f}"
+        f"    the fair shares saw all {sent:.0f} of cost sent: cancels count toward a share "
+        f"but are never held back by it; beyond its share a strategy borrows idle capacity "
+        f"or is booked when its share has room again"
     )
     return ratios
 

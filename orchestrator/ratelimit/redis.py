@@ -12,7 +12,6 @@ per account; it tries Redis again after `retry_after_s`, so service resumes on i
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Final
@@ -33,7 +32,6 @@ from orchestrator.store.keys import Keys
 
 log = get_logger(__name__)
 _UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-_JITTER: Final = 0.2  # only for the rare refused-but-soon case (borrowing); grants never poll
 
 
 def _lua(name: str) -> str:
@@ -95,7 +93,6 @@ class Limiter:
         registry: Registry | None = None,
         active_window_s: float = 10.0,
         retry_after_s: float = 0.5,
-        rng: random.Random | None = None,
         script_time: Callable[[], float] | None = None,
     ) -> None:
         """`script_time` is for tests only: the scripts then use it instead of Redis TIME."""
@@ -104,8 +101,8 @@ class Limiter:
         self.policy = policy
         self.clock = clock
         self.limits = limits
-        self.weights = dict(weights or {})
-        self.total_weight = sum(self.weights.values())
+        self.total_weight = sum((weights or {}).values())
+        self.weights = self.effective_weights(weights or {}, limits)
         self.active_window_s = active_window_s
         self.retry_after_s = retry_after_s
         self.metrics = LimiterMetrics(registry or Registry())
@@ -113,7 +110,6 @@ class Limiter:
         self._penalize = redis.register_script(PENALIZE_LUA)
         self._local = _LocalBudget(limits.local_cancel_per_s)
         self._down_until_s = 0.0
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
         self._ttl_ms = limits.key_idle_ttl_s * 1000
         self._script_time = script_time
         # The freshest `tat` this process saw per scope: floors for the script, so that scopes
@@ -131,6 +127,17 @@ class Limiter:
         if key is None:
             key = self._key_names[scope] = self.keys.limiter_scope(scope)
         return key
+
+    @staticmethod
+    def effective_weights(weights: Mapping[str, float], limits: LimitsConfig) -> dict[str, float]:
+        """Weights capped at what one account can use of a per-pair pool (1/multiplier of it,
+        when each account keeps its own 1x counter). A share nobody can use would sit reserved
+        and idle; capped, the rest of the pool is nobody's and anyone may borrow it."""
+        total = sum(weights.values())
+        if not (limits.per_account_cap and limits.domain_scope == "pair") or total <= 0:
+            return dict(weights)
+        cap = total / limits.domain_multiplier
+        return {name: min(weight, cap) for name, weight in weights.items()}
 
     def _now_arg(self) -> str:
         return "" if self._script_time is None else repr(self._script_time())
@@ -170,28 +177,19 @@ class Limiter:
         if not charges:
             return Permit(names, lane, 0.0)
         start_s = self.clock.monotonic()
-        while True:
-            remaining_s = deadline_s - (self.clock.monotonic() - start_s)
-            try:
-                granted, wait_s, binding = await self._decide(
-                    charges, lane, max(0.0, remaining_s), strategy
-                )
-            except _UNREACHABLE as exc:
-                return await self._fallback(charges, lane, account, exc)
-            if granted:
-                if wait_s > 0:
-                    await self.clock.sleep(wait_s)
-                waited_s = self.clock.monotonic() - start_s
-                self.metrics.permits.inc(lane, "redis")
-                self.metrics.wait_s.observe(waited_s, lane)
-                return Permit(names, lane, waited_s)
-            scope = names[binding] if 0 <= binding < len(names) else names[0]
-            if wait_s > remaining_s:
-                self.metrics.refusals.inc(lane, "deadline")
-                raise RateLimited(scope, wait_s)
-            # Refused although it would fit in time: a borrow that must wait for idle capacity.
-            self.metrics.refusals.inc(lane, "borrow")
-            await self.clock.sleep(wait_s * (1 + self._rng.random() * _JITTER) + 0.001)
+        try:
+            granted, wait_s, binding = await self._decide(charges, lane, deadline_s, strategy)
+        except _UNREACHABLE as exc:
+            return await self._fallback(charges, lane, account, exc)
+        if not granted:  # the script refuses only what cannot fit within the deadline
+            self.metrics.refusals.inc(lane, "deadline")
+            raise RateLimited(names[binding] if 0 <= binding < len(names) else names[0], wait_s)
+        if wait_s > 0:
+            await self.clock.sleep(wait_s)  # the slot is booked: one sleep, no polling
+        waited_s = self.clock.monotonic() - start_s
+        self.metrics.permits.inc(lane, "redis")
+        self.metrics.wait_s.observe(waited_s, lane)
+        return Permit(names, lane, waited_s)
 
     async def _decide(
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None

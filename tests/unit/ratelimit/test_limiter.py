@@ -28,8 +28,13 @@ def make(
     clock: ManualClock,
     weights: dict[str, float] | None = None,
     transit_s: float = 0.0,
+    per_account_cap: bool = False,
 ) -> Limiter:
-    limits = LimitsConfig(risk_reserve_fraction=0.1, transit_allowance_s=transit_s)
+    # Without the per-account cap by default: most tests charge raw scopes, and shares are then
+    # exactly the weights.
+    limits = LimitsConfig(
+        risk_reserve_fraction=0.1, transit_allowance_s=transit_s, per_account_cap=per_account_cap
+    )
     policy = Policy("intermediate", limits)
     return Limiter(
         redis, Keys("t"), policy, clock, limits=limits, weights=weights,
@@ -136,7 +141,10 @@ async def test_penalize_fills_the_counter(limiter: Limiter, clock: ManualClock) 
     assert limiter.metrics.cooldowns.get(POOL.name) == 1
 
 
-async def test_acquire_for_uses_kraken_costs(limiter: Limiter) -> None:
+async def test_acquire_for_uses_kraken_costs(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
+) -> None:
+    limiter = make(fake_redis, clock, per_account_cap=True)
     request = VenueRequest(method="CancelOrder", pair="XBT/USD", order_ages_s=(1.0,))
     permit = await limiter.acquire_for(request, account="a", key_id="k", deadline_s=0)
     assert permit.lane == "risk_reducing"
@@ -275,3 +283,16 @@ async def test_cancels_count_toward_the_share_but_never_wait_on_it(
     )  # b is active
     with pytest.raises(RateLimited):  # a's new risk now borrows; b's unused share is not lendable
         await limiter.acquire([Charge(POOL, 1)], lane="new_risk", deadline_s=0, strategy="a")
+
+
+def test_weights_are_capped_at_what_one_account_can_use() -> None:
+    limits = LimitsConfig(domain_multiplier=5)
+    capped = Limiter.effective_weights(
+        {"big": 4.0, "mid": 2.0, **{f"s{i}": 1.0 for i in range(6)}}, limits
+    )
+    assert capped["big"] == pytest.approx(12 / 5)  # 20% of the pool: one account's 1x of 5x
+    assert capped["mid"] == 2.0
+    uncapped = Limiter.effective_weights(
+        {"big": 4.0, "small": 1.0}, LimitsConfig(per_account_cap=False)
+    )
+    assert uncapped == {"big": 4.0, "small": 1.0}
