@@ -12,6 +12,7 @@ per account; it tries Redis again after `retry_after_s`, so service resumes on i
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Final
@@ -31,6 +32,7 @@ from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequ
 from orchestrator.store.keys import Keys
 
 log = get_logger(__name__)
+_JITTER: Final = 0.1
 _UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
@@ -109,6 +111,7 @@ class Limiter:
         self._acquire = redis.register_script(ACQUIRE_LUA)
         self._penalize = redis.register_script(PENALIZE_LUA)
         self._local = _LocalBudget(limits.local_cancel_per_s)
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._down_until_s = 0.0
         self._ttl_ms = limits.key_idle_ttl_s * 1000
         self._script_time = script_time
@@ -177,19 +180,26 @@ class Limiter:
         if not charges:
             return Permit(names, lane, 0.0)
         start_s = self.clock.monotonic()
-        try:
-            granted, wait_s, binding = await self._decide(charges, lane, deadline_s, strategy)
-        except _UNREACHABLE as exc:
-            return await self._fallback(charges, lane, account, exc)
-        if not granted:  # the script refuses only what cannot fit within the deadline
-            self.metrics.refusals.inc(lane, "deadline")
-            raise RateLimited(names[binding] if 0 <= binding < len(names) else names[0], wait_s)
-        if wait_s > 0:
-            await self.clock.sleep(wait_s)  # the slot is booked: one sleep, no polling
-        waited_s = self.clock.monotonic() - start_s
-        self.metrics.permits.inc(lane, "redis")
-        self.metrics.wait_s.observe(waited_s, lane)
-        return Permit(names, lane, waited_s)
+        while True:
+            remaining_s = max(0.0, deadline_s - (self.clock.monotonic() - start_s))
+            try:
+                granted, wait_s, binding = await self._decide(charges, lane, remaining_s, strategy)
+            except _UNREACHABLE as exc:
+                return await self._fallback(charges, lane, account, exc)
+            if granted:
+                if wait_s > 0:
+                    await self.clock.sleep(wait_s)  # the slot is booked: one sleep, no polling
+                waited_s = self.clock.monotonic() - start_s
+                self.metrics.permits.inc(lane, "redis")
+                self.metrics.wait_s.observe(waited_s, lane)
+                return Permit(names, lane, waited_s)
+            if wait_s > remaining_s:
+                self.metrics.refusals.inc(lane, "deadline")
+                raise RateLimited(names[binding] if 0 <= binding < len(names) else names[0], wait_s)
+            # Beyond its fair share with no idle capacity to borrow: wait until the share has
+            # room (the strategy's own state, so no herd), with a little jitter for its own loops.
+            self.metrics.refusals.inc(lane, "share")
+            await self.clock.sleep(wait_s * (1 + _JITTER * self._rng.random()) + 0.001)
 
     async def _decide(
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None

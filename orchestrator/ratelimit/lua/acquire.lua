@@ -103,10 +103,9 @@ if strategy ~= '' and pool > 0 then
       end
       local pool_fit = earliest_fit(tats[pool], threshold * headroom - reserved, cost, decay)
       if wait_s > 0 or pool_fit > now_s then
-        -- No idle capacity to borrow now: wait for the strategy's own share instead.
-        send_s = share_fit
-        binding = pool
-        wait_s = send_s - now_s
+        -- No idle capacity to borrow now: refused (not booked) until the share has room.
+        local hint = math.min(share_fit, math.max(pool_fit, send_s)) - now_s
+        return reply(0, hint, pool, tats)
       end
     end
     share_update = {share_key, math.max(mine_tat, send_s) + cost / share_decay, weight}
