@@ -706,7 +706,7 @@ def print_fairness(result: RunResult, demand: Sequence[float]) -> list[float]:
     print(
         f"    the fair shares saw all {sent:.0f} of cost sent: cancels count toward a share "
         f"but are never held back by it; beyond its share a strategy borrows idle capacity "
-        f"or is booked when its share has room again"
+        f"or waits until its own share has room"
     )
     return ratios
 
