@@ -124,6 +124,14 @@ class Limiter:
         self._total_weight_arg = repr(self.total_weight)
         self._window_arg = repr(active_window_s)
         self._key_names: dict[str, str] = {}
+        self._scope_args: dict[str, str] = {}
+
+    def _scope_arg(self, scope: Scope) -> str:
+        """`"threshold decay "` of a scope, formatted once."""
+        arg = self._scope_args.get(scope.name)
+        if arg is None:
+            arg = self._scope_args[scope.name] = f"{scope.threshold!r} {scope.decay_per_s!r} "
+        return arg
 
     def _scope_key(self, scope: str) -> str:
         key = self._key_names.get(scope)
@@ -216,8 +224,7 @@ class Limiter:
                 pool_name = scope.name
             floor = self._tat_floor_s.get(scope.name, 0.0)
             packed.append(
-                f"{scope.threshold!r} {scope.decay_per_s!r} {float(charge.cost)!r} "
-                f"{int(is_pool)} {floor!r}"
+                f"{self._scope_arg(scope)}{float(charge.cost)!r} {int(is_pool)} {floor!r}"
             )
         weight = self.weights.get(strategy or "", 0.0)
         fair = bool(strategy and weight > 0 and pool_name)
@@ -309,7 +316,8 @@ class Limiter:
 
     async def level(self, scope: Scope) -> float:
         """The scope's level now (for metrics and introspection)."""
-        tat = await self.redis.hget(self.keys.limiter_scope(scope.name), "tat")
+        stored = await self.redis.get(self.keys.limiter_scope(scope.name))
+        tat = stored.split()[0] if stored else None
         if self._script_time is not None:
             now_s = self._script_time()
         else:

@@ -1,7 +1,8 @@
 -- orchestrator's limiter: check and book every scope of one request, atomically.
 -- The exact mirror of orchestrator/ratelimit/bucket.py `decide` (read it for the why).
 --
--- KEYS[1..n]  one hash per scope: tat (when the counter is empty), cool (cooldown end)
+-- KEYS[1..n]  one string per scope: "<tat> <cool>" (when the counter is empty, cooldown end);
+--             a string, not a hash, so that one SET with PX writes and re-arms its expiry
 -- KEYS[n+1]   fair-share hash of the request's domain pool (only when a strategy is given)
 -- ARGV[1] now_s ("" = Redis TIME; tests pass a time)   ARGV[2] risk_reducing (0|1)
 -- ARGV[3] reserve_fraction   ARGV[4] max_wait_s   ARGV[5] ttl_ms   ARGV[6] transit_s
@@ -36,7 +37,7 @@ local function earliest_fit(tat, limit, cost, decay)
   return math.max(now_s, tat - (limit - cost) / decay)
 end
 
-local thresholds, decays, costs, tats = {}, {}, {}, {}
+local thresholds, decays, costs, tats, cools = {}, {}, {}, {}, {}
 local n = 0
 local pool = 0
 local send_s = now_s
@@ -46,10 +47,16 @@ for packed in string.gmatch(ARGV[11], '[^|]+') do
   local t, d, c, p, f = string.match(packed, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
   thresholds[n], decays[n], costs[n] = tonumber(t), tonumber(d), tonumber(c)
   if p == '1' and pool == 0 then pool = n end
-  local state = redis.call('HMGET', KEYS[n], 'tat', 'cool')
-  tats[n] = math.max(tonumber(state[1]) or 0.0, tonumber(f))
+  local stored = redis.call('GET', KEYS[n])
+  local tat, cool = 0.0, 0.0
+  if stored then
+    local a, b = string.match(stored, '^(%S+) (%S+)$')
+    tat, cool = tonumber(a), tonumber(b)
+  end
+  tats[n] = math.max(tat, tonumber(f))
+  cools[n] = cool
   local limit = thresholds[n] * headroom - decays[n] * transit_s
-  local fit = math.max(earliest_fit(tats[n], limit, costs[n], decays[n]), tonumber(state[2]) or 0.0)
+  local fit = math.max(earliest_fit(tats[n], limit, costs[n], decays[n]), cool)
   if fit > send_s then
     send_s = fit
     binding = n
@@ -118,8 +125,7 @@ end
 local booked = {}
 for i = 1, n do
   booked[i] = math.max(tats[i], send_s) + costs[i] / decays[i]
-  redis.call('HSET', KEYS[i], 'tat', fmt(booked[i]))
-  redis.call('PEXPIRE', KEYS[i], ttl_ms)
+  redis.call('SET', KEYS[i], fmt(booked[i]) .. ' ' .. fmt(cools[i]), 'PX', ttl_ms)
 end
 if share_update then
   redis.call('HSET', share_update[1], strategy .. '|tat', fmt(share_update[2]),

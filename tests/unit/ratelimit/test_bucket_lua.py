@@ -144,8 +144,9 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
                 states[i] = new
             shares.update(py.shares)
         for i in step.scopes:
-            tat = r.hget(f"s:{SCOPES[i][0]}", "tat")
-            assert float(tat or 0.0) == states[i].tat_s
+            stored = r.get(f"s:{SCOPES[i][0]}")
+            tat, cool = (float(x) for x in stored.split()) if stored else (0.0, 0.0)
+            assert (tat, cool) == (states[i].tat_s, states[i].cool_until_s)
         for name, share in shares.items():
             assert float(r.hget("share:pool", f"{name}|tat") or 0.0) == share.tat_s
 

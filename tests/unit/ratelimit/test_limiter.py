@@ -130,7 +130,7 @@ async def test_all_scopes_or_none(limiter: Limiter, fake_redis: fakeredis.FakeAs
         await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
     with pytest.raises(RateLimited):
         await limiter.acquire([Charge(POOL, 1), Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
-    assert await fake_redis.hget(Keys("t").limiter_scope(POOL.name), "tat") is None  # untouched
+    assert await fake_redis.get(Keys("t").limiter_scope(POOL.name)) is None  # untouched
 
 
 async def test_penalize_fills_the_counter(limiter: Limiter, clock: ManualClock) -> None:
