@@ -56,6 +56,7 @@ from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import open_simulator
 from orchestrator.simulator.limits import VenueLimits
 from orchestrator.simulator.settings import SimSettings, domain_accounts
+from orchestrator.store.connection import redis_client
 from orchestrator.store.embedded import EmbeddedRedis, open_embedded_redis
 from orchestrator.store.keys import Keys
 
@@ -354,7 +355,7 @@ def _gate(spec: WorkerSpec, redis: aioredis.Redis) -> tuple[Gate, Limiter | None
 
 
 async def _worker(spec: WorkerSpec, line: StartLine) -> dict[str, Any]:
-    redis = aioredis.Redis.from_url(spec.redis_url)
+    redis = redis_client(spec.redis_url)
     stats = {s.name: StrategyStats() for s in spec.strategies}
     try:
         gate, limiter = _gate(spec, redis)
@@ -512,7 +513,7 @@ class LatencyRow:
 async def measure_latency(
     redis_url: str, samples: int
 ) -> tuple[list[LatencyRow], dict[str, float]]:
-    redis = aioredis.Redis.from_url(redis_url, single_connection_client=True)
+    redis = redis_client(redis_url, single_connection_client=True)
     try:
         limiter = Limiter(
             redis,
@@ -811,7 +812,7 @@ def peer_notes() -> list[str]:
 
 
 async def _server_info(url: str) -> str:
-    client = aioredis.Redis.from_url(url)
+    client = redis_client(url)
     try:
         info = await client.info("server")
     finally:

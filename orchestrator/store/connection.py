@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -21,6 +23,32 @@ from orchestrator.store.embedded import open_embedded_redis
 log = get_logger(__name__)
 
 Redis = aioredis.Redis
+_PACKABLE: Final = (bytes, str, int, float)
+
+
+class HiredisPackingConnection(aioredis.Connection):
+    """A connection whose commands are packed by hiredis's C packer.
+
+    redis-py's asyncio client packs commands in Python (about 8 us for the limiter's 17-argument
+    EVALSHA against 1 us in C); this is on the path of every permit. Arguments of other types
+    (or bools, which redis-py refuses) take redis-py's own packer, errors included.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if args and isinstance(args[0], str) and " " in args[0]:
+            args = (*args[0].split(), *args[1:])  # "SCRIPT FLUSH" is two words on the wire
+        for arg in args:
+            if type(arg) not in _PACKABLE:
+                return super().pack_command(*args)
+        return [hiredis.pack_command(args)]
+
+
+def redis_client(url: str, **kwargs: Any) -> Redis:
+    """A `redis.asyncio` client for `url`; plain TCP connections pack commands with hiredis."""
+    if url.startswith("redis://"):
+        kwargs.setdefault("connection_class", HiredisPackingConnection)
+    client: Redis = aioredis.Redis.from_url(url, **kwargs)
+    return client
 
 
 def safe_url(url: str) -> str:
@@ -37,7 +65,7 @@ def safe_url(url: str) -> str:
 
 async def connect(url: str, config: RedisConfig) -> Redis:
     """A client for `url`, checked with a PING. Raises `StoreUnavailable` naming the safe URL."""
-    client: Redis = aioredis.Redis.from_url(
+    client = redis_client(
         url,
         socket_connect_timeout=config.connect_timeout_s,
         socket_timeout=config.socket_timeout_s,

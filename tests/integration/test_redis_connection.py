@@ -7,10 +7,16 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
 
 from orchestrator.config import RedisConfig
 from orchestrator.errors import StoreUnavailable
-from orchestrator.store.connection import open_redis, safe_url
+from orchestrator.store.connection import (
+    HiredisPackingConnection,
+    open_redis,
+    redis_client,
+    safe_url,
+)
 from orchestrator.store.embedded import free_port, open_embedded_redis
 
 
@@ -83,3 +89,16 @@ async def test_embedded_server_does_not_outlive_cancellation() -> None:
 
 def test_fixture_server_is_private(redis_server: str) -> None:
     assert not redis_server.endswith(":6379/0")
+
+
+async def test_hiredis_packing_connection_speaks_redis(redis_server: str) -> None:
+    client = redis_client(redis_server)
+    assert client.connection_pool.connection_class is HiredisPackingConnection
+    await client.set("packed", "välue ✓")
+    assert await client.get("packed") == "välue ✓".encode()
+    assert await client.incrbyfloat("pf", 1.5) == 1.5
+    assert await client.eval("return ARGV[1] .. ARGV[2]", 0, "a", 7) == b"a7"
+    await client.script_flush()  # a two-word command name
+    with pytest.raises(DataError, match="Invalid input"):
+        await client.set("b", True)  # redis-py's own refusal still applies
+    await client.aclose()
