@@ -579,19 +579,9 @@ async def _captured_call(
     limiter: Limiter, charges: list[Charge], strategy: str | None
 ) -> tuple[list[Any], list[Any]]:
     """The exact keys and args the limiter sends for `charges` (for the diagnostic rows)."""
-    script = limiter._acquire  # a benchmark looks inside on purpose
-    seen: dict[str, list[Any]] = {}
-
-    async def recorder(keys: list[Any], args: list[Any]) -> Any:
-        seen["keys"], seen["args"] = list(keys), list(args)
-        return await script(keys=keys, args=args)
-
-    setattr(limiter, "_acquire", recorder)  # noqa: B010
-    try:
-        await limiter.acquire(charges, lane="new_risk", deadline_s=5.0, strategy=strategy)
-    finally:
-        setattr(limiter, "_acquire", script)  # noqa: B010
-    return seen["keys"], seen["args"]
+    await limiter.acquire(charges, lane="new_risk", deadline_s=5.0, strategy=strategy)
+    keys, args = limiter._script_call(charges, "new_risk", 5.0, strategy)  # looks inside on purpose
+    return list(keys), list(args)
 
 
 async def _server_us(
