@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 SIM_PORT ?= 8800
 run: $(STAMP)
 	$(BIN)/orchestrator run --config $(CONFIG) --check
-	$(BIN)/orchestrator sim --port $(SIM_PORT) --seed 1
+	$(BIN)/orchestrator sim --config $(CONFIG) --port $(SIM_PORT)
 
 # pytest's exit 5 means "no tests collected": not a failure of the suite.
 test: $(STAMP)

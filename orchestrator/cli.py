@@ -19,6 +19,7 @@ from orchestrator.config import Config, load_config
 from orchestrator.errors import ConfigError, FeatureNotBuilt, OrchestratorError, StoreUnavailable
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.secrets import resolve_credentials, resolve_operator_secrets
+from orchestrator.simulator.settings import SimSettings, settings_from_config
 from orchestrator.simulator.standalone import run_standalone
 from orchestrator.store.connection import open_redis
 
@@ -61,13 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the Kraken-compatible venue simulator standalone",
         description="Serve Kraken's REST and WebSocket v2 wire formats from a simulated domain.",
     )
-    sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    sim.add_argument("--port", type=int, default=8800, help="listen port (default 8800)")
-    sim.add_argument("--seed", type=int, default=1, help="seed of the synthetic markets")
+    sim.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="serve the accounts, tier, seed and rate-limit Decisions of this service config "
+        "(default: the built-in demo domain)",
+    )
+    sim.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=None, help="listen port (default 8800)")
+    sim.add_argument("--seed", type=int, default=None, help="seed of the synthetic markets")
     sim.add_argument(
         "--tier",
         choices=["starter", "intermediate", "pro"],
-        default="intermediate",
+        default=None,
         help="verification tier: sets every rate limit (default intermediate)",
     )
     sim.add_argument(
@@ -132,12 +140,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_sim(args: argparse.Namespace) -> int:
     configure_logging("warning")
+    host, port = "127.0.0.1", 8800
+    if args.config is not None:
+        config = load_config(args.config)
+        settings = settings_from_config(config)
+        host, port = config.venue.simulator.host, config.venue.simulator.port
+    else:
+        settings = SimSettings()
+    if args.seed is not None:
+        settings.seed = args.seed
+    if args.tier is not None:
+        settings.tier = args.tier
     run_async(
         run_standalone(
-            host=args.host,
-            port=args.port,
-            seed=args.seed,
-            tier=args.tier,
+            settings,
+            host=args.host or host,
+            port=port if args.port is None else args.port,
             keys_file=args.keys_file,
             report_every_s=args.report_every,
             duration_s=args.duration,

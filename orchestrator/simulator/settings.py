@@ -11,6 +11,7 @@ from typing import Literal
 
 import msgspec
 
+from orchestrator.config import Config
 from orchestrator.simulator.funding import FundingSettings
 from orchestrator.simulator.limits import DomainSettings, Tier
 
@@ -94,3 +95,36 @@ class SimSettings(msgspec.Struct, kw_only=True):
     ws_token_ttl_s: float = 900.0
     max_body_bytes: int = 64 * 1024
     lockout_after: int = 10
+
+
+_DEMO_MASTER_FUNDS: dict[str, Decimal] = {
+    "ZUSD": Decimal(1_000_000), "XXBT": Decimal(20), "XETH": Decimal(300), "SOL": Decimal(5000),
+}  # fmt: skip
+_DEMO_SUB_FUNDS: dict[str, Decimal] = {
+    "ZUSD": Decimal(10_000), "XXBT": Decimal("0.5"), "XETH": Decimal(5), "SOL": Decimal(100),
+}  # fmt: skip
+
+
+def settings_from_config(config: Config) -> SimSettings:
+    """A simulated domain for the service's own config: its accounts (funded for a demo), its
+    tier, its seed, and the same rate-limit Decisions the limiter uses, so the two agree."""
+    limits = config.limits
+    accounts = tuple(
+        AccountSeed(
+            name=account.name,
+            role=account.role,
+            account_id=account.venue_id,
+            balances=_DEMO_MASTER_FUNDS if account.role == "master" else _DEMO_SUB_FUNDS,
+        )
+        for account in config.accounts
+    )
+    return SimSettings(
+        seed=config.venue.simulator.seed,
+        tier=config.venue.tier,
+        domain=DomainSettings(
+            multiplier=limits.domain_multiplier,
+            scope=limits.domain_scope,
+            per_account_cap=limits.per_account_cap,
+        ),
+        accounts=accounts or _demo_accounts(),
+    )

@@ -19,7 +19,6 @@ import msgspec
 
 from orchestrator.simulator.admin import state
 from orchestrator.simulator.app import RunningSimulator, open_simulator
-from orchestrator.simulator.limits import Tier
 from orchestrator.simulator.settings import SimSettings
 from orchestrator.simulator.venue import demo_key_file
 
@@ -58,11 +57,10 @@ def report_line(sim: RunningSimulator, started_s: float) -> str:
 
 
 async def run_standalone(
+    settings: SimSettings,
     *,
     host: str,
     port: int,
-    seed: int,
-    tier: Tier = "intermediate",
     keys_file: Path = DEFAULT_KEYS_FILE,
     report_every_s: float = 5.0,
     duration_s: float | None = None,
@@ -72,7 +70,7 @@ async def run_standalone(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with open_simulator(SimSettings(seed=seed, tier=tier), host=host, port=port) as sim:
+    async with open_simulator(settings, host=host, port=port) as sim:
         write_keys(sim, keys_file)
         print(f"simulator REST    {sim.rest_url}/0/public/Time", flush=True)
         print(f"simulator WS      {sim.ws_public_url}  (private: {sim.ws_private_url})", flush=True)
