@@ -51,11 +51,12 @@ from orchestrator.simulator.auth import (
 )
 from orchestrator.simulator.catalog import AssetSpec
 from orchestrator.simulator.errors import KrakenError
-from orchestrator.simulator.http import VENUE_KEY, count_error
+from orchestrator.simulator.http import VENUE_KEY, count_error, faults_before, lose_reply
 from orchestrator.simulator.limits import Counter
 from orchestrator.simulator.venue import Venue
 
 log = get_logger(__name__)
+FUTURES_UNAVAILABLE: Final = "Unavailable"  # futures' code for a service that did not act
 
 PREFIX: Final = "/derivatives/api/v3"
 _DERIVATIVES: Final = "/derivatives"
@@ -376,6 +377,7 @@ def endpoint(
         counted = f"futures:{name}"
         venue.request_counts[counted] = venue.request_counts.get(counted, 0) + 1
         try:
+            await faults_before(venue, unavailable=FUTURES_UNAVAILABLE, busy=FUTURES_UNAVAILABLE)
             body = await request.read()
             post_data, params = _params(request, body)
             key = venue.futures_auth.authenticate(
@@ -393,6 +395,13 @@ def endpoint(
         except Exception:
             log.exception("sim.futures_failed", endpoint=name)
             return _error(venue, SERVER_ERROR)
+        if request.method != "GET" and lose_reply(venue):
+            venue.request_counts["fault:lost_reply"] = (
+                venue.request_counts.get("fault:lost_reply", 0) + 1
+            )
+            if request.transport is not None:
+                request.transport.abort()  # the venue acted; the client never hears of it
+            raise ConnectionResetError("reply dropped by fault injection")
         return _reply(venue, fields)
 
     return serve

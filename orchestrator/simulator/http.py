@@ -79,19 +79,22 @@ def count_error(venue: Venue, code: str) -> None:
     _count(venue, f"error:{code}")
 
 
-async def _faults_before(venue: Venue) -> None:
-    """Latency, then maybe a refusal that executed nothing."""
+async def faults_before(
+    venue: Venue, *, unavailable: str = SERVICE_UNAVAILABLE, busy: str = SERVICE_BUSY
+) -> None:
+    """Latency, then maybe a refusal that executed nothing (the codes are the API's own)."""
     faults = venue.settings.faults
     if faults.latency_s > 0:
         await asyncio.sleep(faults.latency_s)
     draw = venue.rng.random()
     if draw < faults.unavailable_rate:
-        raise KrakenError(SERVICE_UNAVAILABLE)
+        raise KrakenError(unavailable)
     if draw < faults.unavailable_rate + faults.busy_rate:
-        raise KrakenError(SERVICE_BUSY)
+        raise KrakenError(busy)
 
 
-def _lose_reply(venue: Venue) -> bool:
+def lose_reply(venue: Venue) -> bool:
+    """The lost-reply fault: this acting request's reply is dropped after the venue acted."""
     faults = venue.settings.faults
     if faults.lost_reply_next > 0:
         faults.lost_reply_next -= 1
@@ -128,7 +131,7 @@ async def public(request: web.Request) -> web.Response:
         return envelope(errors=[UNKNOWN_METHOD])
     _count(venue, f"public:{method}")
     try:
-        await _faults_before(venue)
+        await faults_before(venue)
         body = await read_body(request) if request.method == "POST" else b""
         params = Params.parse(body, request.content_type, request.query_string)
         return envelope(handler(venue, params))
@@ -144,7 +147,7 @@ async def private(request: web.Request) -> web.StreamResponse:
         return envelope(errors=[UNKNOWN_METHOD])
     _count(venue, f"private:{method}")
     try:
-        await _faults_before(venue)
+        await faults_before(venue)
         body = await read_body(request)
         params = Params.parse(body, request.content_type)
         nonce = params.raw("nonce")
@@ -161,7 +164,7 @@ async def private(request: web.Request) -> web.StreamResponse:
         result = endpoint.handler(venue, key, params)
     except Exception as exc:  # every failure becomes Kraken's envelope
         return _error_reply(venue, exc, method)
-    if endpoint.trading and _lose_reply(venue):
+    if endpoint.trading and lose_reply(venue):
         _count(venue, "fault:lost_reply")
         if request.transport is not None:
             request.transport.abort()  # the venue acted; the client never hears of it

@@ -559,3 +559,15 @@ async def test_parameters_in_both_query_and_body_are_refused(futures: Futures) -
         == "invalidArgument"
     )
     assert cash(futures.venue, "master") == {}
+
+
+async def test_faults_apply_to_futures_too(futures: Futures) -> None:
+    body = "fromAccount=flex&toAccount=cash&unit=USD&amount=1"
+    futures.venue.settings.faults.unavailable_rate = 1.0
+    assert await futures.error("POST", "/transfer", body=body) == "Unavailable"
+    assert cash(futures.venue, "master") == {}  # refused before acting
+    futures.venue.settings.faults.unavailable_rate = 0.0
+    futures.venue.settings.faults.lost_reply_next = 1
+    with pytest.raises(aiohttp.ClientError):
+        await futures.send("POST", "/transfer", body=body)
+    assert cash(futures.venue, "master") == {"ZUSD": Decimal(1)}  # acted, reply lost
