@@ -146,6 +146,7 @@ class KrakenWs:
         self._pending: dict[int, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
         self._req_ids = itertools.count(1)
         self._closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self._rng = random.Random()  # noqa: S311 - backoff jitter
         self.counters = {"connects": 0, "reconnects": 0, "malformed": 0, "resyncs": 0, "errors": 0}
 
@@ -167,6 +168,8 @@ class KrakenWs:
                 self._ws = None
                 self._connected.clear()
                 self._fail_pending()
+                for task in list(self._tasks):
+                    task.cancel()  # re-syncs die with their connection; reconnecting resubscribes
             if self.stopping():
                 break
             self.counters["reconnects"] += 1
@@ -265,7 +268,9 @@ class KrakenWs:
             self.counters["resyncs"] += 1
             subscription = self.wanted.get(("book", event.symbol))
             if subscription is not None:
-                asyncio.get_running_loop().create_task(self._resync(subscription))
+                task = asyncio.get_running_loop().create_task(self._resync(subscription))
+                self._tasks.add(task)  # owned: cancelled with the connection, never orphaned
+                task.add_done_callback(self._tasks.discard)
         if self._on_book is not None:
             self._on_book(event)
 
