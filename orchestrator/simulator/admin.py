@@ -7,13 +7,14 @@ manual clock. Bound to the simulator's own address; the simulator holds no real 
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
 from orchestrator.clock import ManualClock
+from orchestrator.simulator.errors import KrakenError
 from orchestrator.simulator.http import VENUE_KEY, step_venue
 from orchestrator.simulator.orders import order_info
 from orchestrator.simulator.settings import FaultSettings
@@ -181,8 +182,8 @@ async def post_fund(request: web.Request) -> web.Response:
     try:
         asset = venue.catalog.asset(str(body.get("asset"))).id
         amount = Decimal(str(body.get("amount")))
-    except Exception:
-        return _bad("asset and amount required")
+    except (KrakenError, InvalidOperation):
+        return _bad("a known asset and a decimal amount are required")
     if not amount.is_finite() or amount <= 0:
         return _bad("amount must be positive")
     ids = venue.domain.ids

@@ -105,3 +105,17 @@ async def test_fuzz_add_order_never_breaks_the_venue(
     await trader.sim.advance(10)  # keep the counters clear for the next example
     await trader.ok("CancelAll")
     await trader.sim.advance(60)
+
+
+async def test_admin_fund_validates_its_input(trader: SimClient) -> None:
+    assert "error" in await trader.admin(
+        "fund", {"account": "mm-xbt", "asset": "NOPE", "amount": "1"}
+    )
+    assert "error" in await trader.admin(
+        "fund", {"account": "mm-xbt", "asset": "USD", "amount": "lots"}
+    )
+    assert "error" in await trader.admin(
+        "fund", {"account": "_market", "asset": "USD", "amount": "1"}
+    )
+    funded = await trader.admin("fund", {"account": "mm-xbt", "asset": "USD", "amount": "5"})
+    assert funded["balance"] == "10005"
