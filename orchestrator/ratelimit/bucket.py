@@ -16,13 +16,12 @@ see the whole threshold, so the reserve is always there for them.
 
 Fair shares (requests on one domain pool, when a strategy is named): each strategy has a
 share counter with `weight / total_weight` of the pool's threshold and decay. Within its share a
-request needs only the pool to fit. Beyond its share it goes at the sooner of two times: when
-its own share has room again, or when the pool has room beyond the unused share of every other
-strategy active in the last `active_window_s` (borrowing). It is booked for that time when the
-time is within the pool's horizon (one counter cannot hold a lone booking further out without
-holding all the time before it), else refused with that time. So under contention each strategy
-is paced at its share of the pool's rate, and a runaway can use idle capacity but never what
-others are due.
+request needs only the pool to fit. Beyond its share it may *borrow* if it fits now and leaves
+untouched the unused share of every other strategy active in the last `active_window_s`;
+otherwise it is refused with the time its own share has room again (never booked then: one
+counter cannot hold a future booking without holding the time before it too). So under
+contention each strategy is paced at its share of the pool's rate, and a runaway can use idle
+capacity but never what others are due.
 Risk-reducing requests (cancels) are charged to the share too, so that the share counts all a
 strategy costs the pool, but they are never held back by it.
 """
@@ -149,15 +148,12 @@ def decide(
             pool_fit_s = _earliest_fit_s(
                 state.tat_s, pool_limit, charge.cost, charge.decay_per_s, now_s
             )
-            # The sooner of: its own share has room, or the pool has room beyond what the
-            # others are due. Booked only up to the pool's own horizon (`tat`): a lone booking
-            # past it would hold the pool for everyone until then. Past it: refused, with when.
-            when_s = min(share_fit_s, max(send_s, pool_fit_s))
-            if when_s > max(state.tat_s, send_s):
-                return Decision(granted=False, wait_s=when_s - now_s, binding=pool)
-            if when_s > send_s:
-                send_s, binding = when_s, pool
-                wait_s = send_s - now_s
+            if wait_s > 0 or pool_fit_s > now_s:
+                # No idle capacity to borrow now. Not booked: a booking at the share's time
+                # would hold the pool's counter at that future moment for everyone. The caller
+                # waits until its own share has room (or idle capacity appears) and asks again.
+                hint_s = min(share_fit_s, max(pool_fit_s, send_s)) - now_s
+                return Decision(granted=False, wait_s=hint_s, binding=pool)
         new_shares[fair.strategy] = ShareState(
             tat_s=max(mine_tat_s, send_s) + charge.cost / share_decay,
             weight=fair.weight,

@@ -109,16 +109,10 @@ if strategy ~= '' and pool > 0 then
         end
       end
       local pool_fit = earliest_fit(tats[pool], threshold * headroom - reserved, cost, decay)
-      -- The sooner of its own share's room and borrowable pool room; booked only within the
-      -- pool's horizon (tat), refused with the time beyond it.
-      local when = math.min(share_fit, math.max(send_s, pool_fit))
-      if when > math.max(tats[pool], send_s) then
-        return reply(0, when - now_s, pool, tats)
-      end
-      if when > send_s then
-        send_s = when
-        binding = pool
-        wait_s = send_s - now_s
+      if wait_s > 0 or pool_fit > now_s then
+        -- No idle capacity to borrow now: refused (not booked) until the share has room.
+        local hint = math.min(share_fit, math.max(pool_fit, send_s)) - now_s
+        return reply(0, hint, pool, tats)
       end
     end
     share_update = {share_key, math.max(mine_tat, send_s) + cost / share_decay, weight}
