@@ -197,7 +197,7 @@ async def post_fund(request: web.Request) -> web.Response:
         refid=ids.make("Q"),
         now_s=venue.clock.time(),
     )
-    venue.emit_ledger(account.name, entry)
+    venue.engine.emit_ledger(account.name, entry)
     return _json({"balance": account.balance(asset)})
 
 

@@ -7,7 +7,7 @@ the injected clock. Refusals are `KrakenError`s carrying Kraken's strings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_UP, Decimal
 from typing import Any, Final
@@ -88,13 +88,13 @@ class Engine:
         for listener in self.execution_listeners:
             listener(order.account, event)
 
-    def _emit_ledger(self, account: str, entries: Iterator[Any]) -> None:
-        for entry in entries:
-            if entry is None:
-                continue
-            payload = ledger_update(entry, self.domain.catalog)
-            for listener in self.ledger_listeners:
-                listener(account, payload)
+    def emit_ledger(self, account: str, entry: LedgerEntry | None) -> None:
+        """Tell private subscribers of one ledger entry (system accounts write none: None)."""
+        if entry is None or not self.ledger_listeners:
+            return
+        payload = ledger_update(entry, self.domain.catalog)
+        for listener in self.ledger_listeners:
+            listener(account, payload)
 
     def account(self, name: str) -> Account:
         return self.domain.accounts[name]
@@ -271,7 +271,8 @@ class Engine:
                     liquidity_ind="m" if maker else "t",
                     fees=[{"asset": catalog.assets[pair.quote].ws_name, "qty": fee}],
                 )
-                self._emit_ledger(order.account, iter(entries))
+                for entry in entries:
+                    self.emit_ledger(order.account, entry)
             if order is fill.maker and order.remaining == 0:
                 self._close(order, "closed", None, in_book=False)
 

@@ -14,13 +14,12 @@ from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.simulator import market as mk
-from orchestrator.simulator.accounts import MARKET, Domain, IdFactory, LedgerEntry
+from orchestrator.simulator.accounts import MARKET, Domain, IdFactory
 from orchestrator.simulator.auth import ApiKey, FuturesAuthenticator, Permission, SpotAuthenticator
 from orchestrator.simulator.book_feed import AggregatedBook
 from orchestrator.simulator.catalog import Catalog, PairSpec
 from orchestrator.simulator.engine import Engine
 from orchestrator.simulator.errors import KrakenError
-from orchestrator.simulator.events import ledger_update
 from orchestrator.simulator.funding import Funding
 from orchestrator.simulator.limits import VenueLimits
 from orchestrator.simulator.settings import AccountSeed, SimSettings
@@ -106,13 +105,6 @@ class Venue:
     def keys_of(self, account: str) -> list[ApiKey]:
         return [k for k in self.keys.values() if k.account == account]
 
-    def emit_ledger(self, account: str, entry: LedgerEntry | None) -> None:
-        if entry is None:
-            return
-        payload = ledger_update(entry, self.catalog)
-        for listener in self.engine.ledger_listeners:
-            listener(account, payload)
-
 
 def _market_spec(pair: PairSpec) -> mk.PairSpec:
     return mk.PairSpec(
@@ -139,12 +131,11 @@ def build_venue(settings: SimSettings, clock: Clock) -> Venue:
         domain=domain,
         limits=limits,
         engine=engine,
-        funding=None,  # type: ignore[arg-type]  # set just below: it needs the venue's emitter
+        funding=Funding(domain, clock, settings.funding, engine.emit_ledger),
         spot_auth=SpotAuthenticator(lockout_after=settings.lockout_after),
         futures_auth=FuturesAuthenticator(),
         rng=random.Random(settings.seed),  # noqa: S311 - simulation, not security
     )
-    venue.funding = Funding(domain, clock, settings.funding, venue.emit_ledger)
     market_account = domain.accounts[MARKET]
     for asset in catalog.assets:
         market_account.balances[asset] = market_account.balance(asset) + _MARKET_FUNDS
