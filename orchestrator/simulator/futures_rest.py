@@ -51,7 +51,13 @@ from orchestrator.simulator.auth import (
 )
 from orchestrator.simulator.catalog import AssetSpec
 from orchestrator.simulator.errors import KrakenError
-from orchestrator.simulator.http import VENUE_KEY, count_error, faults_before, lose_reply
+from orchestrator.simulator.http import (
+    VENUE_KEY,
+    count_error,
+    drop_reply,
+    faults_before,
+    lose_reply,
+)
 from orchestrator.simulator.limits import Counter
 from orchestrator.simulator.venue import Venue
 
@@ -374,8 +380,7 @@ def endpoint(
 
     async def serve(request: web.Request) -> web.Response:
         venue = request.app[VENUE_KEY]
-        counted = f"futures:{name}"
-        venue.request_counts[counted] = venue.request_counts.get(counted, 0) + 1
+        venue.count(f"futures:{name}")
         try:
             await faults_before(venue, unavailable=FUTURES_UNAVAILABLE, busy=FUTURES_UNAVAILABLE)
             body = await request.read()
@@ -396,12 +401,7 @@ def endpoint(
             log.exception("sim.futures_failed", endpoint=name)
             return _error(venue, SERVER_ERROR)
         if request.method != "GET" and lose_reply(venue):
-            venue.request_counts["fault:lost_reply"] = (
-                venue.request_counts.get("fault:lost_reply", 0) + 1
-            )
-            if request.transport is not None:
-                request.transport.abort()  # the venue acted; the client never hears of it
-            raise ConnectionResetError("reply dropped by fault injection")
+            drop_reply(venue, request)
         return _reply(venue, fields)
 
     return serve

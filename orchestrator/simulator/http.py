@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import msgspec
 from aiohttp import web
@@ -71,12 +71,8 @@ class _TooLarge(Exception):
 _TOO_LARGE = f"{INVALID_ARGUMENTS}:body too large"
 
 
-def _count(venue: Venue, name: str) -> None:
-    venue.request_counts[name] = venue.request_counts.get(name, 0) + 1
-
-
 def count_error(venue: Venue, code: str) -> None:
-    _count(venue, f"error:{code}")
+    venue.count(f"error:{code}")
 
 
 async def faults_before(
@@ -123,13 +119,21 @@ def _error_reply(venue: Venue, exc: Exception, method: str) -> web.Response:
     return envelope(errors=[INTERNAL_ERROR])
 
 
+def drop_reply(venue: Venue, request: web.Request) -> NoReturn:
+    """The lost-reply fault: the venue acted; the client never hears of it."""
+    venue.count("fault:lost_reply")
+    if request.transport is not None:
+        request.transport.abort()
+    raise ConnectionResetError("reply dropped by fault injection")
+
+
 async def public(request: web.Request) -> web.Response:
     venue = request.app[VENUE_KEY]
     method = request.match_info["method"]
     handler = PUBLIC.get(method)
     if handler is None:
         return envelope(errors=[UNKNOWN_METHOD])
-    _count(venue, f"public:{method}")
+    venue.count(f"public:{method}")
     try:
         await faults_before(venue)
         body = await read_body(request) if request.method == "POST" else b""
@@ -145,7 +149,7 @@ async def private(request: web.Request) -> web.StreamResponse:
     endpoint = ENDPOINTS.get(method)
     if endpoint is None:
         return envelope(errors=[UNKNOWN_METHOD])
-    _count(venue, f"private:{method}")
+    venue.count(f"private:{method}")
     try:
         await faults_before(venue)
         body = await read_body(request)
@@ -165,10 +169,7 @@ async def private(request: web.Request) -> web.StreamResponse:
     except Exception as exc:  # every failure becomes Kraken's envelope
         return _error_reply(venue, exc, method)
     if endpoint.trading and lose_reply(venue):
-        _count(venue, "fault:lost_reply")
-        if request.transport is not None:
-            request.transport.abort()  # the venue acted; the client never hears of it
-        raise ConnectionResetError("reply dropped by fault injection")
+        drop_reply(venue, request)
     return envelope(result)
 
 

@@ -102,6 +102,10 @@ class Venue:
         self.spot_auth.require(self.keys[found.key], permission)
         return found
 
+    def count(self, name: str) -> None:
+        """One more of `name` in the introspection counters (requests, errors, faults)."""
+        self.request_counts[name] = self.request_counts.get(name, 0) + 1
+
     def keys_of(self, account: str) -> list[ApiKey]:
         return [k for k in self.keys.values() if k.account == account]
 

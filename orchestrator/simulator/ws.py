@@ -43,7 +43,7 @@ from orchestrator.simulator.http import VENUE_KEY
 from orchestrator.simulator.orders import invalid
 from orchestrator.simulator.params import Params
 from orchestrator.simulator.venue import Venue
-from orchestrator.simulator.ws_session import Connection, Recent, Request, count, encode, plain
+from orchestrator.simulator.ws_session import Connection, Recent, Request, encode, plain
 
 log = get_logger(__name__)
 
@@ -82,7 +82,7 @@ class WsHub:
     def open(self, ws: web.WebSocketResponse, *, private: bool) -> Connection:
         conn = Connection(ws, self.venue, private=private, connection_id=next(self._ids))
         self.connections[conn.connection_id] = conn
-        count(self.venue, "ws:connect")
+        self.venue.count("ws:connect")
         conn.send(self._status_message(conn.connection_id))
         return conn
 
@@ -139,11 +139,11 @@ class WsHub:
             elif params is not None and not isinstance(params, dict):
                 problem = "params"
         if problem is not None:
-            count(self.venue, "ws:malformed")
+            self.venue.count("ws:malformed")
             code = UNKNOWN_METHOD if problem == "method" else f"{INVALID_ARGUMENTS}:{problem}"
             conn.fail(Request(method, req_id, Params({}), time_in), code)
             return None
-        count(self.venue, f"ws:{method}")
+        self.venue.count(f"ws:{method}")
         return Request(method, req_id, Params(data.get("params") or {}), time_in)
 
     def _dispatch(self, conn: Connection, req: Request) -> None:
@@ -207,7 +207,7 @@ class WsHub:
         for conn in list(self.connections.values()):
             if disconnect_after_s is not None and now_s - conn.opened_s >= disconnect_after_s:
                 if not conn.closing:
-                    count(self.venue, "fault:ws_disconnect")
+                    self.venue.count("fault:ws_disconnect")
                     conn.close_soon(WSCloseCode.GOING_AWAY, "fault injection: disconnect")
             elif conn.subscribed and now_s - conn.last_sent_s >= HEARTBEAT_S:
                 conn.send(_HEARTBEAT)

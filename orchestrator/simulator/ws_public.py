@@ -32,7 +32,6 @@ from orchestrator.simulator.ws_session import (
     Recent,
     Request,
     TickerSub,
-    count,
     encode,
 )
 
@@ -152,7 +151,7 @@ def publish(conn: Connection, timestamp: str, trade_messages: dict[str, bytes]) 
         rate = faults.corrupt_checksum_rate
         if rate > 0 and venue.rng.random() < rate:
             payload = msgspec.structs.replace(payload, checksum=payload.checksum ^ 0x5A5A)
-            count(venue, "fault:corrupt_checksum")
+            venue.count("fault:corrupt_checksum")
         conn.send(encode({"channel": "book", "type": "update", "data": [payload]}))
     for key in conn.trades:
         message = trade_messages.get(key)

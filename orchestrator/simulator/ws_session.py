@@ -57,10 +57,6 @@ def plain(value: Any) -> Any:
     return value
 
 
-def count(venue: Venue, name: str) -> None:
-    venue.request_counts[name] = venue.request_counts.get(name, 0) + 1
-
-
 class Recent:
     """The last `size` items per key: the snapshots of `trade` and of `executions` fills."""
 
@@ -182,7 +178,7 @@ class Connection:
         if self.closing:
             return
         if self._queue.qsize() >= MAX_QUEUED_MESSAGES:
-            count(self.venue, "ws:slow_consumer")
+            self.venue.count("ws:slow_consumer")
             self.close_soon(WSCloseCode.POLICY_VIOLATION, "slow consumer")
             return
         self._queue.put_nowait(message)
