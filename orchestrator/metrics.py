@@ -1,14 +1,13 @@
 """A small Prometheus metrics registry: counters, gauges and histograms with labels, rendered in
 the text exposition format for `/metrics`. In-process and lock-free (one event loop per process).
 
-Label values are ours (scope names, strategies, lanes), never secrets: API keys appear in scope
-names only as their non-secret public id, and callers pass `key_label()` of it anyway.
+Label values are ours (scope names, strategies, lanes), never secrets: an API key appears in a
+scope name only as its fingerprint (`exchange.kraken.rest.key_fingerprint`), never the key.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import Final
@@ -31,11 +30,6 @@ DEFAULT_BUCKETS_S: Final = (
 )
 
 LabelValues = tuple[str, ...]
-
-
-def key_label(key_id: str) -> str:
-    """A short stable label for an API key id (its hash), so even public key ids stay out."""
-    return hashlib.sha256(key_id.encode()).hexdigest()[:10]
 
 
 def _escape(value: str) -> str:

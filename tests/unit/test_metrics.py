@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.metrics import Registry, key_label
+from orchestrator.metrics import Registry
 
 
 def test_render_counters_gauges_histograms() -> None:
@@ -36,9 +36,3 @@ def test_label_values_are_escaped_and_names_unique() -> None:
     assert 'c_total{scope="a\\"b\\\\c\\nd"} 1' in registry.render()
     with pytest.raises(ValueError, match="twice"):
         registry.gauge("c", "again")
-
-
-def test_key_label_hides_the_key() -> None:
-    label = key_label("PUBLICKEY0123456789")
-    assert len(label) == 10
-    assert "PUBLIC" not in label

@@ -25,13 +25,10 @@ from orchestrator.exchange.kraken.auth import spot_sign
 from orchestrator.exchange.kraken.errors import rate_limit_kind, to_exception
 from orchestrator.exchange.kraken.nonce import NonceSource
 from orchestrator.exchange.kraken.schemas import Envelope
-from orchestrator.logs import get_logger
 from orchestrator.ratelimit.policy import VenueRequest
 from orchestrator.ratelimit.redis import Limiter
 from orchestrator.secrets import ApiCredentials
 from orchestrator.store.mutex import RedisMutex
-
-log = get_logger(__name__)
 
 ACTING_METHODS: Final = frozenset(
     {
