@@ -15,19 +15,22 @@ from typing import Any
 from orchestrator.clock import Clock
 from orchestrator.errors import AmbiguousOutcome, VenueUnavailable
 from orchestrator.exchange.kraken.rest import KrakenRest
+from orchestrator.exchange.kraken.schemas import ClosedOrders, KrakenOrder, OpenOrders
 from orchestrator.logs import get_logger
 from orchestrator.ratelimit.policy import VenueRequest
 
 log = get_logger(__name__)
 
 
-async def find_order(rest: KrakenRest, cl_ord_id: str) -> str | None:
-    """The txid of the order with this `cl_ord_id`, open or closed, or None."""
-    for method, field in (("OpenOrders", "open"), ("ClosedOrders", "closed")):
-        result = await rest.private(method, {"cl_ord_id": cl_ord_id})
-        found: Mapping[str, Any] = result.get(field, {})
-        if found:
-            return next(iter(found))
+async def find_order(rest: KrakenRest, cl_ord_id: str) -> tuple[str, KrakenOrder] | None:
+    """The order with this `cl_ord_id` (txid and state), open or closed, or None."""
+    params = {"cl_ord_id": cl_ord_id}
+    opened = await rest.private_as(OpenOrders, "OpenOrders", params)
+    for txid, order in opened.open.items():
+        return txid, order
+    closed = await rest.private_as(ClosedOrders, "ClosedOrders", params)
+    for txid, order in closed.closed.items():
+        return txid, order
     return None
 
 
@@ -71,15 +74,15 @@ async def _reconcile(
     delay_s = max(confirm_delay_s, 0.01)
     for lookup in range(_LOOKUPS):
         try:
-            txid = await find_order(rest, cl_ord_id)
-            if txid is None:
+            found = await find_order(rest, cl_ord_id)
+            if found is None:
                 await clock.sleep(confirm_delay_s)
-                txid = await find_order(rest, cl_ord_id)
+                found = await find_order(rest, cl_ord_id)
         except VenueUnavailable as exc:
             if lookup == _LOOKUPS - 1:
                 raise AmbiguousOutcome(f"AddOrder {cl_ord_id}: cannot reconcile ({exc})") from exc
             await clock.sleep(delay_s)
             delay_s *= 2
             continue
-        return txid
+        return None if found is None else found[0]
     return None  # pragma: no cover - the loop returns or raises

@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.exchange.kraken import schemas as s
-from orchestrator.exchange.kraken.reconcile import add_order_once
+from orchestrator.exchange.kraken.reconcile import add_order_once, find_order
 from orchestrator.exchange.kraken.rest import KrakenRest
 from orchestrator.exchange.protocol import (
     Balance,
@@ -147,15 +147,8 @@ class KrakenSpot:
         return [_order_state(txid, order) for txid, order in result.open.items()]
 
     async def find_order(self, cl_ord_id: str) -> OrderState | None:
-        opened = await self.rest.private_as(s.OpenOrders, "OpenOrders", {"cl_ord_id": cl_ord_id})
-        for txid, order in opened.open.items():
-            return _order_state(txid, order)
-        closed = await self.rest.private_as(
-            s.ClosedOrders, "ClosedOrders", {"cl_ord_id": cl_ord_id}
-        )
-        for txid, order in closed.closed.items():
-            return _order_state(txid, order)
-        return None
+        found = await find_order(self.rest, cl_ord_id)
+        return None if found is None else _order_state(*found)
 
     async def query_orders(self, txids: list[str]) -> list[OrderState]:
         result = await self.rest.private_as(
