@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
@@ -99,6 +100,13 @@ async def fake_redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session (clients under test and admin calls to the simulator)."""
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
 
 
 @pytest.fixture

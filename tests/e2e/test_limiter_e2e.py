@@ -18,10 +18,9 @@ from orchestrator.exchange.kraken.rest import KrakenRest
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy, VenueRequest
 from orchestrator.ratelimit.redis import Limiter
-from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import open_simulator
 from orchestrator.store.keys import Keys
-from tests.sim_domains import domain_settings
+from tests.sim_domains import credentials_of, domain_settings
 
 STRATEGIES = 8
 RUN_S = 6.0
@@ -70,8 +69,7 @@ async def test_eight_strategies_full_demand_zero_rejections(redis_server: str, k
                           weights=weights, registry=Registry())  # fmt: skip
         clients = []
         for i in range(STRATEGIES):
-            key = sim.venue.keys_of(f"s{i}")[0]
-            credentials = ApiCredentials(key=Secret(key.key), secret=Secret(key.secret_b64))
+            credentials = credentials_of(sim, f"s{i}")
             clients.append(KrakenRest(session, sim.rest_url, account=f"s{i}", credentials=credentials,
                                       nonce=LocalNonce(), limiter=limiter, strategy=f"st{i}"))  # fmt: skip
         stats = {"adds": 0, "cancels": 0, "limited": 0}

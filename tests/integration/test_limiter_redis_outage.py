@@ -24,11 +24,10 @@ from orchestrator.exchange.kraken.rest import KrakenRest
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy, VenueRequest
 from orchestrator.ratelimit.redis import Limiter
-from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import open_simulator
 from orchestrator.store.embedded import free_port
 from orchestrator.store.keys import Keys
-from tests.sim_domains import domain_settings
+from tests.sim_domains import credentials_of, domain_settings
 
 ORDER = {
     "pair": "XBTUSD",
@@ -91,9 +90,8 @@ async def test_redis_outage(own_redis: RedisProcess) -> None:
         limits = LimitsConfig()
         limiter = Limiter(redis, Keys("outage"), Policy("intermediate", limits), RealClock(), limits=limits,
                           registry=Registry(), retry_after_s=0.5)  # fmt: skip
-        key = sim.venue.keys_of("s0")[0]
         rest = KrakenRest(session, sim.rest_url, account="s0", limiter=limiter, nonce=LocalNonce(),
-                          credentials=ApiCredentials(key=Secret(key.key), secret=Secret(key.secret_b64)))  # fmt: skip
+                          credentials=credentials_of(sim, "s0"))  # fmt: skip
         txids = [(await rest.private("AddOrder", ORDER, request=ADD))["txid"][0] for _ in range(6)]
         placed_s = time.monotonic()
 

@@ -26,10 +26,10 @@ from orchestrator.exchange.kraken.ws_schemas import BalanceSnapshot, Execution, 
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy, VenueRequest
 from orchestrator.ratelimit.redis import Limiter
-from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.simulator.settings import SimSettings
 from orchestrator.store.keys import Keys
+from tests.sim_domains import credentials_of
 
 SYMBOLS = {"BTC/USD": ("XXBTZUSD", PairPrecision(price_decimals=1, qty_decimals=8)),
            "ETH/USD": ("XETHZUSD", PairPrecision(price_decimals=2, qty_decimals=8))}  # fmt: skip
@@ -134,7 +134,6 @@ async def test_malformed_frames_are_counted_not_fatal(sim: RunningSimulator) -> 
 
 
 async def test_private_channels_and_trading_over_ws(sim: RunningSimulator) -> None:
-    key = sim.venue.keys_of("mm-xbt")[0]
     executions: list[Execution] = []
     balances: list[BalanceSnapshot | LedgerUpdate] = []
     redis = fakeredis.FakeAsyncRedis()
@@ -149,7 +148,7 @@ async def test_private_channels_and_trading_over_ws(sim: RunningSimulator) -> No
     )
     async with aiohttp.ClientSession() as session:
         rest = KrakenRest(session, sim.rest_url, account="mm-xbt", nonce=LocalNonce(),
-                          credentials=ApiCredentials(key=Secret(key.key), secret=Secret(key.secret_b64)))  # fmt: skip
+                          credentials=credentials_of(sim, "mm-xbt"))  # fmt: skip
 
         async def token() -> str:
             return str((await rest.private("GetWebSocketsToken"))["token"])

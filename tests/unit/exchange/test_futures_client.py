@@ -40,6 +40,7 @@ from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.simulator.auth import futures_authent
 from orchestrator.simulator.settings import AccountSeed, KeySeed, SimSettings
+from tests.sim_domains import credentials_of
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "futures"
 SEED_004 = (FIXTURES / "accounts_seed004.json").read_bytes()
@@ -72,17 +73,10 @@ async def sim() -> AsyncIterator[RunningSimulator]:
         yield running
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 def client(
     session: aiohttp.ClientSession, sim: RunningSimulator, account: str = "master", **kw: Any
 ) -> KrakenFutures:
-    key = sim.venue.keys_of(account)[0]
-    credentials = ApiCredentials(key=Secret(key.key), secret=Secret(key.secret_b64))
+    credentials = credentials_of(sim, account)
     options: dict[str, Any] = {"nonce": LocalNonce(), "timeout_s": 2.0} | kw
     return KrakenFutures(
         session, sim.futures_url, account=account, credentials=credentials, **options

@@ -32,6 +32,7 @@ from orchestrator.ratelimit.redis import Limiter
 from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.store.keys import Keys
+from tests.sim_domains import credentials_of
 
 ORDER = {
     "pair": "XBTUSD",
@@ -57,17 +58,10 @@ async def sim() -> AsyncIterator[RunningSimulator]:
         yield running
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 def client(
     session: aiohttp.ClientSession, sim: RunningSimulator, account: str = "mm-xbt", **kw: object
 ) -> KrakenRest:
-    key = sim.venue.keys_of(account)[0]
-    credentials = ApiCredentials(key=Secret(key.key), secret=Secret(key.secret_b64))
+    credentials = credentials_of(sim, account)
     options: dict[str, object] = {"nonce": LocalNonce(), "timeout_s": 2.0} | kw
     return KrakenRest(session, sim.rest_url, account=account, credentials=credentials, **options)  # type: ignore[arg-type]
 

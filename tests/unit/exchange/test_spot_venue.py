@@ -18,9 +18,9 @@ from orchestrator.exchange.protocol import OrderSpec, SpotVenue
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy
 from orchestrator.ratelimit.redis import Limiter
-from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.store.keys import Keys
+from tests.sim_domains import credentials_of
 
 
 @pytest.fixture
@@ -39,9 +39,8 @@ async def venues(sim: RunningSimulator) -> AsyncIterator[tuple[KrakenSpot, Krake
     async with aiohttp.ClientSession() as session:
         made = []
         for account in ("mm-xbt", "master"):
-            key = sim.venue.keys_of(account)[0]
             rest = KrakenRest(session, sim.rest_url, account=account, nonce=LocalNonce(), limiter=limiter,
-                              credentials=ApiCredentials(key=Secret(key.key), secret=Secret(key.secret_b64)))  # fmt: skip
+                              credentials=credentials_of(sim, account))  # fmt: skip
             made.append(KrakenSpot(rest, clock, await PairNames.load(rest)))
         yield made[0], made[1], limiter
     await redis.aclose()

@@ -100,12 +100,6 @@ async def sim(settings: SimSettings) -> AsyncIterator[RunningSimulator]:
         yield running
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
-
-
 def client_for(session: aiohttp.ClientSession, sim: RunningSimulator, account: str) -> SimClient:
     return SimClient(session, sim, sim.venue.keys_of(account)[0])
 
