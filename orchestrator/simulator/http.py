@@ -82,6 +82,9 @@ async def faults_before(
     faults = venue.settings.faults
     if faults.latency_s > 0:
         await asyncio.sleep(faults.latency_s)
+    if faults.unavailable_next > 0:
+        faults.unavailable_next -= 1
+        raise KrakenError(unavailable)
     draw = venue.rng.random()
     if draw < faults.unavailable_rate:
         raise KrakenError(unavailable)

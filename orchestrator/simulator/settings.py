@@ -51,6 +51,7 @@ class FaultSettings(msgspec.Struct, kw_only=True):
 
     latency_s: float = 0.0  # added before every REST reply
     unavailable_rate: float = 0.0  # `EService:Unavailable`, nothing executed
+    unavailable_next: int = 0  # the next N requests get `EService:Unavailable` (deterministic)
     busy_rate: float = 0.0  # `EService:Busy`, nothing executed
     lost_reply_rate: float = 0.0  # trading requests: executed, then the connection is dropped
     lost_reply_next: int = 0  # the next N trading requests lose their reply (deterministic)

@@ -3,7 +3,6 @@ limiter, ambiguous outcomes and exactly-once order entry."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
@@ -126,15 +125,16 @@ async def test_lost_reply_is_ambiguous_and_reconciled_without_duplicate(
 async def test_lost_request_is_retried_once_confirmed_absent(
     session: aiohttp.ClientSession, sim: RunningSimulator
 ) -> None:
-    sim.venue.settings.faults.unavailable_rate = 1.0  # refused before acting: nothing placed
+    # AddOrder refused before acting, then the first lookup too: reconciliation backs off, finds
+    # no such order (twice, to be sure), and only then sends again.
+    sim.venue.settings.faults.unavailable_next = 2
     rest = client(session, sim)
-    task = asyncio.create_task(add_order_once(rest, ORDER | {"cl_ord_id": "once-2"}, request=ADD,
-                                              clock=RealClock(), confirm_delay_s=0.05))  # fmt: skip
-    await asyncio.sleep(0.02)
-    sim.venue.settings.faults.unavailable_rate = 0.0
-    txid = await task
+    txid = await add_order_once(rest, ORDER | {"cl_ord_id": "once-2"}, request=ADD,
+                                clock=RealClock(), confirm_delay_s=0.01)  # fmt: skip
     orders = [o for o in sim.venue.engine.orders.values() if o.cl_ord_id == "once-2"]
     assert [o.txid for o in orders] == [txid]
+    assert sim.venue.request_counts["private:AddOrder"] == 2
+    assert sim.venue.request_counts["error:EService:Unavailable"] == 2
 
 
 async def test_venue_rate_limit_feeds_back_into_the_limiter(
