@@ -30,8 +30,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Final
 
-from orchestrator.exchange.kraken.book import CHECKSUM_LEVELS, PairPrecision
-from orchestrator.exchange.kraken.book_store import BookStore
+from orchestrator.exchange.kraken.ws.book import CHECKSUM_LEVELS, PairPrecision
+from orchestrator.exchange.kraken.ws.book_store import BookStore
 
 SYMBOL: Final = "BTC/USD"
 PRECISION: Final = PairPrecision(price_decimals=1, qty_decimals=8)

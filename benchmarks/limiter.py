@@ -47,8 +47,8 @@ from benchmarks._common import StartLine, percentile, run_workers, verdict, vers
 from orchestrator.clock import RealClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import RateLimited, VenueRateLimited
-from orchestrator.exchange.kraken.nonce import LocalNonce
-from orchestrator.exchange.kraken.rest import KrakenRest
+from orchestrator.exchange.kraken.common.nonce import LocalNonce
+from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import TIERS, Charge, Policy, Scope, VenueRequest, trading_cost
 from orchestrator.ratelimit.redis import ACQUIRE_LUA, Limiter

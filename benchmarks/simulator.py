@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from orchestrator.exchange.kraken.auth import spot_sign
+from orchestrator.exchange.kraken.common.auth import spot_sign
 from orchestrator.simulator.app import open_simulator
 from orchestrator.simulator.settings import SimSettings, domain_accounts
 from orchestrator.simulator.standalone import write_keys

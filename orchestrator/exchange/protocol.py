@@ -1,6 +1,6 @@
 """What the core needs of a venue, whatever the venue: the `SpotVenue` protocol and its types.
 
-Workers, the rebalancer and the control plane speak only this; `exchange/kraken/spot.py` is
+Workers, the rebalancer and the control plane speak only this; `exchange/kraken/spot/venue.py` is
 Kraken's implementation (REST), and a test double or another venue can stand in. Amounts are
 `Decimal`, times are seconds; every method that acts may raise `AmbiguousOutcome`, which the
 caller reconciles (`find_order`, `ledger`) before acting again.

@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 from orchestrator.clock import RealClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import LimiterUnavailable
-from orchestrator.exchange.kraken.nonce import LocalNonce
-from orchestrator.exchange.kraken.rest import KrakenRest
+from orchestrator.exchange.kraken.common.nonce import LocalNonce
+from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy, VenueRequest
 from orchestrator.ratelimit.redis import Limiter

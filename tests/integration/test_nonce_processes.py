@@ -16,8 +16,8 @@ import redis.asyncio as aioredis
 import uvloop
 
 from orchestrator.errors import VenueError
-from orchestrator.exchange.kraken.nonce import RedisNonce
-from orchestrator.exchange.kraken.rest import KrakenRest, key_fingerprint
+from orchestrator.exchange.kraken.common.nonce import RedisNonce
+from orchestrator.exchange.kraken.spot.rest import KrakenRest, key_fingerprint
 from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import open_simulator
 from orchestrator.store.keys import Keys

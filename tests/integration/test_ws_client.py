@@ -17,12 +17,12 @@ import pytest
 from orchestrator.clock import RealClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import InvalidRequest
-from orchestrator.exchange.kraken.book import PairPrecision
-from orchestrator.exchange.kraken.book_store import BookStore
-from orchestrator.exchange.kraken.nonce import LocalNonce
-from orchestrator.exchange.kraken.rest import KrakenRest
-from orchestrator.exchange.kraken.ws import KrakenWs, Subscription
-from orchestrator.exchange.kraken.ws_schemas import BalanceSnapshot, Execution, LedgerUpdate
+from orchestrator.exchange.kraken.common.nonce import LocalNonce
+from orchestrator.exchange.kraken.spot.rest import KrakenRest
+from orchestrator.exchange.kraken.ws.book import PairPrecision
+from orchestrator.exchange.kraken.ws.book_store import BookStore
+from orchestrator.exchange.kraken.ws.client import KrakenWs, Subscription
+from orchestrator.exchange.kraken.ws.schemas import BalanceSnapshot, Execution, LedgerUpdate
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy, VenueRequest
 from orchestrator.ratelimit.redis import Limiter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.exchange.kraken.auth import futures_sign, spot_sign
+from orchestrator.exchange.kraken.common.auth import futures_sign, spot_sign
 
 DOC_SECRET = (
     "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.exchange.kraken import book as book_module
-from orchestrator.exchange.kraken.book import (
+from orchestrator.exchange.kraken.ws import book as book_module
+from orchestrator.exchange.kraken.ws.book import (
     BookEvent,
     L2Book,
     MalformedBookData,
@@ -27,7 +27,7 @@ from orchestrator.exchange.kraken.book import (
     parse_scaled,
     wire_level,
 )
-from orchestrator.exchange.kraken.book_store import BookStore
+from orchestrator.exchange.kraken.ws.book_store import BookStore
 
 BTC = PairPrecision(price_decimals=1, qty_decimals=8)
 Levels = Sequence[tuple[str, str]]  # (price text, qty text) exactly as on the wire

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.book import generate_stream, main, peer_available, run_ours, run_peer
-from orchestrator.exchange.kraken.book_store import BookStore
+from orchestrator.exchange.kraken.ws.book_store import BookStore
 
 
 @pytest.mark.parametrize("depth", [10, 100])

@@ -16,7 +16,7 @@ from orchestrator.errors import (
     VenueRejected,
     VenueUnavailable,
 )
-from orchestrator.exchange.kraken.errors import rate_limit_kind, to_exception
+from orchestrator.exchange.kraken.common.errors import rate_limit_kind, to_exception
 
 
 @pytest.mark.parametrize(

@@ -29,13 +29,13 @@ from orchestrator.errors import (
     VenueRateLimited,
     VenueUnavailable,
 )
-from orchestrator.exchange.kraken.futures import KrakenFutures
-from orchestrator.exchange.kraken.futures_schemas import (
+from orchestrator.exchange.kraken.common.nonce import LocalNonce
+from orchestrator.exchange.kraken.futures.client import KrakenFutures
+from orchestrator.exchange.kraken.futures.schemas import (
     CashAccount,
     FlexAccount,
     MarginAccount,
 )
-from orchestrator.exchange.kraken.nonce import LocalNonce
 from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.simulator.auth import futures_authent

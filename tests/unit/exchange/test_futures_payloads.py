@@ -23,10 +23,10 @@ from orchestrator.errors import (
     VenueRejected,
     VenueUnavailable,
 )
-from orchestrator.exchange.kraken import futures as futures_module
-from orchestrator.exchange.kraken import futures_schemas as schemas_module
-from orchestrator.exchange.kraken.futures import amount_text, to_exception
-from orchestrator.exchange.kraken.futures_schemas import (
+from orchestrator.exchange.kraken.futures import client as futures_module
+from orchestrator.exchange.kraken.futures import schemas as schemas_module
+from orchestrator.exchange.kraken.futures.client import amount_text, to_exception
+from orchestrator.exchange.kraken.futures.schemas import (
     AccountsResponse,
     CashAccount,
     Envelope,

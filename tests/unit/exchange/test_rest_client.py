@@ -22,9 +22,9 @@ from orchestrator.errors import (
     VenueRateLimited,
     VenueUnavailable,
 )
-from orchestrator.exchange.kraken.nonce import LocalNonce
-from orchestrator.exchange.kraken.reconcile import add_order_once
-from orchestrator.exchange.kraken.rest import KrakenRest
+from orchestrator.exchange.kraken.common.nonce import LocalNonce
+from orchestrator.exchange.kraken.spot.reconcile import add_order_once
+from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy, VenueRequest
 from orchestrator.ratelimit.redis import Limiter

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 
 from orchestrator.errors import VenueRateLimited
-from orchestrator.exchange.kraken import schemas as s
-from orchestrator.exchange.kraken.errors import to_exception
+from orchestrator.exchange.kraken.common.errors import to_exception
+from orchestrator.exchange.kraken.spot import schemas as s
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "spot"
 

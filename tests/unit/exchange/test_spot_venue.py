@@ -11,9 +11,9 @@ import pytest
 
 from orchestrator.clock import ManualClock
 from orchestrator.config import LimitsConfig
-from orchestrator.exchange.kraken.nonce import LocalNonce
-from orchestrator.exchange.kraken.rest import KrakenRest
-from orchestrator.exchange.kraken.spot import KrakenSpot, PairNames
+from orchestrator.exchange.kraken.common.nonce import LocalNonce
+from orchestrator.exchange.kraken.spot.rest import KrakenRest
+from orchestrator.exchange.kraken.spot.venue import KrakenSpot, PairNames
 from orchestrator.exchange.protocol import OrderSpec, SpotVenue
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy

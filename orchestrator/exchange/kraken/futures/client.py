@@ -41,14 +41,14 @@ from orchestrator.errors import (
     VenueRejected,
     VenueUnavailable,
 )
-from orchestrator.exchange.kraken.auth import futures_sign
-from orchestrator.exchange.kraken.futures_schemas import (
+from orchestrator.exchange.kraken.common.auth import futures_sign
+from orchestrator.exchange.kraken.common.nonce import NonceSource
+from orchestrator.exchange.kraken.futures.schemas import (
     AccountsResponse,
     Envelope,
     SubaccountsResponse,
     TradingEnabled,
 )
-from orchestrator.exchange.kraken.nonce import NonceSource
 from orchestrator.logs import get_logger
 from orchestrator.secrets import ApiCredentials
 

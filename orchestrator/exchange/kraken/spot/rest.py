@@ -21,10 +21,10 @@ import aiohttp
 import msgspec
 
 from orchestrator.errors import AmbiguousOutcome, VenueRateLimited, VenueUnavailable
-from orchestrator.exchange.kraken.auth import spot_sign
-from orchestrator.exchange.kraken.errors import rate_limit_kind, to_exception
-from orchestrator.exchange.kraken.nonce import NonceSource
-from orchestrator.exchange.kraken.schemas import Envelope
+from orchestrator.exchange.kraken.common.auth import spot_sign
+from orchestrator.exchange.kraken.common.errors import rate_limit_kind, to_exception
+from orchestrator.exchange.kraken.common.nonce import NonceSource
+from orchestrator.exchange.kraken.spot.schemas import Envelope
 from orchestrator.ratelimit.policy import VenueRequest
 from orchestrator.ratelimit.redis import Limiter
 from orchestrator.secrets import ApiCredentials

@@ -11,9 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from orchestrator.clock import Clock
-from orchestrator.exchange.kraken import schemas as s
-from orchestrator.exchange.kraken.reconcile import add_order_once, find_order
-from orchestrator.exchange.kraken.rest import KrakenRest
+from orchestrator.exchange.kraken.spot import schemas as s
+from orchestrator.exchange.kraken.spot.reconcile import add_order_once, find_order
+from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.exchange.protocol import (
     Balance,
     LedgerEntry,

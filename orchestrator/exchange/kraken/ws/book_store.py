@@ -11,7 +11,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from orchestrator.exchange.kraken.book import (
+from orchestrator.exchange.kraken.ws.book import (
     U32,
     BookEvent,
     EventKind,

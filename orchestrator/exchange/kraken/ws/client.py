@@ -25,10 +25,10 @@ from websockets.exceptions import WebSocketException
 
 from orchestrator.clock import Clock
 from orchestrator.errors import AmbiguousOutcome, VenueRateLimited, VenueUnavailable
-from orchestrator.exchange.kraken.book import BookEvent
-from orchestrator.exchange.kraken.book_store import BookStore
-from orchestrator.exchange.kraken.errors import rate_limit_kind, to_exception
-from orchestrator.exchange.kraken.ws_schemas import (
+from orchestrator.exchange.kraken.common.errors import rate_limit_kind, to_exception
+from orchestrator.exchange.kraken.ws.book import BookEvent
+from orchestrator.exchange.kraken.ws.book_store import BookStore
+from orchestrator.exchange.kraken.ws.schemas import (
     BalanceSnapshot,
     Execution,
     LedgerUpdate,

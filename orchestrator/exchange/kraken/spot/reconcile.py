@@ -14,8 +14,8 @@ from typing import Any
 
 from orchestrator.clock import Clock
 from orchestrator.errors import AmbiguousOutcome, VenueUnavailable
-from orchestrator.exchange.kraken.rest import KrakenRest
-from orchestrator.exchange.kraken.schemas import ClosedOrders, KrakenOrder, OpenOrders
+from orchestrator.exchange.kraken.spot.rest import KrakenRest
+from orchestrator.exchange.kraken.spot.schemas import ClosedOrders, KrakenOrder, OpenOrders
 from orchestrator.logs import get_logger
 from orchestrator.ratelimit.policy import VenueRequest
 

@@ -1,0 +1,1 @@
+"""Kraken parts every client shares: request signing, nonces, the venue error table."""

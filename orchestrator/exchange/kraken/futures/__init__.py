@@ -1,0 +1,1 @@
+"""Kraken futures (derivatives) REST: wallets, sub-accounts and transfers."""

@@ -1,0 +1,1 @@
+"""Kraken spot REST: the signed client, its typed results, the venue objects over it."""
