@@ -1,17 +1,25 @@
-"""What the core needs of a venue, whatever the venue: the `SpotVenue` protocol and its types.
+"""What the core needs of a venue, split by power: trading, reading an account, moving money.
 
-Workers, the rebalancer and the control plane speak only this; `exchange/kraken/spot/venue.py` is
-Kraken's implementation (REST), and a test double or another venue can stand in. Amounts are
-`Decimal`, times are seconds; every method that acts may raise `AmbiguousOutcome`, which the
-caller reconciles (`find_order`, `ledger`) before acting again.
+A strategy's worker is given a `TradingVenue` and an `AccountReader` for its own sub-account and
+nothing else; the `Treasury` (transfers, withdrawals, sub-accounts) needs the master key and
+belongs to the rebalancer. `exchange/kraken/` implements all three (spot/trading.py,
+spot/reader.py, spot/treasury.py); a test double or another venue can stand in.
+
+Amounts are `Decimal`, times are seconds of the service's `Clock`. Pairs are `Instrument`s of one
+registry (instruments.py). Every method that acts resolves its own ambiguity: a lost or unreadable
+reply is reconciled (orders by `cl_ord_id` or state, transfers by ledger) before it is sent again,
+and `AmbiguousOutcome` reaches the caller only when the venue could not tell.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Literal, Protocol
 
 import msgspec
+
+from orchestrator.exchange.instruments import Instrument
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["limit", "market"]
@@ -22,7 +30,7 @@ OrderStatus = Literal["pending", "open", "closed", "canceled", "expired"]
 class OrderSpec(msgspec.Struct, frozen=True, kw_only=True):
     """A new order, as a strategy means it. `cl_ord_id` is set before sending (exactly once)."""
 
-    pair: str  # the venue's pair name (`XBTUSD`, `XBT/USD`)
+    instrument: Instrument
     side: Side
     order_type: OrderType
     volume: Decimal
@@ -32,11 +40,31 @@ class OrderSpec(msgspec.Struct, frozen=True, kw_only=True):
     time_in_force: TimeInForce = "GTC"
     expire_s: float | None = None
 
+    @property
+    def rests(self) -> bool:
+        """Whether the order can rest on the book (and so has an age that prices its cancel)."""
+        return self.order_type == "limit" and self.time_in_force != "IOC"
+
+
+class OrderRef(msgspec.Struct, frozen=True, kw_only=True):
+    """What amending or cancelling an order needs, with no call to the venue: its id, its pair,
+    and when it last rested (placed or amended), which is what Kraken prices cancels and amends
+    by. `rested_s` is stamped when the venue's acknowledgement arrived: never earlier than the
+    venue's own time, so the age is never overestimated and the cost never underestimated."""
+
+    txid: str
+    cl_ord_id: str | None
+    instrument: Instrument
+    rested_s: float | None  # None: never rested (IOC, market)
+
+    def age_s(self, now_s: float) -> float | None:
+        return None if self.rested_s is None else max(0.0, now_s - self.rested_s)
+
 
 class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     txid: str
     cl_ord_id: str | None
-    pair: str
+    pair: str  # the instrument's ws_name
     side: Side
     order_type: str
     status: OrderStatus
@@ -92,30 +120,26 @@ class WithdrawalState(msgspec.Struct, frozen=True, kw_only=True):
     status_prop: str | None
 
 
-class SpotVenue(Protocol):
-    """One account's view of the venue (its own API key)."""
+class TradingVenue(Protocol):
+    """Order entry for one account (its own key)."""
 
-    async def place_order(self, spec: OrderSpec) -> str:
-        """Place once; return the txid. Ambiguity is reconciled by `cl_ord_id` inside."""
+    async def place(self, spec: OrderSpec) -> OrderRef:
+        """Place once (a lost reply is reconciled by `cl_ord_id`); the reference to amend or
+        cancel it."""
         ...
 
-    async def amend_order(
-        self,
-        txid: str,
-        *,
-        age_s: float,
-        volume: Decimal | None = None,
-        price: Decimal | None = None,
-    ) -> str:
-        """Amend in place (queue priority kept where possible); return the amend id."""
+    async def amend(
+        self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None
+    ) -> OrderRef:
+        """Amend in place (queue priority kept where possible); the reference, rested anew."""
         ...
 
-    async def cancel_order(self, txid: str, *, age_s: float | None) -> int:
-        """Cancel one order; `age_s` since placed or amended prices it (None: never rested)."""
+    async def cancel(self, ref: OrderRef) -> bool:
+        """Cancel one order: True if this call cancelled it, False if it had already closed."""
         ...
 
-    async def cancel_all(self, open_orders: list[OrderState]) -> int:
-        """Cancel every open order; the list (with ages) prices the request."""
+    async def cancel_all(self, resting: Sequence[OrderRef]) -> int:
+        """Cancel every open order; `resting` (the orders believed open) prices the request."""
         ...
 
     async def dead_man_switch(self, timeout_s: int) -> str:
@@ -128,7 +152,9 @@ class SpotVenue(Protocol):
         """The order with this client id, open or closed, or None."""
         ...
 
-    async def query_orders(self, txids: list[str]) -> list[OrderState]: ...
+
+class AccountReader(Protocol):
+    """What one account holds and did (its own key)."""
 
     async def balances(self) -> dict[str, Balance]: ...
 
@@ -136,18 +162,24 @@ class SpotVenue(Protocol):
         self, *, asset: str | None = None, type_: str | None = None
     ) -> list[LedgerEntry]: ...
 
+    async def query_orders(self, txids: Sequence[str]) -> list[OrderState]: ...
+
+
+class Treasury(Protocol):
+    """Moving money between accounts and out (the master key only)."""
+
     async def account_transfer(
         self, asset: str, amount: Decimal, source_id: str, target_id: str
     ) -> Transfer:
-        """Master key only. No idempotency key exists: reconcile by `ledger(type_='transfer')`."""
+        """Move funds once; a lost reply is reconciled through the source account's ledger."""
         ...
 
     async def withdraw(
         self, asset: str, key: str, amount: Decimal, max_fee: Decimal | None = None
-    ) -> Withdrawal: ...
+    ) -> Withdrawal:
+        """Withdraw once; a lost reply is reconciled through the withdrawal status list."""
+        ...
 
     async def withdraw_status(self, asset: str | None = None) -> list[WithdrawalState]: ...
 
     async def create_subaccount(self, username: str, email: str) -> None: ...
-
-    async def websockets_token(self) -> str: ...

@@ -19,8 +19,10 @@ from typing import Final, Literal
 import msgspec
 
 from orchestrator.config import LimitsConfig, Tier
+from orchestrator.exchange.kraken.common.methods import Lane, Method
 
-Lane = Literal["new_risk", "risk_reducing"]
+__all__ = ["Lane", "Policy", "Scope", "VenueRequest"]
+
 TradingAction = Literal["add", "amend", "edit", "cancel"]
 
 
@@ -54,13 +56,6 @@ _BY_AGE: Final[Mapping[TradingAction, tuple[int, ...]]] = MappingProxyType(
         "cancel": (8, 6, 5, 4, 2, 1, 0),
     }
 )
-_HISTORY_METHODS: Final = frozenset({"Ledgers", "QueryLedgers", "TradesHistory", "QueryTrades"})
-ORDER_ENTRY_METHODS: Final = frozenset(
-    {"AddOrder", "AddOrderBatch", "AmendOrder", "EditOrder", "CancelOrder", "CancelOrderBatch"}
-)
-RISK_REDUCING_METHODS: Final = frozenset(
-    {"CancelOrder", "CancelOrderBatch", "CancelAll", "CancelAllOrdersAfter"}
-)
 
 
 def trading_cost(action: TradingAction, age_s: float | None) -> int:
@@ -84,13 +79,6 @@ def batch_add_cost(n_orders: int) -> int:
     return math.ceil(n_orders / 2)
 
 
-def rest_cost(method: str) -> int:
-    """Cost on the key's REST counter: 0 for order entry, 2 for history, 1 otherwise."""
-    if method in ORDER_ENTRY_METHODS:
-        return 0
-    return 2 if method in _HISTORY_METHODS else 1
-
-
 class Scope(msgspec.Struct, frozen=True):
     """One counter: its name (a Redis key suffix), threshold and decay per second."""
 
@@ -107,13 +95,15 @@ class Charge(msgspec.Struct, frozen=True):
 class VenueRequest(msgspec.Struct, frozen=True, kw_only=True):
     """What the limiter needs to know of one request to the venue.
 
-    `method` is Kraken's REST method name (WS trading maps onto the same names with
-    `via_ws=True`, which skips the REST counter). `order_ages_s` are, for cancels and amends, the
-    ages of the orders touched (None for orders that never rested); for CancelAll, the
-    `(pair, age)` of every open order it will cancel goes in `cancel_all`.
+    `method` is the row of Kraken's method table (WS trading uses the same rows with
+    `via_ws=True`, which skips the REST counter). `pair` is the instrument's `ws_name`, the one
+    name every counter of a pair goes by. `order_ages_s` are, for cancels and amends, the ages of
+    the orders touched since they were placed or last amended (None for orders that never
+    rested); for CancelAll, the `(pair, age)` of every open order it will cancel goes in
+    `cancel_all`.
     """
 
-    method: str
+    method: Method
     pair: str | None = None
     order_ages_s: tuple[float | None, ...] = ()
     batch_size: int = 0
@@ -122,7 +112,7 @@ class VenueRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def lane(self) -> Lane:
-        return "risk_reducing" if self.method in RISK_REDUCING_METHODS else "new_risk"
+        return self.method.lane
 
 
 class Policy:
@@ -154,16 +144,16 @@ class Policy:
     def trading_cost_of(self, request: VenueRequest) -> float:
         """The request's cost on the trading counter of its pair."""
         ages = request.order_ages_s
-        match request.method:
-            case "AddOrder":
+        match request.method.trading:
+            case "add":
                 return trading_cost("add", None)
-            case "AddOrderBatch":
+            case "batch_add":
                 return batch_add_cost(request.batch_size)
-            case "AmendOrder":
+            case "amend":
                 return trading_cost("amend", ages[0] if ages else 0.0)
-            case "EditOrder":
+            case "edit":
                 return trading_cost("edit", ages[0] if ages else 0.0)
-            case "CancelOrder" | "CancelOrderBatch":
+            case "cancel" | "batch_cancel":
                 return sum(trading_cost("cancel", age) for age in (ages or (0.0,)))
             case _:
                 return 0
@@ -171,23 +161,22 @@ class Policy:
     def charges_for(self, request: VenueRequest, *, account: str, key_id: str) -> list[Charge]:
         """Every counter the request touches, with its cost there (zero costs left out)."""
         charges: list[Charge] = []
-        if not request.via_ws:
-            rest = rest_cost(request.method)
-            if rest:
-                charges.append(Charge(self.rest_scope(key_id), rest))
-        if request.method in ORDER_ENTRY_METHODS:
-            if request.pair is None:
-                raise ValueError(f"{request.method} needs a pair")
-            cost = self.trading_cost_of(request)
-            if cost:
-                charges.extend(self._trading(account, request.pair, cost))
-        elif request.method == "CancelAll":
+        method = request.method
+        if not request.via_ws and method.rest_cost:
+            charges.append(Charge(self.rest_scope(key_id), method.rest_cost))
+        if method.trading == "cancel_all":
             per_pair: dict[str, float] = {}
             for pair, age in request.cancel_all:
                 per_pair[pair] = per_pair.get(pair, 0) + trading_cost("cancel", age)
             for pair, cost in sorted(per_pair.items()):
                 if cost:
                     charges.extend(self._trading(account, pair, cost))
+        elif method.trading != "none":
+            if request.pair is None:
+                raise ValueError(f"{method} needs a pair")
+            cost = self.trading_cost_of(request)
+            if cost:
+                charges.extend(self._trading(account, request.pair, cost))
         return _merge(charges)
 
 

@@ -1,52 +1,85 @@
-"""A mutex shared by processes through Redis: one holder at a time, waiters woken, no polling.
+"""A mutex shared by processes through Redis: a lease, renewed while held.
 
-Used to send one request per API key at a time when several processes share the key, so that
-nonces reach Kraken in the order they were allocated. Holding is a lease (`ttl_ms`): a holder that
-dies frees the mutex when its lease runs out. Waiters block on a wake-up list (BLPOP) that each
-release pushes to, and re-check after at most the lease time, so a lost wake-up costs a delay,
-never a deadlock. Within one process an asyncio lock queues callers first, so only one of them
-waits on Redis.
+It is redis-py's asyncio `Lock` (an owner token under SET NX PX, released and extended by owner
+only), with two additions: the lease is renewed in the background while the block runs, so a
+request longer than one lease keeps it; and every Redis error leaves as `StoreUnavailable`, so
+callers decide what to do without Redis (the key lock falls back to a local lock).
+
+A holder that dies (kill -9) keeps the mutex for at most one lease; waiters poll every `poll_s`
+and give up at their own deadline (`wait_s`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import AsyncIterator
 from typing import Final
 
 import redis.asyncio as aioredis
+from redis.exceptions import LockError
 
-_RELEASE: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('RPUSH', KEYS[2], '1')
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-"""
+from orchestrator.errors import StoreError, StoreUnavailable
+from orchestrator.logs import get_logger
+from orchestrator.store.errors import redis_errors
+
+log = get_logger(__name__)
+
+_RENEWALS_PER_LEASE: Final = 3
+
+
+class MutexBusy(StoreError):
+    """Another holder kept the mutex past the caller's wait."""
 
 
 class RedisMutex:
-    def __init__(self, redis: aioredis.Redis, name: str, *, ttl_ms: int = 5000) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, name: str, *, lease_s: float, poll_s: float = 0.01
+    ) -> None:
         self.redis = redis
-        self.lock_key = name
-        self.wake_key = f"{name}:wake"
-        self.ttl_ms = ttl_ms
-        self._local = asyncio.Lock()
-        self._release = redis.register_script(_RELEASE)
+        self.name = name
+        self.lease_s = lease_s
+        self.poll_s = poll_s
 
     @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        async with self._local:
-            token = secrets.token_hex(8)
-            while not await self.redis.set(self.lock_key, token, nx=True, px=self.ttl_ms):
-                pttl = await self.redis.pttl(self.lock_key)
-                timeout_s = max(0.01, min(self.ttl_ms, pttl if pttl > 0 else 10) / 1000)
-                await self.redis.blpop([self.wake_key], timeout=timeout_s)
+    async def hold(self, *, wait_s: float) -> AsyncIterator[None]:
+        """Hold the mutex for the block. `MutexBusy` after `wait_s`; `StoreUnavailable` when
+        Redis cannot answer (before the block runs, never after)."""
+        lock = self.redis.lock(
+            self.name,
+            timeout=self.lease_s,
+            sleep=self.poll_s,
+            blocking_timeout=max(wait_s, self.poll_s),
+            thread_local=False,
+        )
+        async with redis_errors(self.redis, f"mutex {self.name}"):
+            if not await lock.acquire():
+                raise MutexBusy(f"{self.name} held by another process for more than {wait_s} s")
+        renewal = asyncio.get_running_loop().create_task(self._renew(lock))
+        try:
+            yield
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+            await self._release(lock)
+
+    async def _renew(self, lock: aioredis.lock.Lock) -> None:
+        """Push the lease out every third of it; a failed renewal is logged, not fatal: the
+        request it guards is already on its way."""
+        while True:
+            await asyncio.sleep(self.lease_s / _RENEWALS_PER_LEASE)
             try:
-                yield
-            finally:
-                await self._release(keys=[self.lock_key, self.wake_key], args=[token, self.ttl_ms])
+                async with redis_errors(self.redis, f"mutex {self.name}"):
+                    await lock.reacquire()
+            except (StoreUnavailable, LockError) as exc:
+                log.warning("mutex.renew_failed", name=self.name, error=str(exc))
+                return
+
+    async def _release(self, lock: aioredis.lock.Lock) -> None:
+        try:
+            async with redis_errors(self.redis, f"mutex {self.name}"):
+                await lock.release()
+        except (StoreUnavailable, LockError) as exc:
+            # Lost or unreachable: the lease expires on its own within `lease_s`.
+            log.warning("mutex.release_failed", name=self.name, error=str(exc))

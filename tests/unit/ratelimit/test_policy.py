@@ -7,13 +7,20 @@ from typing import Literal
 import pytest
 
 from orchestrator.config import LimitsConfig
+from orchestrator.exchange.kraken.common.methods import (
+    ADD_ORDER,
+    ADD_ORDER_BATCH,
+    BALANCE,
+    CANCEL_ALL,
+    CANCEL_ORDER,
+    method,
+)
 from orchestrator.ratelimit.policy import (
     TIERS,
     Charge,
     Policy,
     VenueRequest,
     batch_add_cost,
-    rest_cost,
     trading_cost,
 )
 
@@ -59,9 +66,11 @@ def test_never_rested_orders_have_no_age_part() -> None:
 
 def test_batch_and_rest_costs() -> None:
     assert [batch_add_cost(n) for n in (2, 3, 15)] == [1, 2, 8]
-    assert rest_cost("Ledgers") == rest_cost("QueryLedgers") == 2
-    assert rest_cost("Balance") == rest_cost("CancelAll") == 1
-    assert rest_cost("AddOrder") == rest_cost("CancelOrder") == 0
+    cost = {name: method(name).rest_cost for name in ("Ledgers", "QueryLedgers", "Balance",
+                                                      "CancelAll", "AddOrder", "CancelOrder")}  # fmt: skip
+    assert cost["Ledgers"] == cost["QueryLedgers"] == 2
+    assert cost["Balance"] == cost["CancelAll"] == 1
+    assert cost["AddOrder"] == cost["CancelOrder"] == 0
 
 
 def names(charges: list[Charge]) -> dict[str, float]:
@@ -71,23 +80,21 @@ def names(charges: list[Charge]) -> dict[str, float]:
 def test_charges_default_decisions() -> None:
     policy = Policy("intermediate", LimitsConfig())
     add = policy.charges_for(
-        VenueRequest(method="AddOrder", pair="XBT/USD"), account="a", key_id="k"
+        VenueRequest(method=ADD_ORDER, pair="XBT/USD"), account="a", key_id="k"
     )
     assert names(add) == {"trade:a:XBT/USD": 1, "domain:XBT/USD": 1}
     pool = next(c.scope for c in add if c.scope.name.startswith("domain"))
     assert pool.threshold == 625
     assert pool.decay_per_s == pytest.approx(11.7)
-    balance = policy.charges_for(VenueRequest(method="Balance"), account="a", key_id="k")
+    balance = policy.charges_for(VenueRequest(method=BALANCE), account="a", key_id="k")
     assert names(balance) == {"rest:k": 1}
     cancel_all = VenueRequest(
-        method="CancelAll", cancel_all=(("XBT/USD", 1.0), ("XBT/USD", 100.0), ("ETH/USD", None))
+        method=CANCEL_ALL, cancel_all=(("XBT/USD", 1.0), ("XBT/USD", 100.0), ("ETH/USD", None))
     )
     assert names(policy.charges_for(cancel_all, account="a", key_id="k")) == {
         "rest:k": 1, "trade:a:XBT/USD": 9, "domain:XBT/USD": 9,
     }  # fmt: skip
-    ws_cancel = VenueRequest(
-        method="CancelOrder", pair="XBT/USD", order_ages_s=(20.0,), via_ws=True
-    )
+    ws_cancel = VenueRequest(method=CANCEL_ORDER, pair="XBT/USD", order_ages_s=(20.0,), via_ws=True)
     assert names(policy.charges_for(ws_cancel, account="a", key_id="k")) == {
         "trade:a:XBT/USD": 4,
         "domain:XBT/USD": 4,
@@ -103,7 +110,7 @@ def test_every_decision_combination(scope: Literal["pair", "all"], cap: bool) ->
         "pro", LimitsConfig(domain_scope=scope, per_account_cap=cap, domain_multiplier=3)
     )
     charges = policy.charges_for(
-        VenueRequest(method="AddOrderBatch", pair="ETH/USD", batch_size=5), account="s1", key_id="k"
+        VenueRequest(method=ADD_ORDER_BATCH, pair="ETH/USD", batch_size=5), account="s1", key_id="k"
     )
     expected = {("domain:*" if scope == "all" else "domain:ETH/USD"): 3}
     if cap:

@@ -1,10 +1,16 @@
 """Nonces: strictly increasing per API key, across every process and host that uses the key.
 
-`RedisNonce` allocates from one Redis counter per key (microseconds of Redis TIME, or last + 1 if
-that is not larger), so two processes never hand out the same or a lower nonce. Allocation order
-is not arrival order, though: the REST client also sends one request per key at a time
-(`KrakenRest` holds a per-key lock from allocation until the reply), which is what keeps
-`EAPI:Invalid nonce` away when the key's nonce window is 0.
+`SharedNonce` allocates from one Redis counter per key (microseconds of Redis TIME, or last + 1
+if that is not larger), so two processes never hand out the same or a lower nonce. Allocation
+order is not arrival order, though: the REST client also sends one request per key at a time
+(the key lock, `key_lock.py`), which keeps `EAPI:Invalid nonce` away when the key's nonce window
+is 0.
+
+When Redis cannot answer, a cancel must still reach Kraken, so `SharedNonce` falls back to a local
+source that stays above anything Redis handed out: the local clock plus the largest lead Redis's
+clock was seen to have over it, and never below the last nonce this process used. When Redis is
+back, the first allocation carries this process's last nonce as a floor, so the shared counter
+resumes above what was sent without it.
 """
 
 from __future__ import annotations
@@ -14,16 +20,26 @@ from typing import Final, Protocol
 
 import redis.asyncio as aioredis
 
+from orchestrator.errors import StoreUnavailable
+from orchestrator.logs import get_logger
+from orchestrator.store.errors import redis_errors
 from orchestrator.store.keys import Keys
 
+log = get_logger(__name__)
+
+# KEYS[1] the key's counter; ARGV[1] a floor (the caller's last nonce).
 _ALLOCATE: Final = """
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local nonce = math.max(now_us, last + 1)
+local nonce = math.max(now_us, last + 1, tonumber(ARGV[1]) + 1)
 redis.call('SET', KEYS[1], string.format('%d', nonce))
 return string.format('%d', nonce)
 """
+
+
+def _local_us() -> int:
+    return time.time_ns() // 1000
 
 
 class NonceSource(Protocol):
@@ -42,17 +58,41 @@ class LocalNonce:
         self._last = 0
 
     async def next(self) -> int:
-        self._last = max(time.time_ns() // 1000, self._last + 1)
+        self._last = max(_local_us(), self._last + 1)
         return self._last
 
 
-class RedisNonce:
-    """One shared counter per API key (named by its non-secret id) in Redis."""
+class SharedNonce:
+    """One shared counter per API key (named by its non-secret id) in Redis, with a local
+    fallback while Redis is unreachable."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, key_id: str) -> None:
         """`key_id`: the key's fingerprint (`rest.key_fingerprint`), never the key itself."""
+        self._redis = redis
         self._key = keys.nonce(key_id)
         self._script = redis.register_script(_ALLOCATE)
+        self._last = 0  # the last nonce this process used, from Redis or not
+        self._lead_us = 0  # the largest (Redis nonce - local clock) seen
+        self._local_mode = False
 
     async def next(self) -> int:
-        return int(await self._script(keys=[self._key]))
+        before_us = _local_us()
+        try:
+            async with redis_errors(self._redis, "nonce"):
+                nonce = int(await self._script(keys=[self._key], args=[self._last]))
+        except StoreUnavailable as exc:
+            return self._next_local(exc)
+        # Measured from before the call, the lead is over- rather than under-estimated.
+        self._lead_us = max(self._lead_us, nonce - before_us)
+        if self._local_mode:
+            self._local_mode = False
+            log.info("nonce.redis_recovered", key=self._key)
+        self._last = max(self._last, nonce)
+        return self._last
+
+    def _next_local(self, exc: StoreUnavailable) -> int:
+        if not self._local_mode:
+            self._local_mode = True
+            log.warning("nonce.local_fallback", key=self._key, reason=str(exc))
+        self._last = max(_local_us() + self._lead_us, self._last + 1)
+        return self._last

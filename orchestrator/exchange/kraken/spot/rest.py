@@ -1,68 +1,57 @@
-"""Kraken spot REST: signed private calls and public calls, one aiohttp session per process.
+"""Kraken spot REST: signed private calls of one API key, and the public calls.
 
-Every private call takes a limiter permit first (when a limiter is given), then a nonce, then
-sends. Replies are decoded once with msgspec; Kraken's errors become our error tree
-(`errors.to_exception`), and a venue rate-limit error feeds back into the limiter so that every
-process backs off. A timeout or a dropped connection after sending a request that acts
-(orders, transfers) is an `AmbiguousOutcome`: the caller reconciles (by `cl_ord_id`, ledgers)
-before anything is sent again. Queries are retried on transport errors, acting calls never.
+A private call is a `Method` of Kraken's table (common/methods.py): the client takes a permit
+from the permit source first (always: there is no client without one), then holds the key's lock
+(one request per key at a time, so nonces reach Kraken in the order they were allocated), takes
+a nonce, signs and sends through the `Transport`. Replies are decoded once with msgspec; Kraken's
+errors become our tree (`common/errors.to_exception`) and a venue rate-limit error is fed back
+to the limiter with the permit that named the scopes.
+
+Outcomes (docs/outcomes.md): a query is retried on transport trouble, then `VenueUnavailable`.
+A call that acts is sent once; a lost, garbled or unreadable reply is an `AmbiguousOutcome` and
+the caller reconciles (by `cl_ord_id`, order state, ledgers) before anything is sent again.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
-import aiohttp
 import msgspec
 
 from orchestrator.errors import AmbiguousOutcome, VenueRateLimited, VenueUnavailable
 from orchestrator.exchange.kraken.common.auth import spot_sign
 from orchestrator.exchange.kraken.common.errors import rate_limit_kind, to_exception
+from orchestrator.exchange.kraken.common.key_lock import KeyLock
+from orchestrator.exchange.kraken.common.methods import Method
 from orchestrator.exchange.kraken.common.nonce import NonceSource
+from orchestrator.exchange.kraken.common.transport import HttpRequest, Transport
 from orchestrator.exchange.kraken.spot.schemas import Envelope
+from orchestrator.ratelimit.permits import PermitSource
 from orchestrator.ratelimit.policy import VenueRequest
-from orchestrator.ratelimit.redis import Limiter
 from orchestrator.secrets import ApiCredentials
-from orchestrator.store.mutex import RedisMutex
 
-ACTING_METHODS: Final = frozenset(
-    {
-        "AddOrder",
-        "AddOrderBatch",
-        "AmendOrder",
-        "EditOrder",
-        "CancelOrder",
-        "CancelOrderBatch",
-        "CancelAll",
-        "CancelAllOrdersAfter",
-        "AccountTransfer",
-        "Withdraw",
-        "WalletTransfer",
-        "CreateSubaccount",
-    }
-)
 _QUERY_RETRIES: Final = 2
-_USER_AGENT: Final = "orchestrator/0.1"
-
+_FORM: Final = "application/x-www-form-urlencoded"
 
 _envelope = msgspec.json.Decoder(Envelope)
-_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 T = TypeVar("T")
 
 
-def _decode_as(into: type[T], raw: msgspec.Raw, method: str) -> T:
+def decode_result(into: type[T], raw: msgspec.Raw | bytes, call: str, *, acting: bool) -> T:
+    """`raw` as `into`. A result we cannot read is ambiguous for a call that acts: the venue
+    answered, so it may have done what we asked."""
     decoder = _decoders.get(into)
     if decoder is None:
         decoder = _decoders[into] = msgspec.json.Decoder(into)
     try:
         return decoder.decode(raw)  # type: ignore[no-any-return]
-    except msgspec.ValidationError as exc:
-        raise VenueUnavailable(f"{method}: unexpected result shape: {exc}") from exc
+    except msgspec.DecodeError as exc:  # ValidationError included
+        error = AmbiguousOutcome if acting else VenueUnavailable
+        raise error(f"{call}: unexpected result shape: {exc}") from exc
 
 
 def key_fingerprint(key_id: str) -> str:
@@ -70,69 +59,85 @@ def key_fingerprint(key_id: str) -> str:
     return hashlib.sha256(key_id.encode()).hexdigest()[:16]
 
 
+def read_envelope(raw: bytes, call: str, *, acting: bool) -> msgspec.Raw:
+    """The `result` of a Kraken reply, or the error its `error` list (or its absence) means."""
+    try:
+        envelope = _envelope.decode(raw)
+    except msgspec.DecodeError as exc:
+        error = AmbiguousOutcome if acting else VenueUnavailable
+        raise error(f"{call}: reply is not Kraken's envelope") from exc
+    if any(not e.startswith("W") for e in envelope.error):
+        raise to_exception(envelope.error, acting=acting, method=call)
+    return envelope.result
+
+
+class KrakenPublic:
+    """Kraken's public REST calls (market data, AssetPairs): no key, no permit."""
+
+    def __init__(self, transport: Transport, base_url: str) -> None:
+        self.transport = transport
+        self.base_url = base_url.rstrip("/")
+
+    async def call_as(self, into: type[T], name: str, params: Mapping[str, str] | None = None) -> T:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        request = HttpRequest("GET", f"{self.base_url}/0/public/{name}{query}", {}, None)
+        for attempt in range(_QUERY_RETRIES + 1):
+            try:
+                reply = await self.transport.send(request, call=name, acting=False)
+                return decode_result(into, read_envelope(reply.body, name, acting=False), name,
+                                     acting=False)  # fmt: skip
+            except VenueUnavailable:
+                if attempt == _QUERY_RETRIES:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
 class KrakenRest:
-    """One account's REST access (one API key)."""
+    """One account's signed REST access (one API key). Every argument is a guarantee: there is
+    no client without credentials, a nonce source, the key's lock and a permit source."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        transport: Transport,
         base_url: str,
         *,
         account: str,
-        credentials: ApiCredentials | None = None,
-        nonce: NonceSource | None = None,
-        limiter: Limiter | None = None,
+        credentials: ApiCredentials,
+        nonce: NonceSource,
+        key_lock: KeyLock,
+        permits: PermitSource,
         strategy: str | None = None,
-        timeout_s: float = 10.0,
         permit_deadline_s: float = 5.0,
-        key_mutex: RedisMutex | None = None,
     ) -> None:
-        """`key_mutex`: give one when other processes use the same API key (see `_send`)."""
-        self.session = session
+        """`strategy`: the limiter identity whose fair share the calls count toward."""
+        self.transport = transport
         self.base_url = base_url.rstrip("/")
         self.account = account
         self.credentials = credentials
         self.nonce = nonce
-        self.limiter = limiter
+        self.key_lock = key_lock
+        self.permits = permits
         self.strategy = strategy
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.permit_deadline_s = permit_deadline_s
-        self.key_id = key_fingerprint(credentials.key.reveal()) if credentials else ""
-        # One request per key at a time: nonces then reach the venue in the order they were
-        # allocated, so a key with nonce window 0 never sees EAPI:Invalid nonce from us. Across
-        # processes sharing the key, the Redis mutex does the same.
-        self._in_order = asyncio.Lock()
-        self._key_mutex = key_mutex
+        self.key_id = key_fingerprint(credentials.key.reveal())
 
-    async def public(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        url = f"{self.base_url}/0/public/{method}"
-        for attempt in range(_QUERY_RETRIES + 1):
-            try:
-                async with self.session.get(url, params=params, timeout=self.timeout) as resp:
-                    raw = await resp.read()
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                if attempt == _QUERY_RETRIES:
-                    raise VenueUnavailable(f"{method}: {type(exc).__name__}") from exc
-                continue
-            return msgspec.json.decode(self._result(raw, method, acting=False))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def private(
+    async def call(
         self,
-        method: str,
+        method: Method,
         params: Mapping[str, Any] | None = None,
         *,
         request: VenueRequest | None = None,
         deadline_s: float | None = None,
     ) -> Any:
-        """A signed call returning the decoded `result` as builtins."""
-        raw = await self._private(method, params, request=request, deadline_s=deadline_s)
-        return msgspec.json.decode(raw)
+        """A signed call returning the decoded `result` as builtins (prefer `call_as`)."""
+        return msgspec.json.decode(
+            await self._private(method, params, request=request, deadline_s=deadline_s)
+        )
 
-    async def private_as(
+    async def call_as(
         self,
         into: type[T],
-        method: str,
+        method: Method,
         params: Mapping[str, Any] | None = None,
         *,
         request: VenueRequest | None = None,
@@ -140,82 +145,52 @@ class KrakenRest:
     ) -> T:
         """A signed call whose `result` is decoded into `into` (a `schemas` Struct)."""
         raw = await self._private(method, params, request=request, deadline_s=deadline_s)
-        return _decode_as(into, raw, method)
+        return decode_result(into, raw, method.rest, acting=method.acting)
 
     async def _private(
         self,
-        method: str,
+        method: Method,
         params: Mapping[str, Any] | None,
         *,
         request: VenueRequest | None,
         deadline_s: float | None,
     ) -> msgspec.Raw:
-        """Permit, nonce, sign, send, check. `request` describes the call to the limiter."""
-        acting = method in ACTING_METHODS
-        venue_request = request or VenueRequest(method=method, pair=None)
-        if self.limiter is not None:
-            await self.limiter.acquire_for(
-                venue_request,
-                account=self.account,
-                key_id=self.key_id,
-                strategy=self.strategy,  # cancels count toward the share, never wait on it
-                deadline_s=self.permit_deadline_s if deadline_s is None else deadline_s,
-            )
-        attempts = 1 if acting else _QUERY_RETRIES + 1
+        """Permit, key lock, nonce, sign, send, check. `request` describes the call to the
+        limiter when the method is priced by more than its name (pair, order ages)."""
+        if request is not None and request.method is not method:
+            raise ValueError(f"request describes {request.method}, not {method}")
+        wait_s = self.permit_deadline_s if deadline_s is None else deadline_s
+        permit = await self.permits.acquire_for(
+            request or VenueRequest(method=method),
+            account=self.account,
+            key_id=self.key_id,
+            strategy=self.strategy,  # cancels count toward the share, never wait on it
+            deadline_s=wait_s,
+        )
+        attempts = 1 if method.acting else _QUERY_RETRIES + 1
         for attempt in range(attempts):
             try:
-                raw = await self._send(method, params or {})
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                if acting:
-                    raise AmbiguousOutcome(
-                        f"{method}: no reply ({type(exc).__name__}); the venue may have acted"
-                    ) from exc
-                if attempt == attempts - 1:
-                    raise VenueUnavailable(f"{method}: {type(exc).__name__}") from exc
-                continue
-            try:
-                return self._result(raw, method, acting=acting)
+                body = await self._send(method, params or {}, wait_s=wait_s)
+                return read_envelope(body, method.rest, acting=method.acting)
             except VenueRateLimited as exc:
-                await self._feedback(exc, venue_request)
+                kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
+                await self.permits.feedback(permit, kind)
                 raise
+            except VenueUnavailable:
+                if method.acting or attempt == attempts - 1:
+                    raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send(self, method: str, params: Mapping[str, Any]) -> bytes:
-        credentials, nonces = self.credentials, self.nonce
-        if credentials is None or nonces is None:
-            raise ValueError(f"{self.account}: private calls need credentials and a nonce source")
-        path = f"/0/private/{method}"
-        async with self._in_order, self._turn():
-            nonce = await nonces.next()
+    async def _send(self, method: Method, params: Mapping[str, Any], *, wait_s: float) -> bytes:
+        path = f"/0/private/{method.rest}"
+        async with self.key_lock.hold(wait_s=wait_s):
+            nonce = await self.nonce.next()
             body = urllib.parse.urlencode({"nonce": nonce, **params}).encode()
             headers = {
-                "API-Key": credentials.key.reveal(),
-                "API-Sign": spot_sign(credentials.secret.reveal(), path, nonce, body),
-                "Content-Type": "application/x-www-form-urlencoded",
-                "User-Agent": _USER_AGENT,
+                "API-Key": self.credentials.key.reveal(),
+                "API-Sign": spot_sign(self.credentials.secret.reveal(), path, nonce, body),
+                "Content-Type": _FORM,
             }
-            async with self.session.post(
-                self.base_url + path, data=body, headers=headers, timeout=self.timeout
-            ) as resp:
-                return await resp.read()
-
-    def _turn(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return self._key_mutex.hold() if self._key_mutex is not None else contextlib.nullcontext()
-
-    def _result(self, raw: bytes, method: str, *, acting: bool) -> msgspec.Raw:
-        try:
-            envelope = _envelope.decode(raw)
-        except msgspec.DecodeError as exc:
-            error = AmbiguousOutcome if acting else VenueUnavailable
-            raise error(f"{method}: reply is not Kraken's envelope") from exc
-        if any(not e.startswith("W") for e in envelope.error):
-            raise to_exception(envelope.error, acting=acting, method=method)
-        return envelope.result
-
-    async def _feedback(self, exc: VenueRateLimited, request: VenueRequest) -> None:
-        """Tell every process: the scope the venue named is full."""
-        if self.limiter is not None:
-            kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
-            await self.limiter.feedback(
-                kind, account=self.account, key_id=self.key_id, pair=request.pair
-            )
+            request = HttpRequest("POST", self.base_url + path, headers, body)
+            reply = await self.transport.send(request, call=method.rest, acting=method.acting)
+            return reply.body

@@ -150,3 +150,18 @@ class WebSocketsToken(_Result):
 class Envelope(msgspec.Struct):
     error: list[str] = []
     result: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class AssetPair(_Result):
+    """One entry of public AssetPairs: the source of the instrument registry."""
+
+    altname: str
+    wsname: str
+    base: str
+    quote: str
+    pair_decimals: int
+    lot_decimals: int
+    ordermin: Decimal = ZERO
+    costmin: Decimal = ZERO
+    tick_size: Decimal | None = None  # absent in older replies: one unit of the last decimal
+    status: str = "online"

@@ -1,0 +1,152 @@
+"""Kraken's `TradingVenue` for one account: order entry over the signed REST client.
+
+Each request is described to the limiter from what the caller holds, with no call to the venue to
+price itself: the pair from the order's `Instrument`, cancel and amend costs from the time the
+order last rested (placed or amended, `OrderRef.rested_s`). Every acting call goes through
+`act_once` with the lookup that tells what the venue did (reconcile.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from orchestrator.clock import Clock
+from orchestrator.errors import AmbiguousOutcome, UnknownOrder
+from orchestrator.exchange.instruments import Instruments
+from orchestrator.exchange.kraken.common import methods as m
+from orchestrator.exchange.kraken.spot import schemas as s
+from orchestrator.exchange.kraken.spot.orders import add_order_params, order_state
+from orchestrator.exchange.kraken.spot.reconcile import act_once, find_order
+from orchestrator.exchange.kraken.spot.rest import KrakenRest
+from orchestrator.exchange.protocol import OrderRef, OrderSpec, OrderState
+from orchestrator.ratelimit.policy import VenueRequest
+
+_GONE = frozenset({"closed", "canceled", "expired"})
+
+
+class KrakenTrading:
+    """`TradingVenue` for one Kraken account."""
+
+    def __init__(
+        self,
+        rest: KrakenRest,
+        clock: Clock,
+        instruments: Instruments,
+        *,
+        confirm_delay_s: float = 0.5,
+    ) -> None:
+        self.rest = rest
+        self.clock = clock
+        self.instruments = instruments
+        self.confirm_delay_s = confirm_delay_s
+
+    async def place(self, spec: OrderSpec) -> OrderRef:
+        params = add_order_params(spec)
+        request = VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.ws_name)
+
+        async def send() -> str:
+            result = await self.rest.call_as(s.AddOrderResult, m.ADD_ORDER, params, request=request)
+            if len(result.txid) != 1:
+                raise AmbiguousOutcome(f"AddOrder {spec.cl_ord_id}: reply has no single txid")
+            return result.txid[0]
+
+        async def lookup() -> str | None:
+            found = await find_order(self.rest, spec.cl_ord_id)
+            return None if found is None else found[0]
+
+        txid = await act_once(f"AddOrder {spec.cl_ord_id}", send, lookup, clock=self.clock,
+                              confirm_delay_s=self.confirm_delay_s)  # fmt: skip
+        rested_s = self.clock.time() if spec.rests else None
+        return OrderRef(txid=txid, cl_ord_id=spec.cl_ord_id, instrument=spec.instrument,
+                        rested_s=rested_s)  # fmt: skip
+
+    async def amend(
+        self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None
+    ) -> OrderRef:
+        if volume is None and price is None:
+            raise ValueError("an amend changes the volume, the price or both")
+        params: dict[str, Any] = {"txid": ref.txid}
+        if volume is not None:
+            params["order_qty"] = ref.instrument.qty_text(volume)
+        if price is not None:
+            params["limit_price"] = ref.instrument.price_text(price)
+        request = VenueRequest(method=m.AMEND_ORDER, pair=ref.instrument.ws_name,
+                               order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+
+        async def send() -> str:
+            result = await self.rest.call_as(s.AmendResult, m.AMEND_ORDER, params, request=request)
+            return result.amend_id
+
+        async def lookup() -> str | None:
+            order = await self._order(ref.txid)
+            if order.status in _GONE:
+                raise UnknownOrder(f"AmendOrder {ref.txid}: the order is {order.status}")
+            matches = (volume is None or order.volume == volume) and (
+                price is None or order.price == price
+            )
+            return "reconciled" if matches else None
+
+        await act_once(f"AmendOrder {ref.txid}", send, lookup, clock=self.clock,
+                       confirm_delay_s=self.confirm_delay_s)  # fmt: skip
+        # Kraken prices the next amend or cancel from this amend: the order rests anew.
+        return OrderRef(txid=ref.txid, cl_ord_id=ref.cl_ord_id, instrument=ref.instrument,
+                        rested_s=self.clock.time())  # fmt: skip
+
+    async def cancel(self, ref: OrderRef) -> bool:
+        request = VenueRequest(method=m.CANCEL_ORDER, pair=ref.instrument.ws_name,
+                               order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+
+        async def send() -> bool:
+            try:
+                result = await self.rest.call_as(
+                    s.CancelResult, m.CANCEL_ORDER, {"txid": ref.txid}, request=request
+                )
+            except UnknownOrder:
+                return False  # already closed (filled, expired or cancelled)
+            return result.count > 0
+
+        async def lookup() -> bool | None:
+            order = await self._order(ref.txid)
+            if order.status == "canceled":
+                return True
+            return False if order.status in _GONE else None
+
+        return await act_once(f"CancelOrder {ref.txid}", send, lookup, clock=self.clock,
+                              confirm_delay_s=self.confirm_delay_s)  # fmt: skip
+
+    async def cancel_all(self, resting: Sequence[OrderRef]) -> int:
+        now_s = self.clock.time()
+        ages = tuple((ref.instrument.ws_name, ref.age_s(now_s)) for ref in resting)
+        request = VenueRequest(method=m.CANCEL_ALL, cancel_all=ages)
+
+        async def send() -> int:
+            return (await self.rest.call_as(s.CancelResult, m.CANCEL_ALL, request=request)).count
+
+        async def lookup() -> int | None:
+            still_open = await self.rest.call_as(s.OpenOrders, m.OPEN_ORDERS)
+            return len(resting) if not still_open.open else None
+
+        return await act_once("CancelAll", send, lookup, clock=self.clock,
+                              confirm_delay_s=self.confirm_delay_s)  # fmt: skip
+
+    async def dead_man_switch(self, timeout_s: int) -> str:
+        result = await self.rest.call_as(
+            s.DeadManResult, m.CANCEL_ALL_AFTER, {"timeout": timeout_s}
+        )
+        return result.triggerTime
+
+    async def open_orders(self) -> list[OrderState]:
+        result = await self.rest.call_as(s.OpenOrders, m.OPEN_ORDERS)
+        return [order_state(txid, o, self.instruments) for txid, o in result.open.items()]
+
+    async def find_order(self, cl_ord_id: str) -> OrderState | None:
+        found = await find_order(self.rest, cl_ord_id)
+        return None if found is None else order_state(*found, self.instruments)
+
+    async def _order(self, txid: str) -> OrderState:
+        result = await self.rest.call_as(dict[str, s.KrakenOrder], m.QUERY_ORDERS, {"txid": txid})
+        if txid not in result:
+            raise UnknownOrder(f"QueryOrders: no order {txid}")
+        return order_state(txid, result[txid], self.instruments)
