@@ -1,6 +1,6 @@
 """Kraken's rate-limit tables and which counters each venue request touches. Pure.
 
-Facts and Decisions: `shared/kraken/LIMITS.md`. A request is charged on one or more *scopes*,
+Facts and Decisions: `docs/kraken/rate-limits.md`. A request is charged on one or more *scopes*,
 each a Kraken counter (threshold, linear decay per second):
 - `rest:<key id>`: the REST counter of one API key (every private call except order entry);
 - `trade:<account>:<pair>`: one account's trading counter for a pair (when `per_account_cap`);

@@ -1,8 +1,9 @@
 """The venue side of Kraken's authentication: signatures, nonces, permissions, lockouts.
 
-Facts from `shared/kraken/REST.md` sections 1, 5.2 and 6, `WS.md` section 7 and `LIMITS.md`
-section 4; the maths is done here with hashlib/hmac on purpose, never borrowed from the clients,
-so that a client and the simulator agreeing means both read the facts the same way.
+Facts from `docs/kraken/rest.md` sections 1, 5.2 and 6, `docs/kraken/websocket.md` section 7
+and `docs/kraken/rate-limits.md` section 4; the maths is done here with hashlib/hmac on purpose,
+never borrowed from the clients, so that a client and the simulator agreeing means both read
+the facts the same way.
 
 Pure: no clock and no I/O; the caller passes `now_s`. Choices where Kraken says nothing:
 - A nonce that is not canonical decimal text of an unsigned 64-bit integer (`0` or digits without a
@@ -52,7 +53,7 @@ Permission = Literal[
     "query_ledger",
 ]
 
-# Futures error strings (REST.md section 5.3).
+# Futures error strings (docs/kraken/rest.md section 5.3).
 FUTURES_AUTHENTICATION_ERROR: Final = "authenticationError"
 FUTURES_NONCE_BELOW_THRESHOLD: Final = "nonceBelowThreshold"
 FUTURES_NONCE_DUPLICATE: Final = "nonceDuplicate"

@@ -2,7 +2,7 @@
 
 The book holds every price level in scaled integers (`checksum.Level`). A subscriber sees a
 window of the best `depth` levels per side; `DepthView` remembers the window it last sent and
-turns the book's current state into Kraken's diff (`shared/kraken/WS.md` 3.1):
+turns the book's current state into Kraken's diff (`docs/kraken/websocket.md` 3.1):
 
 - a level new to the window, or whose qty changed, is sent with its qty;
 - a level gone from the book altogether is sent with qty 0;

@@ -1,9 +1,10 @@
 """Kraken WS v2 `book` checksum, and the scaled integers that make it cheap.
 
 Kraken renders each of the top 10 levels at the pair's fixed precision (`45283.5`, `0.10000000`),
-deletes the dot, strips leading zeros and CRC32s asks-then-bids (`shared/kraken/WS.md` 3.2). A
-price held as `price_int = price * 10**price_decimals` renders to exactly that text with `str`,
-so the venue keeps its book in scaled integers and never formats a Decimal on the hot path.
+deletes the dot, strips leading zeros and CRC32s asks-then-bids (`docs/kraken/websocket.md`
+3.2). A price held as `price_int = price * 10**price_decimals` renders to exactly that text with
+`str`, so the venue keeps its book in scaled integers and never formats a Decimal on the hot
+path.
 `checksum_decimal` is the literal recipe, kept as the reference the fast path is tested against.
 
     book_checksum(asks=[(452852, 100000)], bids=[(452835, 10000000)])   # unsigned 32-bit

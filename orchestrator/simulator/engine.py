@@ -143,7 +143,8 @@ class Engine:
         return PlaceResult(order)
 
     def validate_batch(self, account: str, requests: list[OrderRequest]) -> None:
-        """A batch is refused whole when any order fails the static checks (REST.md 2.3)."""
+        """A batch is refused whole when any order fails the static checks
+        (docs/kraken/rest.md 2.3)."""
         seen: set[str] = set()
         for req in requests:
             pair = self.domain.catalog.pair(req.pair)

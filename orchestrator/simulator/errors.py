@@ -2,7 +2,7 @@
 
 Everything inside the simulator that refuses a request raises `KrakenError("EOrder:...")`; the
 REST and WebSocket layers turn it into Kraken's envelope. The codes are Kraken's exact strings
-(`shared/kraken/REST.md` section 4), collected here so that a typo cannot invent a new one.
+(`docs/kraken/rest.md` section 4), collected here so that a typo cannot invent a new one.
 """
 
 from __future__ import annotations

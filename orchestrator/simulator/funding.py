@@ -29,7 +29,8 @@ from orchestrator.simulator.orders import invalid, parse_decimal
 TransferMode = Literal["complete", "pending", "fail"]
 TransferStatus = Literal["pending", "complete", "failed"]
 WithdrawStatus = Literal["Initial", "Pending", "Success", "Failure"]
-_TRANSFER_SUBTYPE: Final = "spottransfer"  # Kraken's subtype here is UNCONFIRMED (ACCOUNTS.md)
+# Kraken does not document this subtype: a Decision (docs/kraken/accounts-and-transfers.md 2).
+_TRANSFER_SUBTYPE: Final = "spottransfer"
 
 
 class FundingSettings(msgspec.Struct, kw_only=True):

@@ -1,9 +1,9 @@
 """The futures `GET /derivatives/api/v3/accounts` payload, and the margin formulas behind it.
 
-Shape from seed 004 (`shared/kraken/ACCOUNTS.md`, "Futures accounts"); formulas from seed 003
-("Unified wallet, collateral and margin"). Pure: arithmetic in `Decimal`, converted to JSON numbers
-(floats) only at the edge, where seed 004 has numbers; cash and margin-account balances are decimal
-strings, as in the seed.
+Shape from Kraken's documented example reply (`docs/kraken/accounts-and-transfers.md` section 5);
+formulas from Kraken's unified-wallet articles (same file, section 4). Pure: arithmetic in
+`Decimal`, converted to JSON numbers (floats) only at the edge, where Kraken's example has
+numbers; cash and margin-account balances are decimal strings, as in the example.
 
 Choices where Kraken says nothing: `portfolioValue` = `balanceValue` + `totalUnrealized`;
 `totalUnrealized` = `pnl` + `unrealizedFunding`; `totalUnrealizedAsMargin` = `totalUnrealized` (no
@@ -21,11 +21,11 @@ from typing import Final
 import msgspec
 
 ZERO: Final = Decimal(0)
-# Seed 004's example implies these (collateral / value = 1 - 0.02245 for XBT and EUR).
+# Kraken's example reply implies these (collateral / value = 1 - 0.02245 for XBT and EUR).
 DEFAULT_HAIRCUTS: Final[Mapping[str, Decimal]] = MappingProxyType(
     {"USD": ZERO, "XBT": Decimal("0.02245"), "EUR": Decimal("0.02245")}
 )
-# Seed 003: the share of spot margin requirements each available-margin formula subtracts.
+# Kraken's share of spot margin requirements that each available-margin formula subtracts.
 MAINTENANCE_SPOT_MARGIN_RATE: Final = Decimal("0.8")
 LIQUIDATION_SPOT_MARGIN_RATE: Final = Decimal("0.4")
 
@@ -107,7 +107,7 @@ def server_time(now_s: float) -> str:
 
 
 def collateral(quantity: Decimal, price_usd: Decimal, haircut: Decimal) -> Decimal:
-    """Seed 003: balance x price x (1 - haircut)."""
+    """Kraken's collateral of one asset: balance x price x (1 - haircut)."""
     return quantity * price_usd * (1 - haircut)
 
 
@@ -116,8 +116,8 @@ def collateral_value(
     prices_usd: Mapping[str, Decimal],
     haircuts: Mapping[str, Decimal] = DEFAULT_HAIRCUTS,
 ) -> Decimal:
-    """Seed 003: the sum of every asset's collateral. A missing price or haircut is a KeyError:
-    guessing either would misstate margin."""
+    """Kraken's collateral value: the sum of every asset's collateral. A missing price or
+    haircut is a KeyError: guessing either would misstate margin."""
     return sum(
         (collateral(qty, prices_usd[asset], haircuts[asset]) for asset, qty in quantities.items()),
         ZERO,
@@ -127,8 +127,8 @@ def collateral_value(
 def margin_level(
     collateral_usd: Decimal, unrealized_pnl: Decimal, margin_requirement: Decimal
 ) -> Decimal | None:
-    """Seed 003: (collateral + unrealized PnL) / requirement x 100, in percent; None without a
-    requirement (no positions: the level is unbounded)."""
+    """Kraken's margin level: (collateral + unrealized PnL) / requirement x 100, in percent;
+    None without a requirement (no positions: the level is unbounded)."""
     if margin_requirement == 0:
         return None
     return (collateral_usd + unrealized_pnl) / margin_requirement * 100
@@ -140,7 +140,7 @@ def available_maintenance_margin(
     spot_margin: Decimal,
     derivatives_maintenance_margin: Decimal,
 ) -> Decimal:
-    """Seed 003: liqEquity + unrealized-as-margin - spot margin x 0.8 - derivatives MM."""
+    """Kraken's formula: liqEquity + unrealized-as-margin - spot margin x 0.8 - derivatives MM."""
     return (
         liquidation_equity
         + derivatives_unrealized_as_margin
@@ -155,7 +155,7 @@ def available_liquidation_margin(
     spot_margin: Decimal,
     derivatives_liquidation_margin: Decimal,
 ) -> Decimal:
-    """Seed 003: liqEquity + unrealized-as-margin - spot margin x 0.4 - derivatives LM."""
+    """Kraken's formula: liqEquity + unrealized-as-margin - spot margin x 0.4 - derivatives LM."""
     return (
         liquidation_equity
         + derivatives_unrealized_as_margin
@@ -173,7 +173,7 @@ def available_margin(
     withheld: Decimal = ZERO,
     derivatives_order_margin: Decimal = ZERO,
 ) -> Decimal:
-    """Seed 003: equity + unrealized PnL - initial margin; with open orders, also minus spot
+    """Kraken's formula: equity + unrealized PnL - initial margin; with open orders, also minus spot
     margin, withheld funds and the derivatives margin of the orders."""
     return (
         equity
@@ -239,7 +239,7 @@ def flex_account(
 
 
 def cash_account(balances: Mapping[str, Decimal]) -> CashAccount:
-    """The `cash` (holding) wallet; seed 004 spells its assets in lower case (`xbt`)."""
+    """The `cash` (holding) wallet; Kraken's example spells its assets in lower case (`xbt`)."""
     return CashAccount(balances={asset: decimal_text(qty) for asset, qty in balances.items()})
 
 
@@ -251,7 +251,7 @@ def margin_account(
     trigger_estimates: MarginLevels,
 ) -> MarginAccount:
     """A single-collateral wallet (`fi_xbtusd`). Its figures come from the position engine;
-    seed 004's example is not self-consistent enough to derive `af`/`pv` from balances."""
+    Kraken's example is not self-consistent enough to derive `af`/`pv` from balances."""
     return MarginAccount(
         currency=currency,
         balances={asset: decimal_text(qty) for asset, qty in balances.items()},

@@ -1,6 +1,6 @@
 """Futures (derivatives) private REST: wallets, sub-accounts, the trading switch, transfers.
 
-Routes under `/derivatives/api/v3` (`shared/kraken/REST.md` section 5): `GET /accounts`,
+Routes under `/derivatives/api/v3` (`docs/kraken/rest.md` section 5): `GET /accounts`,
 `GET /subaccounts`, `GET|PUT /subaccount/{uid}/trading-enabled`, `POST /transfer` and
 `POST /transfer/subaccount`. Every call is authenticated (`APIKey`, `Authent`, optional `Nonce`),
 charged on the key's `/derivatives` budget (500 cost units per 10 s, section 5.4) and answered in
@@ -21,8 +21,8 @@ Choices where Kraken says nothing:
   matching `f-xbt:usd` with zero available margin, and transfers naming any other wallet are
   `invalidAccount`.
 - Asset names: lower-case altnames in `cash` and sub-account lists (`xbt`), upper-case in `flex`
-  (`XBT`), as in seed 004; `unit` accepts any name the catalog knows, in any case.
-- Haircuts: seed 004's (USD 0, XBT and EUR 2.245 %); other assets take 2.245 % too.
+  (`XBT`), as in Kraken's example; `unit` accepts any name the catalog knows, in any case.
+- Haircuts: those Kraken's example implies (USD 0, XBT and EUR 2.245 %); others take 2.245 %.
 - Amounts: plain decimal text (an exponent is allowed), > 0, below 10**15 and with no more
   decimals than the asset has; anything else is `invalidAmount`. A transfer from a wallet to
   itself is `invalidAccount`. Users are named by futures uid, username, account id or email.
@@ -67,7 +67,7 @@ FUTURES_UNAVAILABLE: Final = "Unavailable"  # futures' code for a service that d
 PREFIX: Final = "/derivatives/api/v3"
 _DERIVATIVES: Final = "/derivatives"
 
-# Futures error strings (REST.md section 5.3) not already in `auth`.
+# Futures error strings (docs/kraken/rest.md section 5.3) not already in `auth`.
 API_LIMIT_EXCEEDED: Final = "apiLimitExceeded"
 INSUFFICIENT_FUNDS: Final = "insufficientFunds"
 INVALID_ACCOUNT: Final = "invalidAccount"
@@ -77,7 +77,7 @@ NOT_FOUND: Final = "notFound"
 REQUIRED_ARGUMENT_MISSING: Final = "requiredArgumentMissing"
 SERVER_ERROR: Final = "Server Error"
 
-# The `/derivatives` budget (REST.md section 5.4): 500 per 10 s, modelled as a leaky counter.
+# The `/derivatives` budget (docs/kraken/rest.md 5.4): 500 per 10 s, modelled as a leaky counter.
 BUDGET_THRESHOLD: Final = 500.0
 BUDGET_DECAY_PER_S: Final = 50.0
 COST_ACCOUNTS: Final = 2
@@ -89,7 +89,7 @@ COST_TRANSFER_SUBACCOUNT: Final = 10
 WALLETS: Final = frozenset({"cash", "flex"})
 IDLE_MARGIN_WALLET: Final = "fi_xbtusd"
 IDLE_FUTURES_ACCOUNT: Final = "f-xbt:usd"
-OTHER_HAIRCUT: Final = Decimal("0.02245")  # seed 004's non-USD haircut, for unlisted assets
+OTHER_HAIRCUT: Final = Decimal("0.02245")  # non-USD haircut of Kraken's example, for others
 MAX_AMOUNT: Final = Decimal(10) ** 15
 _AMOUNT_TEXT: Final = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
 _MAX_AMOUNT_CHARS: Final = 64
@@ -243,7 +243,7 @@ def _haircuts(names: list[str]) -> dict[str, Decimal]:
 
 
 def flex_wallet(venue: Venue, account: Account) -> fa.FlexAccount:
-    """Seed 003's formulas over the `flex` quantities, at the catalog's USD prices."""
+    """Kraken's unified-wallet formulas over the `flex` quantities, at the catalog's USD prices."""
     quantities: dict[str, Decimal] = {}
     prices: dict[str, Decimal] = {}
     for asset_id, quantity in account.futures["flex"].items():
@@ -268,7 +268,7 @@ def _idle_margin_account() -> fa.MarginAccount:
 
 
 def accounts_payload(venue: Venue, account: Account) -> dict[str, Any]:
-    """The seed 004 `GET /accounts` body for one account."""
+    """The `GET /accounts` body for one account, in the shape of Kraken's example."""
     wallets: dict[str, fa.Account] = {
         "cash": fa.cash_account(_cash_balances(venue, account)),
         "flex": flex_wallet(venue, account),

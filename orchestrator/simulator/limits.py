@@ -4,7 +4,7 @@
     limits.charge_rest("key-1", "Balance", now_s)                            # KrakenError when over
     limits.charge_trading("sub-1", "XBT/USD", trading_cost("cancel", 3.0), now_s)
 
-Facts and our Decisions are in `shared/kraken/LIMITS.md`; this module is written from them and
+Facts and our Decisions are in `docs/kraken/rate-limits.md`; this module is written from them and
 not from `orchestrator.ratelimit`, so that the client limiter and the venue agreeing means
 something. Pure: no clock is read, every call takes `now_s` (seconds on the one shared clock).
 """

@@ -431,5 +431,5 @@ ENDPOINTS: Final[dict[str, Endpoint]] = {
     "Withdraw": Endpoint(withdraw, ("withdraw",), trading=True),
     "WithdrawStatus": Endpoint(withdraw_status, ("withdraw", "query_ledger")),
 }
-# AddOrderBatch needs "Cancel & close" too (REST.md 2.3); checked in the HTTP layer.
+# AddOrderBatch needs "Cancel & close" too (docs/kraken/rest.md 2.3); checked in the HTTP layer.
 EXTRA_PERMISSIONS: Final[dict[str, tuple[Permission, ...]]] = {"AddOrderBatch": ("cancel",)}

@@ -2,7 +2,7 @@
 
     add_routes(app, app[STEP_LISTENERS_KEY])      # once, in build_app
 
-Kraken's shapes (`shared/kraken/WS.md` 1-6): a `status` message on connect, `ping`/`pong`,
+Kraken's shapes (`docs/kraken/websocket.md` 1-6): a `status` message on connect, `ping`/`pong`,
 `subscribe`/`unsubscribe` with one ack per symbol, the `book`/`ticker`/`trade` channels
 (`ws_public`), `executions`/`balances` and the trading methods (`ws_private`). The hub owns every
 connection and is the engine's listener; it publishes after each market step and, through

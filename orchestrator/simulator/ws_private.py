@@ -1,5 +1,5 @@
 """Private side of the WS v2 server: `executions` and `balances`, and trading over the socket
-(`shared/kraken/WS.md` sections 5 and 6).
+(`docs/kraken/websocket.md` sections 5 and 6).
 
 Every private request carries `params.token` (from REST GetWebSocketsToken); the token names the
 account and its key's permissions. Trading methods call the same engine as REST, so they share

@@ -1,4 +1,5 @@
-"""Public channels of the WS v2 server: `book`, `ticker` and `trade` (`shared/kraken/WS.md` 2-4).
+"""Public channels of the WS v2 server: `book`, `ticker` and `trade`
+(`docs/kraken/websocket.md` sections 2-4).
 
 Subscriptions live on the connection; `publish` brings one connection up to date with the venue
 (book diffs through each subscription's `DepthView`, the trades since the last publish, tickers
@@ -178,7 +179,8 @@ def _ticker_state(venue: Venue, pair_key: str, trigger: str) -> object:
 
 
 def ticker(venue: Venue, pair: PairSpec, timestamp: str) -> dict[str, Any]:
-    """The `ticker` element (WS.md 4): best levels, and the trades since the venue started."""
+    """The `ticker` element (docs/kraken/websocket.md 4): best levels, and the trades since the
+    venue started."""
     book = venue.public_books[pair.key]
     stats = venue.engine.stats(pair.key)
     price_dp, qty_dp = pair.pair_decimals, pair.lot_decimals

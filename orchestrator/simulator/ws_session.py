@@ -1,5 +1,5 @@
 """One WebSocket v2 connection as the venue sees it: its subscriptions, its outbound queue and the
-reply shapes every method shares (`shared/kraken/WS.md` sections 1 and 2).
+reply shapes every method shares (`docs/kraken/websocket.md` sections 1 and 2).
 
 The engine's listeners are synchronous and may fire in the middle of this connection's own
 request, so nothing is written to the socket directly: messages go into a queue that one writer
@@ -29,7 +29,7 @@ from orchestrator.simulator.http import count_error
 from orchestrator.simulator.params import Params
 from orchestrator.simulator.venue import Venue
 
-# Refusals of the subscription layer, in Kraken's words where known (WS.md 1 and 2).
+# Subscription-layer refusals, in Kraken's words where known (docs/kraken/websocket.md 1, 2).
 ALREADY_SUBSCRIBED: Final = "Already subscribed"
 SUBSCRIPTION_NOT_FOUND: Final = "Subscription Not Found"
 PAIR_NOT_SUPPORTED: Final = "Currency pair not supported"

@@ -1,4 +1,4 @@
-"""The client's signatures reproduce every documented vector (shared/kraken/REST.md section 6)."""
+"""The client's signatures reproduce every documented vector (docs/kraken/rest.md section 6)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The client L2 book against Kraken's vectors (WS.md 3.3, 3.4) and an independent Decimal book.
+"""The client L2 book against Kraken's vectors (docs/kraken/websocket.md 3.3, 3.4) and an
+independent Decimal book.
 
 The reference below shares nothing with the code under test: it parses numbers with `Decimal`,
 keeps a dict per side, sorts and truncates after each message, and renders the checksum with
-`quantize`, exactly as WS.md 3.2 words the algorithm.
+`quantize`, exactly as docs/kraken/websocket.md 3.2 words the algorithm.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ Levels = Sequence[tuple[str, str]]  # (price text, qty text) exactly as on the w
 
 
 class RefBook:
-    """Kraken's book as WS.md 3.2 describes it, in Decimal, written for clarity over speed."""
+    """Kraken's book as docs/kraken/websocket.md 3.2 describes it, in Decimal, for clarity over
+    speed."""
 
     def __init__(self, depth: int, precision: PairPrecision = BTC) -> None:
         self.depth = depth
@@ -127,7 +129,7 @@ A_ASKS = levels(
     "45297.5 0.09945542 | 45299.5 0.18772827"
 )
 A_CHECKSUM = 3310070434
-A_FLOAT_CHECKSUM = 1604409348  # WS.md 3.3: what rendering `repr(float)` produces
+A_FLOAT_CHECKSUM = 1604409348  # docs/kraken/websocket.md 3.3: `repr(float)` output
 
 B_BIDS = levels(
     "29430.2 0.18967538 | 29429.6 0.00011621 | 29427.4 0.001 | 29426.7 4.0 |"
@@ -269,7 +271,7 @@ def test_insert_before_delete_on_one_side_keeps_the_level_a_truncation_would_los
 
 
 def test_quantities_beyond_float_precision() -> None:
-    # 17 significant digits: a float detour changes the last digits (WS.md 3.1).
+    # 17 significant digits: a float detour changes the last digits (docs/kraken/websocket.md 3.1).
     meme = PairPrecision(price_decimals=8, qty_decimals=8)
     big = "348545018.76397250"
     assert f"{float(big):.8f}" != big  # the case is real: floats corrupt it

@@ -43,7 +43,7 @@ from orchestrator.simulator.settings import AccountSeed, KeySeed, SimSettings
 from tests.sim_domains import credentials_of
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "futures"
-SEED_004 = (FIXTURES / "accounts_seed004.json").read_bytes()
+KRAKEN_EXAMPLE = (FIXTURES / "accounts_example.json").read_bytes()
 
 
 # --- against the simulator -------------------------------------------------------------------------
@@ -426,7 +426,7 @@ async def test_a_dropped_transfer_is_ambiguous(session: aiohttp.ClientSession, s
 async def test_queries_are_retried_on_transport_errors(
     session: aiohttp.ClientSession, stub: Stub
 ) -> None:
-    stub.behaviours = [drop, drop, answer_with(SEED_004)]
+    stub.behaviours = [drop, drop, answer_with(KRAKEN_EXAMPLE)]
     reply = await stub.client(session).accounts()
     assert set(reply.accounts) == {"cash", "fi_xbtusd", "flex"}
     assert len(stub.seen) == 3

@@ -1,5 +1,5 @@
 """Recorded futures payloads decode exactly into our wire types, and Kraken's futures error
-codes map into our error tree (REST.md section 5.3)."""
+codes map into our error tree (docs/kraken/rest.md section 5.3)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from orchestrator.exchange.kraken.futures.schemas import (
 )
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "futures"
-SEED_004 = (FIXTURES / "accounts_seed004.json").read_bytes()
+KRAKEN_EXAMPLE = (FIXTURES / "accounts_example.json").read_bytes()
 ZERO = Decimal(0)
 
 
@@ -52,7 +52,7 @@ def _exact(value: Any) -> Any:
 
 
 def test_seed_004_decodes_every_account_type() -> None:
-    reply = msgspec.json.decode(SEED_004, type=AccountsResponse)
+    reply = msgspec.json.decode(KRAKEN_EXAMPLE, type=AccountsResponse)
     assert reply.server_time == datetime(2016, 2, 25, 9, 45, 53, 818000, tzinfo=UTC)
     match reply.accounts["cash"]:
         case CashAccount(balances=balances):
@@ -87,26 +87,26 @@ def test_seed_004_decodes_every_account_type() -> None:
 
 def test_seed_004_round_trips_field_for_field_and_digit_for_digit() -> None:
     """Nothing dropped, nothing renamed, no number rounded: the struct re-encodes to the seed."""
-    reply = msgspec.json.decode(SEED_004, type=AccountsResponse)
-    seed = msgspec.json.Decoder(float_hook=Decimal).decode(SEED_004)
+    reply = msgspec.json.decode(KRAKEN_EXAMPLE, type=AccountsResponse)
+    seed = msgspec.json.Decoder(float_hook=Decimal).decode(KRAKEN_EXAMPLE)
     ours = msgspec.to_builtins(reply)
     ours["serverTime"] = seed["serverTime"]  # a datetime re-encodes as "...53.818000Z"
     assert ours == _exact(seed)
 
 
 def test_unknown_fields_are_tolerated_at_every_level() -> None:
-    seed: dict[str, Any] = msgspec.json.decode(SEED_004)
+    seed: dict[str, Any] = msgspec.json.decode(KRAKEN_EXAMPLE)
     seed["newTopLevel"] = {"x": 1}
     for wallet in seed["accounts"].values():
         wallet["addedByVenue"] = [1, "two"]
     seed["accounts"]["fi_xbtusd"]["auxiliary"]["newFigure"] = 1.5
     seed["accounts"]["flex"]["currencies"]["XBT"]["haircut"] = 0.02245
     extended = msgspec.json.decode(msgspec.json.encode(seed), type=AccountsResponse)
-    assert extended == msgspec.json.decode(SEED_004, type=AccountsResponse)
+    assert extended == msgspec.json.decode(KRAKEN_EXAMPLE, type=AccountsResponse)
 
 
 def test_an_unknown_account_type_is_refused() -> None:
-    seed: dict[str, Any] = msgspec.json.decode(SEED_004)
+    seed: dict[str, Any] = msgspec.json.decode(KRAKEN_EXAMPLE)
     seed["accounts"]["cash"]["type"] = "brandNewAccount"
     with pytest.raises(msgspec.ValidationError, match="brandNewAccount"):
         msgspec.json.decode(msgspec.json.encode(seed), type=AccountsResponse)

@@ -21,7 +21,7 @@ from orchestrator.simulator.auth import (
 )
 from orchestrator.simulator.errors import KrakenError
 
-# REST.md section 6.
+# docs/kraken/rest.md section 6.
 DOC_SECRET = (
     "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="
 )

@@ -1,4 +1,4 @@
-"""The book checksum against Kraken's two recorded vectors (`shared/kraken/WS.md` 3.3, 3.4)."""
+"""The book checksum against Kraken's two recorded vectors (`docs/kraken/websocket.md` 3.3, 3.4)."""
 
 from __future__ import annotations
 

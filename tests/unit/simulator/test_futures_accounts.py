@@ -1,4 +1,5 @@
-"""The futures accounts payload against seed 004, and the seed 003 margin formulas."""
+"""The futures accounts payload against Kraken's example, and Kraken's margin formulas
+(docs/kraken/accounts-and-transfers.md sections 4 and 5)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from orchestrator.simulator.futures_accounts import (
     server_time,
 )
 
-# Seed 004 (`shared/seeds/004_*.txt`), Kraken's documented example response, verbatim.
-SEED_004 = """{
+# Kraken's documented example response, verbatim (docs/kraken/accounts-and-transfers.md 5).
+KRAKEN_EXAMPLE = """{
 "accounts": {
 "cash": {"balances": {"xbt": "141.31756797", "xrp": "52465.1254"}, "type": "cashAccount"},
 "fi_xbtusd": {
@@ -62,7 +63,7 @@ SEED_004 = """{
 "result": "success",
 "serverTime": "2016-02-25T09:45:53.818Z"
 }"""
-SEED: dict[str, Any] = msgspec.json.decode(SEED_004)
+SEED: dict[str, Any] = msgspec.json.decode(KRAKEN_EXAMPLE)
 SEED_FLEX: dict[str, Any] = SEED["accounts"]["flex"]
 QUANTITIES = {
     "XBT": Decimal("0.1185308247"),
@@ -185,7 +186,7 @@ def test_whole_payload_has_the_seeds_shape_and_pass_through_values() -> None:
 
 
 def test_seed_decodes_into_our_types() -> None:
-    decoded = msgspec.json.decode(SEED_004, type=AccountsResponse)
+    decoded = msgspec.json.decode(KRAKEN_EXAMPLE, type=AccountsResponse)
     assert decoded.accounts["flex"] == msgspec.convert(
         SEED_FLEX, type=type(decoded.accounts["flex"])
     )

@@ -166,7 +166,7 @@ async def test_accounts_has_the_seed_004_shape(futures: Futures) -> None:
 
 
 def _expected_flex(quantities: dict[str, Decimal]) -> dict[str, float]:
-    """Seed 003: value = q x price; collateral = value x (1 - haircut); summed."""
+    """Kraken's formulas: value = q x price; collateral = value x (1 - haircut); summed."""
     value = sum((q * PRICES[a] for a, q in quantities.items()), Decimal(0))
     collateral = sum(
         (

@@ -1,4 +1,4 @@
-"""The venue's rate limits against `shared/kraken/LIMITS.md`: tables, counters, scopes, Decisions."""
+"""The venue's limits against `docs/kraken/rate-limits.md`: tables, counters, scopes, Decisions."""
 
 from __future__ import annotations
 

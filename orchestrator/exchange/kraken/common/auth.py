@@ -1,4 +1,4 @@
-"""Signing requests as Kraken's clients must (shared/kraken/REST.md sections 1.3 and 5.2).
+"""Signing requests as Kraken's clients must (docs/kraken/rest.md sections 1.3 and 5.2).
 
 The client's own implementation: it never borrows the simulator's, so that the simulator
 accepting our signatures is evidence that both read Kraken's rules the same way.

@@ -1,4 +1,4 @@
-"""Kraken's error strings mapped into our error tree (REST.md section 4).
+"""Kraken's error strings mapped into our error tree (docs/kraken/rest.md section 4).
 
 What matters is the outcome: `VenueRejected` and `VenueUnavailable` executed nothing;
 `AmbiguousOutcome` may have (EService:Unavailable/Busy and internal errors on order entry or

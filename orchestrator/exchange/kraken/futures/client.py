@@ -4,9 +4,9 @@ Same shape as the spot client (`rest.KrakenRest`): one aiohttp session, a decode
 made once, Kraken's error codes translated into our tree at this edge (`to_exception`). Requests
 of one key go out one at a time, so nonces reach the venue in the order they were allocated.
 
-Authentication (REST.md 5.2): headers `APIKey`, `Authent`, `Nonce`; `Authent` signs postData (the
-URL-encoded body, or the query string when there is no body, exactly the bytes sent), then the
-nonce, then the path without `/derivatives`.
+Authentication (docs/kraken/rest.md 5.2): headers `APIKey`, `Authent`, `Nonce`; `Authent` signs
+postData (the URL-encoded body, or the query string when there is no body, exactly the bytes
+sent), then the nonce, then the path without `/derivatives`.
 
 Outcomes: a query (GET) is retried on a timeout or dropped connection, then `VenueUnavailable`.
 A call that acts (transfers, the trading switch) is sent once: losing its reply, or a reply
@@ -15,8 +15,9 @@ A call that acts (transfers, the trading switch) is sent once: losing its reply,
 idempotency key.
 
 Rate limits: futures calls are charged on the key's own `/derivatives` budget (500 cost units per
-10 s, REST.md 5.4), separate from every spot counter; the shared limiter does not model that
-budget yet, so this client takes no limiter and `apiLimitExceeded` surfaces as `VenueRateLimited`.
+10 s, docs/kraken/rest.md 5.4), separate from every spot counter; the shared limiter does not
+model that budget yet, so this client takes no limiter and `apiLimitExceeded` surfaces as
+`VenueRateLimited`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ _USER_AGENT: Final = "orchestrator/0.1"
 _HTTP_TOO_MANY_REQUESTS: Final = 429
 _FORM: Final = "application/x-www-form-urlencoded"
 
-# Kraken's futures error codes (REST.md 5.3) by what they mean for us.
+# Kraken's futures error codes (docs/kraken/rest.md 5.3) by what they mean for us.
 RATE_LIMITED: Final = frozenset({"apiLimitExceeded"})
 BAD_NONCE: Final = frozenset({"nonceBelowThreshold", "nonceDuplicate"})
 AUTH: Final = frozenset({"authenticationError", "accountInactive"})

@@ -1,9 +1,10 @@
-"""Wire types of Kraken's futures (derivatives) REST replies (shared/kraken/REST.md section 5.3).
+"""Wire types of Kraken's futures (derivatives) REST replies (docs/kraken/rest.md section 5.3).
 
-Shapes follow Kraken's documented examples: `GET /accounts` is seed 004 (`ACCOUNTS.md`, "Futures
-accounts"), `GET /subaccounts` Kraken's reference example. Every amount decodes to `Decimal`,
-exactly as written on the wire, whether the venue sent a JSON string (`"141.31756797"`) or a JSON
-number (`4998.721054420551`, `3.46e-9`): money never passes through a float.
+Shapes follow Kraken's documented examples: `GET /accounts` is the one in
+docs/kraken/accounts-and-transfers.md section 5, `GET /subaccounts` Kraken's reference example.
+Every amount decodes to `Decimal`, exactly as written on the wire, whether the venue sent a JSON
+string (`"141.31756797"`) or a JSON number (`4998.721054420551`, `3.46e-9`): money never passes
+through a float.
 
 Unknown fields are ignored (the venue adds fields over time); a missing documented field or an
 account of an unknown `type` fails decoding, which the client reports as a reply it does not

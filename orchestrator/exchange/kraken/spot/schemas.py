@@ -1,4 +1,4 @@
-"""Typed Kraken spot REST results (shared/kraken/REST.md section 2), decoded once with msgspec.
+"""Typed Kraken spot REST results (docs/kraken/rest.md section 2), decoded once with msgspec.
 
 Amounts are `Decimal` (Kraken sends decimal strings; numbers are accepted too). Unknown fields are
 ignored: Kraken adds fields, and a new one must never break decoding.

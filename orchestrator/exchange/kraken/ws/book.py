@@ -5,8 +5,9 @@ the `BookEvent`s it returns (a `resync_needed` event asks it to re-subscribe tha
 
 Exactness. v2 sends prices and quantities as JSON numbers carrying the engine's full precision,
 and the checksum renders them at the pair's precision; a float detour loses trailing zeros and,
-past ~6.7e7 at 8 decimals, digits (WS.md 3.1). So numbers are decoded as `msgspec.Raw`, their
-wire text, and read exactly as scaled integers, `price_int = price * 10**price_decimals`. A
+past ~6.7e7 at 8 decimals, digits (docs/kraken/websocket.md 3.1). So numbers are decoded as
+`msgspec.Raw`, their wire text, and read exactly as scaled integers,
+`price_int = price * 10**price_decimals`. A
 level's checksum fragment is then `str(price_int) + str(qty_int)` (render at precision, drop
 the '.', strip leading zeros), and that fragment is what a side stores: it is all the checksum
 needs, and the quantity can be read back from it. A value finer than the precision, a sign, or

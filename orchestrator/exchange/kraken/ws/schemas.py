@@ -1,4 +1,4 @@
-"""Typed private WS v2 events (`shared/kraken/WS.md` section 5): `executions` and `balances`.
+"""Typed private WS v2 events (`docs/kraken/websocket.md` section 5): `executions` and `balances`.
 
 Numbers are decoded as `Decimal` (v2 sends JSON numbers at the engine's precision); unknown
 fields are ignored, since Kraken adds fields; a frame that does not fit is counted, not raised.
