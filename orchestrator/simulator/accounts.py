@@ -18,6 +18,7 @@ import msgspec
 
 from orchestrator.simulator.catalog import Catalog
 from orchestrator.simulator.errors import INSUFFICIENT_FUNDS, KrakenError
+from orchestrator.simulator.futures_log import LogEntry
 
 MARKET: Final = "_market"
 FEES: Final = "_fees"
@@ -43,13 +44,14 @@ class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Account:
-    """One account: balances and holds per asset id, its ledger, its futures wallets."""
+    """One account: balances and holds per asset id, its ledger, its futures wallets and log."""
 
     __slots__ = (
         "account_id",
         "balances",
         "email",
         "futures",
+        "futures_log",
         "futures_uid",
         "holds",
         "ledger",
@@ -69,6 +71,7 @@ class Account:
         self.pending_out: dict[str, Decimal] = {}  # withdrawals and transfers not yet final
         self.ledger: list[LedgerEntry] = []
         self.futures: dict[str, dict[str, Decimal]] = {"cash": {}, "flex": {}}
+        self.futures_log: list[LogEntry] = []  # the futures account log, oldest first
         self.futures_uid = ""
         self.trading_enabled = True
 

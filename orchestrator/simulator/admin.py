@@ -16,7 +16,7 @@ from aiohttp import web
 from orchestrator.clock import ManualClock
 from orchestrator.simulator.errors import KrakenError
 from orchestrator.simulator.http import VENUE_KEY, step_venue
-from orchestrator.simulator.orders import order_info
+from orchestrator.simulator.order_views import order_info
 from orchestrator.simulator.settings import FaultSettings
 from orchestrator.simulator.venue import Venue
 

@@ -25,7 +25,16 @@ from orchestrator.simulator.events import (
     rfc3339,
 )
 from orchestrator.simulator.matching import BookSide, Fill, OrderBook
-from orchestrator.simulator.orders import Order, OrderRequest, ValidOrder, invalid, validate
+from orchestrator.simulator.orders import (
+    Order,
+    OrderRequest,
+    ValidOrder,
+    invalid,
+    parse_price,
+    parse_volume,
+    record_amend,
+    validate,
+)
 from orchestrator.simulator.stats import PairStats
 
 _HUNDRED: Final = Decimal(100)
@@ -136,11 +145,16 @@ class Engine:
         if req.validate:
             self._release_all(order)
             return PlaceResult(order, validated_only=True)
+        self._book_new(order)
+        return PlaceResult(order)
+
+    def _book_new(self, order: Order) -> None:
+        """A placed order: known, open, its entry in the amend history, then matched."""
         self.orders[order.txid] = order
-        self.open_orders(account)[order.txid] = order
+        self.open_orders(order.account)[order.txid] = order
+        record_amend(order, self.domain.ids.make("T"), "original", self.now_s())
         self._emit(order, "pending_new")
         self._execute(order)
-        return PlaceResult(order)
 
     def validate_batch(self, account: str, requests: list[OrderRequest]) -> None:
         """A batch is refused whole when any order fails the static checks
@@ -360,7 +374,9 @@ class Engine:
         limit_price: str | None = None,
         post_only: bool = False,
     ) -> str:
-        """AmendOrder: in place; a smaller quantity keeps queue priority, a new price loses it."""
+        """AmendOrder: in place; a smaller quantity keeps queue priority, a new price loses it.
+
+        Returns the amend id, the one the order's amend history (OrderAmends) records."""
         pair = order.pair
         now_s = self.now_s()
         self._charge(account, pair, rl.trading_cost("amend", order.age_s(now_s)))
@@ -368,45 +384,37 @@ class Engine:
             raise invalid("order_qty or limit_price")
         new_volume = order.volume
         if order_qty is not None:
-            new_volume = self._parse_volume(order_qty, pair)
+            new_volume = parse_volume(order_qty, pair)
         new_price = order.price
         if limit_price is not None:
             if order.ordertype != "limit":
                 raise invalid("limit_price")
-            new_price = self._parse_price(limit_price, pair)
+            new_price = parse_price(limit_price, pair)
         book = self.books[pair.key]
         if post_only and new_price != order.price and book.crosses(order.side, new_price):
             raise KrakenError("EOrder:Post only order")
         self._rehold(order, new_volume, new_price)
         order.amended = True
         order.changed_s = now_s
+        amend_id = self.domain.ids.make("T")  # Kraken's amend ids look like its trade ids
         if new_volume <= order.executed:
             order.volume = order.executed
+            record_amend(order, amend_id, "user", now_s, post_only=post_only)
             self._close(order, "closed" if order.executed else "canceled", _USER_REASON)
-            return self.domain.ids.make("A")
+            return amend_id
         if new_price == order.price and new_volume - order.executed <= order.remaining:
             book.reduce(order, new_volume - order.executed)
             order.volume = new_volume
+            record_amend(order, amend_id, "user", now_s, post_only=post_only)
         else:
             book.remove(order)
             order.volume = new_volume
             order.price = new_price
             order.status = "pending"
+            record_amend(order, amend_id, "user", now_s, post_only=post_only)
             self._execute(order, announce=False)  # the client hears "amended", not a new order
         self._emit(order, "amended")
-        return self.domain.ids.make("A")
-
-    def _parse_volume(self, text: str, pair: PairSpec) -> int:
-        req = OrderRequest(pair=pair.key, side="buy", ordertype="market", volume=text)
-        return validate(req, pair, None).volume
-
-    def _parse_price(self, text: str, pair: PairSpec) -> int:
-        req = OrderRequest(
-            pair=pair.key, side="buy", ordertype="limit", volume=str(pair.ordermin), price=text
-        )
-        price = validate(req, pair, None).price
-        assert price is not None  # noqa: S101 - limit orders carry a price
-        return price
+        return amend_id
 
     def _rehold(self, order: Order, new_volume: int, new_price: int | None) -> None:
         """Adjust the order's hold to its new size and price, refusing if funds are short."""
@@ -441,10 +449,7 @@ class Engine:
         self._close(order, "canceled", "Order replaced")
         replacement = Order(self.domain.ids.make("O"), account, valid, now_s)
         self._hold_for(replacement, self.books[pair.key])
-        self.orders[replacement.txid] = replacement
-        self.open_orders(account)[replacement.txid] = replacement
-        self._emit(replacement, "pending_new")
-        self._execute(replacement)
+        self._book_new(replacement)
         return order, replacement
 
     # --- time-driven ---------------------------------------------------------------------------

@@ -43,6 +43,7 @@ FUNDING_INSUFFICIENT: Final = "EFunding:Insufficient funds"
 # Service.
 SERVICE_UNAVAILABLE: Final = "EService:Unavailable"
 SERVICE_BUSY: Final = "EService:Busy"
+DEADLINE_ELAPSED: Final = "EService:Deadline elapsed"
 
 
 class KrakenError(Exception):

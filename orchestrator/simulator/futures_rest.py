@@ -3,10 +3,11 @@
 Routes under `/derivatives/api/v3` (`docs/kraken/rest.md` section 5): `GET /accounts`,
 `GET /subaccounts`, `GET|PUT /subaccount/{uid}/trading-enabled`, `POST /transfer` and
 `POST /transfer/subaccount`. Every call is authenticated (`APIKey`, `Authent`, optional `Nonce`),
-charged on the key's `/derivatives` budget (500 cost units per 10 s, section 5.4) and answered in
-Kraken's envelope `{"result": "success"|"error", "serverTime": ..., ...}`, HTTP 200 except
-`notFound` (404). Nothing a client sends can take the server down: unexpected failures are logged
-and answered `Server Error`.
+charged on the key's `/derivatives` budget (500 cost units per 10 s) and answered in Kraken's
+envelope `{"result": "success"|"error", "serverTime": ..., ...}`, HTTP 200 except `notFound`
+(404). Nothing a client sends can take the server down: unexpected failures are logged and
+answered `Server Error`. Transfers write the account log (`futures_log`, served by
+`futures_history`); the payloads of the reads are built in `futures_payloads`.
 
 Choices where Kraken says nothing:
 - postData is the request body as sent when there is one, else the raw (still URL-encoded) query
@@ -15,14 +16,11 @@ Choices where Kraken says nothing:
   lacking one, or a sub-account key on a master-only call, is `authenticationError`.
 - The budget is charged once the key is known and before the call runs: refused calls (over
   budget) cost nothing, calls that then fail validation cost their full price. `GET /subaccounts`
-  costs 2 (UNCONFIRMED: section 5.4 does not list it).
-- Wallets are `cash` and `flex` (`Account.futures`); single-collateral wallets are not modelled:
-  `/accounts` shows one idle `fi_xbtusd` margin account with zero figures, `/subaccounts` the
-  matching `f-xbt:usd` with zero available margin, and transfers naming any other wallet are
+  costs 2 (UNCONFIRMED: docs/kraken/rest.md 5.4; Kraken's cost table does not list it).
+- Wallets are `cash` and `flex` (`Account.futures`); transfers naming any other wallet are
   `invalidAccount`.
 - Asset names: lower-case altnames in `cash` and sub-account lists (`xbt`), upper-case in `flex`
   (`XBT`), as in Kraken's example; `unit` accepts any name the catalog knows, in any case.
-- Haircuts: those Kraken's example implies (USD 0, XBT and EUR 2.245 %); others take 2.245 %.
 - Amounts: plain decimal text (an exponent is allowed), > 0, below 10**15 and with no more
   decimals than the asset has; anything else is `invalidAmount`. A transfer from a wallet to
   itself is `invalidAccount`. Users are named by futures uid, username, account id or email.
@@ -42,6 +40,8 @@ from aiohttp import web
 
 from orchestrator.logs import get_logger
 from orchestrator.simulator import futures_accounts as fa
+from orchestrator.simulator import futures_log as flog
+from orchestrator.simulator import futures_payloads as fp
 from orchestrator.simulator.accounts import Account
 from orchestrator.simulator.auth import (
     FUTURES_AUTHENTICATION_ERROR,
@@ -51,14 +51,9 @@ from orchestrator.simulator.auth import (
 )
 from orchestrator.simulator.catalog import AssetSpec
 from orchestrator.simulator.errors import KrakenError
-from orchestrator.simulator.http import (
-    VENUE_KEY,
-    count_error,
-    drop_reply,
-    faults_before,
-    lose_reply,
-)
+from orchestrator.simulator.http import VENUE_KEY, count_error, faults_before
 from orchestrator.simulator.limits import Counter
+from orchestrator.simulator.reply_faults import choose, strike
 from orchestrator.simulator.venue import Venue
 
 log = get_logger(__name__)
@@ -77,7 +72,7 @@ NOT_FOUND: Final = "notFound"
 REQUIRED_ARGUMENT_MISSING: Final = "requiredArgumentMissing"
 SERVER_ERROR: Final = "Server Error"
 
-# The `/derivatives` budget (docs/kraken/rest.md 5.4): 500 per 10 s, modelled as a leaky counter.
+# The `/derivatives` budget: 500 per 10 s, modelled as a leaky counter.
 BUDGET_THRESHOLD: Final = 500.0
 BUDGET_DECAY_PER_S: Final = 50.0
 COST_ACCOUNTS: Final = 2
@@ -87,9 +82,6 @@ COST_TRANSFER: Final = 10
 COST_TRANSFER_SUBACCOUNT: Final = 10
 
 WALLETS: Final = frozenset({"cash", "flex"})
-IDLE_MARGIN_WALLET: Final = "fi_xbtusd"
-IDLE_FUTURES_ACCOUNT: Final = "f-xbt:usd"
-OTHER_HAIRCUT: Final = Decimal("0.02245")  # non-USD haircut of Kraken's example, for others
 MAX_AMOUNT: Final = Decimal(10) ** 15
 _AMOUNT_TEXT: Final = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
 _MAX_AMOUNT_CHARS: Final = 64
@@ -220,8 +212,10 @@ def _subaccount(venue: Venue, uid: str) -> Account:
 def move(
     source: Account, source_wallet: str, target: Account, target_wallet: str,
     *, asset: str, amount: Decimal,
-) -> None:  # fmt: skip
-    """Move exactly `amount` of `asset` between two futures wallets, or refuse, moving nothing."""
+) -> tuple[flog.Leg, flog.Leg]:  # fmt: skip
+    """Move exactly `amount` of `asset` between two futures wallets, or refuse, moving nothing.
+
+    Returns both sides as account-log legs (balances before and after)."""
     if source is target and source_wallet == target_wallet:
         raise KrakenError(INVALID_ACCOUNT, "source and target are the same wallet")
     take_from = source.futures[source_wallet]
@@ -231,81 +225,28 @@ def move(
     with localcontext() as exact:
         exact.prec = 100
         exact.traps[Inexact] = True  # a rounded balance would create or destroy money
-        left = take_from.get(asset, _ZERO) - amount
-        grown = give_to.get(asset, _ZERO) + amount
+        had, has = take_from.get(asset, _ZERO), give_to.get(asset, _ZERO)
+        left, grown = had - amount, has + amount
     take_from[asset] = left
     give_to[asset] = grown
-
-
-# --- payloads ------------------------------------------------------------------------------------
-def _haircuts(names: list[str]) -> dict[str, Decimal]:
-    return {name: fa.DEFAULT_HAIRCUTS.get(name, OTHER_HAIRCUT) for name in names}
-
-
-def flex_wallet(venue: Venue, account: Account) -> fa.FlexAccount:
-    """Kraken's unified-wallet formulas over the `flex` quantities, at the catalog's USD prices."""
-    quantities: dict[str, Decimal] = {}
-    prices: dict[str, Decimal] = {}
-    for asset_id, quantity in account.futures["flex"].items():
-        asset = venue.catalog.assets[asset_id]
-        quantities[asset.altname.upper()] = quantity
-        prices[asset.altname.upper()] = asset.usd_price
-    return fa.flex_account(quantities, prices, _haircuts(list(quantities)))
-
-
-def _cash_balances(venue: Venue, account: Account) -> dict[str, Decimal]:
-    return {
-        venue.catalog.assets[asset_id].altname.lower(): quantity
-        for asset_id, quantity in account.futures["cash"].items()
-    }
-
-
-def _idle_margin_account() -> fa.MarginAccount:
-    zero = fa.MarginLevels(im=0.0, mm=0.0, lt=0.0, tt=0.0)
-    return fa.margin_account(
-        "xbt", {}, fa.Auxiliary(af=0.0, funding=0.0, pnl=0.0, pv=0.0, usd=0.0), zero, zero
+    return (
+        flog.Leg(source.futures_log, source_wallet, had, left),
+        flog.Leg(target.futures_log, target_wallet, has, grown),
     )
 
 
-def accounts_payload(venue: Venue, account: Account) -> dict[str, Any]:
-    """The `GET /accounts` body for one account, in the shape of Kraken's example."""
-    wallets: dict[str, fa.Account] = {
-        "cash": fa.cash_account(_cash_balances(venue, account)),
-        "flex": flex_wallet(venue, account),
-        IDLE_MARGIN_WALLET: _idle_margin_account(),
-    }
-    payload: dict[str, Any] = msgspec.to_builtins(fa.accounts_response(venue.clock.time(), wallets))
-    return payload
-
-
-def _flex_summary(venue: Venue, account: Account) -> dict[str, Any]:
-    """`flexAccount` of `/subaccounts`: the flex figures, currencies as a list, no `type`."""
-    summary: dict[str, Any] = msgspec.to_builtins(flex_wallet(venue, account))
-    summary.pop("type", None)
-    summary["currencies"] = [
-        {"currency": name.lower(), **figures} for name, figures in summary["currencies"].items()
-    ]
-    return summary
-
-
-def _subaccount_entry(venue: Venue, account: Account) -> dict[str, Any]:
-    cash = account.futures["cash"]
-    return {
-        "accountUid": account.futures_uid,
-        "email": account.email,
-        "fullName": account.name,
-        "holdingAccounts": [
-            {"currency": asset.altname.lower(), "amount": float(cash.get(asset.id, _ZERO))}
-            for asset in venue.catalog.assets.values()
-        ],
-        "futuresAccounts": [{"name": IDLE_FUTURES_ACCOUNT, "availableMargin": 0.0}],
-        "flexAccount": _flex_summary(venue, account),
-    }
+def _log_transfer(venue: Venue, legs: tuple[flog.Leg, flog.Leg], *, info: str, asset: str) -> None:
+    """One account-log entry per side of a transfer, both naming the transfer's uid."""
+    ids = venue.domain.ids
+    flog.record(
+        list(legs), info=info, asset=venue.catalog.assets[asset].altname.lower(),
+        uids=[ids.uuid(), ids.uuid()], execution=ids.uuid(), time_s=venue.clock.time(),
+    )  # fmt: skip
 
 
 # --- handlers ------------------------------------------------------------------------------------
 def accounts(call: Call) -> dict[str, Any]:
-    return accounts_payload(call.venue, call.account)
+    return fp.accounts_payload(call.venue, call.account)
 
 
 def subaccounts(call: Call) -> dict[str, Any]:
@@ -314,7 +255,7 @@ def subaccounts(call: Call) -> dict[str, Any]:
     return {
         "masterAccountUid": domain.master.futures_uid,
         "subaccounts": [
-            _subaccount_entry(call.venue, a) for a in domain.clients() if a.role == "sub"
+            fp.subaccount_entry(call.venue, a) for a in domain.clients() if a.role == "sub"
         ],
     }
 
@@ -336,7 +277,8 @@ def transfer(call: Call) -> dict[str, Any]:
     asset = _unit(call.venue, unit)
     quantity = parse_amount(amount, asset.decimals)
     account = call.account
-    move(account, _wallet(source), account, _wallet(target), asset=asset.id, amount=quantity)
+    legs = move(account, _wallet(source), account, _wallet(target), asset=asset.id, amount=quantity)
+    _log_transfer(call.venue, legs, info=flog.WALLET_TRANSFER, asset=asset.id)
     return {}
 
 
@@ -349,15 +291,16 @@ def transfer_subaccount(call: Call) -> dict[str, Any]:
     quantity = parse_amount(amount, asset.decimals)
     venue = call.venue
     source_account, target_account = _user(venue, from_user), _user(venue, to_user)
-    move(
+    legs = move(
         source_account, _wallet(source), target_account, _wallet(target),
         asset=asset.id, amount=quantity,
     )  # fmt: skip
+    _log_transfer(venue, legs, info=flog.SUBACCOUNT_TRANSFER, asset=asset.id)
     return {}
 
 
 # --- the HTTP shell ------------------------------------------------------------------------------
-def _params(request: web.Request, body: bytes) -> tuple[str, dict[str, str]]:
+def signed_params(request: web.Request, body: bytes) -> tuple[str, dict[str, str]]:
     """postData (as signed) and the parameters: the body's, or the query's when there is none.
 
     Both at once is refused: only one of them is signed, so the other could be forged.
@@ -384,7 +327,7 @@ def endpoint(
         try:
             await faults_before(venue, unavailable=FUTURES_UNAVAILABLE, busy=FUTURES_UNAVAILABLE)
             body = await request.read()
-            post_data, params = _params(request, body)
+            post_data, params = signed_params(request, body)
             key = venue.futures_auth.authenticate(
                 request.headers.get("APIKey"),
                 request.headers.get("Authent"),
@@ -400,9 +343,9 @@ def endpoint(
         except Exception:
             log.exception("sim.futures_failed", endpoint=name)
             return _error(venue, SERVER_ERROR)
-        if request.method != "GET" and lose_reply(venue):
-            drop_reply(venue, request)
-        return _reply(venue, fields)
+        reply = _reply(venue, fields)
+        fault = choose(venue.settings.faults, venue.rng, name, acting=request.method != "GET")
+        return reply if fault is None else await strike(venue, request, fault, reply)
 
     return serve
 

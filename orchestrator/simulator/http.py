@@ -1,5 +1,8 @@
 """The spot REST shell: Kraken's envelope, authentication, permissions, REST counter, faults.
 
+Faults come in two places: before the venue acts (latency, `EService:Unavailable`/`Busy`:
+nothing executed) and after it acted (`reply_faults`: the reply lost, garbled or reset).
+
 Everything a request can do wrong becomes Kraken's `{"error": [...], "result": ...}` reply;
 nothing a client sends can take the server down (unexpected errors are logged and answered
 `EGeneral:Internal error`).
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import msgspec
 from aiohttp import web
@@ -26,6 +29,7 @@ from orchestrator.simulator.errors import (
     KrakenError,
 )
 from orchestrator.simulator.params import Params
+from orchestrator.simulator.reply_faults import add_release, choose, strike
 from orchestrator.simulator.rest_private import ENDPOINTS, EXTRA_PERMISSIONS
 from orchestrator.simulator.rest_public import PUBLIC
 from orchestrator.simulator.venue import Venue
@@ -92,15 +96,6 @@ async def faults_before(
         raise KrakenError(busy)
 
 
-def lose_reply(venue: Venue) -> bool:
-    """The lost-reply fault: this acting request's reply is dropped after the venue acted."""
-    faults = venue.settings.faults
-    if faults.lost_reply_next > 0:
-        faults.lost_reply_next -= 1
-        return True
-    return faults.lost_reply_rate > 0 and venue.rng.random() < faults.lost_reply_rate
-
-
 def _check_permissions(venue: Venue, key: ApiKey, method: str) -> None:
     """Any one of the endpoint's permissions, plus every extra one it needs."""
     if not any(p in key.permissions for p in ENDPOINTS[method].permissions):
@@ -120,14 +115,6 @@ def _error_reply(venue: Venue, exc: Exception, method: str) -> web.Response:
     log.exception("sim.request_failed", method=method)  # a bug of ours: never the client's
     count_error(venue, INTERNAL_ERROR)
     return envelope(errors=[INTERNAL_ERROR])
-
-
-def drop_reply(venue: Venue, request: web.Request) -> NoReturn:
-    """The lost-reply fault: the venue acted; the client never hears of it."""
-    venue.count("fault:lost_reply")
-    if request.transport is not None:
-        request.transport.abort()
-    raise ConnectionResetError("reply dropped by fault injection")
 
 
 async def public(request: web.Request) -> web.Response:
@@ -171,12 +158,13 @@ async def private(request: web.Request) -> web.StreamResponse:
         result = endpoint.handler(venue, key, params)
     except Exception as exc:  # every failure becomes Kraken's envelope
         return _error_reply(venue, exc, method)
-    if endpoint.trading and lose_reply(venue):
-        drop_reply(venue, request)
-    return envelope(result)
+    reply = envelope(result)
+    fault = choose(venue.settings.faults, venue.rng, method, acting=endpoint.acting)
+    return reply if fault is None else await strike(venue, request, fault, reply)
 
 
 def add_routes(app: web.Application) -> None:
+    add_release(app)
     app.router.add_route("GET", "/0/public/{method}", public)
     app.router.add_route("POST", "/0/public/{method}", public)
     app.router.add_route("POST", "/0/private/{method}", private)

@@ -1,5 +1,5 @@
 """Orders in the simulator: the request both REST and WS parse into, validation by Kraken's
-rules, the order's state, and its rendering as Kraken's Order object.
+rules, and the order's state with its amend history (`order_views` renders them for Kraken).
 
 Prices are integers in units of 10**-pair_decimals and volumes in units of 10**-lot_decimals, so
 that matching never rounds; Decimals appear only at the edges (requests, balances, rendering).
@@ -8,6 +8,7 @@ that matching never rounds; Decimals appear only at the edges (requests, balance
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Final, Literal
 
@@ -16,6 +17,7 @@ import msgspec
 from orchestrator.simulator.catalog import PairSpec
 from orchestrator.simulator.errors import (
     COST_MINIMUM,
+    DEADLINE_ELAPSED,
     INVALID_ARGUMENTS,
     INVALID_PRICE,
     ORDER_MINIMUM,
@@ -29,6 +31,7 @@ OrderType = Literal["market", "limit"]
 TimeInForce = Literal["GTC", "IOC", "GTD"]
 StpType = Literal["cancel-newest", "cancel-oldest", "cancel-both"]
 OrderStatus = Literal["pending", "open", "closed", "canceled", "expired"]
+AmendType = Literal["original", "user", "restated"]
 
 _UUID = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -36,6 +39,7 @@ _UUID = re.compile(
 _FREE_CL_ORD_ID = re.compile(r"^[\x21-\x7e]{1,18}$")
 _MAX_VOLUME: Final = Decimal("1e12")
 _INT32_MAX: Final = 2**31 - 1
+MAX_DEADLINE_AHEAD_S: Final = 60.0
 
 
 class OrderRequest(msgspec.Struct, kw_only=True):
@@ -70,6 +74,36 @@ def parse_decimal(text: str | None, field: str) -> Decimal:
     if not value.is_finite():
         raise invalid(field)
     return value
+
+
+def rfc3339_s(text: str, field: str) -> float:
+    """An RFC 3339 time with its offset (`2024-07-21T09:53:59.050Z`) as a unix time."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise invalid(field) from None
+    if when.tzinfo is None:
+        raise invalid(field)
+    return when.timestamp()
+
+
+def check_deadline(
+    text: str | None, now_s: float, *, min_ahead_s: float, engine_delay_s: float
+) -> None:
+    """Kraken's `deadline` on order entry and amends.
+
+    On receipt it must lie `min_ahead_s` (REST 2 s, WS 0.5 s) to 60 s ahead, else
+    `EGeneral:Invalid arguments:deadline` (our choice: Kraken documents the range, not the
+    error). The engine sees the request `engine_delay_s` later (the fault of that name); a
+    deadline passed by then is `EService:Deadline elapsed` and nothing is executed.
+    """
+    if text is None:
+        return
+    ahead_s = rfc3339_s(text, "deadline") - now_s
+    if not min_ahead_s <= ahead_s <= MAX_DEADLINE_AHEAD_S:
+        raise invalid("deadline")
+    if ahead_s < engine_delay_s:
+        raise KrakenError(DEADLINE_ELAPSED)
 
 
 def scale(value: Decimal, decimals: int, field: str, too_fine: str | None = None) -> int:
@@ -161,12 +195,26 @@ def validate(req: OrderRequest, pair: PairSpec, mid_price: int | None) -> ValidO
     )
 
 
+class AmendRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One entry of an order's amend history (OrderAmends): its terms once entered or amended."""
+
+    amend_id: str
+    amend_type: AmendType
+    order_qty: int  # units of 10**-lot_decimals, like Order.volume
+    remaining_qty: int
+    limit_price: int | None  # units of 10**-pair_decimals
+    post_only: bool
+    reason: str | None
+    timestamp_ns: int
+
+
 class Order:
     """A live or finished order. Mutable: the engine updates it as it rests, fills and closes."""
 
     __slots__ = (
         "account",
         "amended",
+        "amends",
         "changed_s",
         "cl_ord_id",
         "closed_s",
@@ -217,6 +265,7 @@ class Order:
         self.reason: str | None = None
         self.rested = False
         self.amended = False
+        self.amends: list[AmendRecord] = []  # entry first, then every amend, oldest first
         self.trades: list[str] = []
         self.hold_asset = ""
         self.hold_left = Decimal(0)
@@ -239,61 +288,41 @@ def fmt(value: Decimal | int, decimals: int) -> str:
     return f"{Decimal(value):.{decimals}f}"
 
 
-def order_info(order: Order, with_trades: bool = False) -> dict[str, object]:
-    """The Order object of OpenOrders / ClosedOrders / QueryOrders."""
-    pair = order.pair
-    vol = Decimal(order.volume).scaleb(-pair.lot_decimals)
-    executed = Decimal(order.executed).scaleb(-pair.lot_decimals)
-    price = Decimal(order.price).scaleb(-pair.pair_decimals) if order.price is not None else None
-    avg = order.cost / executed if executed else Decimal(0)
-    shown_price = fmt(price, pair.pair_decimals) if price is not None else ""
-    at = f" @ limit {shown_price}" if price is not None else " @ market"
-    oflags = ["fciq"] + (["post"] if order.post_only else [])
-    misc = [
-        m
-        for m, on in (("amended", order.amended), ("partial", 0 < order.executed < order.volume))
-        if on
-    ]
-    info: dict[str, object] = {
-        "refid": None,
-        "userref": order.userref,
-        "cl_ord_id": order.cl_ord_id,
-        "status": order.status,
-        "opentm": order.opened_s,
-        "starttm": 0,
-        "expiretm": order.expire_s or 0,
-        "descr": {
-            "pair": pair.altname,
-            "type": order.side,
-            "ordertype": order.ordertype,
-            "price": shown_price or "0",
-            "price2": "0",
-            "leverage": "none",
-            "order": f"{order.side} {fmt(vol, pair.lot_decimals)} {pair.altname}{at}",
-            "close": "",
-        },
-        "vol": fmt(vol, pair.lot_decimals),
-        "vol_exec": fmt(executed, pair.lot_decimals),
-        "cost": fmt(order.cost, pair.cost_decimals),
-        "fee": fmt(order.fee, pair.cost_decimals),
-        "price": fmt(avg, pair.pair_decimals),
-        "stopprice": "0.00000",
-        "limitprice": "0.00000",
-        "misc": ",".join(misc),
-        "oflags": ",".join(oflags),
-        "timeinforce": order.timeinforce,
-    }
-    if order.closed_s is not None:
-        info["closetm"] = order.closed_s
-        info["reason"] = order.reason
-    if with_trades:
-        info["trades"] = list(order.trades)
-    return info
+def record_amend(
+    order: Order,
+    amend_id: str,
+    amend_type: AmendType,
+    now_s: float,
+    *,
+    post_only: bool = False,
+    reason: str | None = None,
+) -> str:
+    """Append the order's current terms to its amend history; returns `amend_id`."""
+    record = AmendRecord(
+        amend_id=amend_id,
+        amend_type=amend_type,
+        order_qty=order.volume,
+        remaining_qty=order.remaining,
+        limit_price=order.price,
+        post_only=post_only,
+        reason=reason,
+        timestamp_ns=round(now_s * 1_000_000) * 1000,
+    )
+    order.amends.append(record)
+    return amend_id
 
 
-def describe(order: Order) -> str:
-    """Kraken's `descr.order` line of an AddOrder result."""
-    info = order_info(order)
-    descr = info["descr"]
-    assert isinstance(descr, dict)  # noqa: S101 - built just above
-    return str(descr["order"])
+def parse_volume(text: str, pair: PairSpec) -> int:
+    """An amended `order_qty`, by AddOrder's rules, in units of 10**-lot_decimals."""
+    req = OrderRequest(pair=pair.key, side="buy", ordertype="market", volume=text)
+    return validate(req, pair, None).volume
+
+
+def parse_price(text: str, pair: PairSpec) -> int:
+    """An amended `limit_price`, by AddOrder's rules, in units of 10**-pair_decimals."""
+    req = OrderRequest(
+        pair=pair.key, side="buy", ordertype="limit", volume=str(pair.ordermin), price=text
+    )
+    price = validate(req, pair, None).price
+    assert price is not None  # noqa: S101 - limit orders carry a price
+    return price

@@ -1,5 +1,8 @@
 """Spot private REST methods (`/0/private/<Method>`): parameters in, Kraken's `result` out.
 
+The acting ones live here (trading, funding); the queries a client reconciles with are in
+`rest_queries`; `ENDPOINTS` lists both.
+
 Each handler gets the venue, the authenticated key and the parsed parameters, after the HTTP
 layer has checked signature, nonce, permission and the key's REST counter. Order entry charges
 the trading counters inside the engine, shared with WS as on Kraken.
@@ -14,25 +17,24 @@ from decimal import Decimal
 from typing import Any, Final
 
 from orchestrator.simulator import limits as rl
-from orchestrator.simulator.accounts import Account, LedgerEntry
+from orchestrator.simulator import rest_queries as rq
 from orchestrator.simulator.auth import ApiKey, Permission
 from orchestrator.simulator.errors import KrakenError
+from orchestrator.simulator.order_views import describe
 from orchestrator.simulator.orders import (
     Order,
     OrderRequest,
-    describe,
+    check_deadline,
     fmt,
     invalid,
-    order_info,
     parse_decimal,
 )
 from orchestrator.simulator.params import Params
 from orchestrator.simulator.venue import Venue
 
 Handler = Callable[[Venue, ApiKey, Params], Any]
-_PAGE: Final = 50
-_MAX_QUERY_ORDERS: Final = 50
-_MAX_QUERY_LEDGERS: Final = 20
+_MAX_CANCEL_BATCH: Final = 50
+_DEADLINE_MIN_AHEAD_S: Final = 2.0  # REST: deadline now + 2 s .. now + 60 s
 _MAX_DEAD_MAN_S: Final = 86400
 _OFLAGS: Final = frozenset({"post", "fcib", "fciq", "nompp"})
 
@@ -41,11 +43,7 @@ _OFLAGS: Final = frozenset({"post", "fcib", "fciq", "nompp"})
 class Endpoint:
     handler: Handler
     permissions: tuple[Permission, ...]  # any one of them suffices
-    trading: bool = False  # acts on orders: subject to the lost-reply fault
-
-
-def _account(venue: Venue, key: ApiKey) -> Account:
-    return venue.domain.accounts[key.account]
+    acting: bool = False  # changes state (orders, funds): what unfiltered reply faults strike
 
 
 def _rfc3339_s(ts_s: float) -> str:
@@ -62,15 +60,12 @@ def _expire_s(text: str | None, now_s: float) -> float | None:
 
 
 def _check_deadline(venue: Venue, params: Params) -> None:
-    deadline = params.text("deadline")
-    if deadline is None:
-        return
-    try:
-        when_s = datetime.fromisoformat(deadline.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise invalid("deadline") from None
-    if when_s < venue.clock.time():
-        raise KrakenError("EService:Deadline elapsed")
+    check_deadline(
+        params.text("deadline"),
+        venue.clock.time(),
+        min_ahead_s=_DEADLINE_MIN_AHEAD_S,
+        engine_delay_s=venue.settings.faults.engine_delay_s,
+    )
 
 
 def _check_status(venue: Venue) -> None:
@@ -102,122 +97,6 @@ def order_request(values: Params, pair: str | None, now_s: float) -> OrderReques
         stptype=values.text("stptype") or "cancel-newest",
         validate=values.flag("validate"),
     )
-
-
-# --- account data -------------------------------------------------------------------------------
-def balance(venue: Venue, key: ApiKey, params: Params) -> dict[str, str]:
-    account = _account(venue, key)
-    out: dict[str, str] = {}
-    for asset, amount in sorted(account.balances.items()):
-        decimals = venue.catalog.assets[asset].decimals
-        net = amount - account.pending_out.get(asset, Decimal(0))
-        out[asset] = fmt(net, decimals)
-    return out
-
-
-def balance_ex(venue: Venue, key: ApiKey, params: Params) -> dict[str, dict[str, str]]:
-    account = _account(venue, key)
-    out: dict[str, dict[str, str]] = {}
-    for asset, amount in sorted(account.balances.items()):
-        decimals = venue.catalog.assets[asset].decimals
-        out[asset] = {
-            "balance": fmt(amount - account.pending_out.get(asset, Decimal(0)), decimals),
-            "hold_trade": fmt(account.held(asset), decimals),
-        }
-    return out
-
-
-def _filtered(orders: list[Order], params: Params) -> list[Order]:
-    userref = params.integer("userref")
-    cl_ord_id = params.text("cl_ord_id")
-    return [
-        o
-        for o in orders
-        if (userref is None or o.userref == userref)
-        and (cl_ord_id is None or o.cl_ord_id == cl_ord_id)
-    ]
-
-
-def open_orders(venue: Venue, key: ApiKey, params: Params) -> dict[str, Any]:
-    orders = _filtered(list(venue.engine.open_orders(key.account).values()), params)
-    trades = params.flag("trades")
-    return {"open": {o.txid: order_info(o, trades) for o in orders}}
-
-
-def closed_orders(venue: Venue, key: ApiKey, params: Params) -> dict[str, Any]:
-    start, end = params.text("start"), params.text("end")
-    ofs = params.integer("ofs") or 0
-    closed = [o for o in venue.engine.orders.values() if o.account == key.account and not o.is_open]
-    closed = _filtered(closed, params)
-    closed.sort(key=lambda o: o.closed_s or 0.0, reverse=True)
-    if start is not None:
-        closed = [o for o in closed if (o.closed_s or 0) > float(parse_decimal(start, "start"))]
-    if end is not None:
-        closed = [o for o in closed if (o.closed_s or 0) <= float(parse_decimal(end, "end"))]
-    page = closed[ofs : ofs + _PAGE]
-    trades = params.flag("trades")
-    return {"closed": {o.txid: order_info(o, trades) for o in page}, "count": len(closed)}
-
-
-def query_orders(venue: Venue, key: ApiKey, params: Params) -> dict[str, Any]:
-    txids = params.csv("txid")
-    if not txids or len(txids) > _MAX_QUERY_ORDERS:
-        raise invalid("txid")
-    out: dict[str, Any] = {}
-    for txid in txids:
-        order = venue.engine.orders.get(txid)
-        if order is None or order.account != key.account:
-            raise KrakenError("EOrder:Invalid order")
-        out[txid] = order_info(order, params.flag("trades"))
-    return out
-
-
-def _ledger_json(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "refid": entry.refid,
-        "time": entry.time,
-        "type": entry.type,
-        "subtype": entry.subtype,
-        "aclass": entry.aclass,
-        "asset": entry.asset,
-        "amount": str(entry.amount),
-        "fee": str(entry.fee),
-        "balance": str(entry.balance),
-    }
-
-
-def ledgers(venue: Venue, key: ApiKey, params: Params) -> dict[str, Any]:
-    account = _account(venue, key)
-    assets = (
-        {venue.catalog.asset(a).id for a in params.csv("asset")} if params.text("asset") else None
-    )
-    type_ = params.text("type") or "all"
-    entries = [
-        e
-        for e in reversed(account.ledger)
-        if (assets is None or e.asset in assets) and type_ in ("all", e.type)
-    ]
-    start, end = params.text("start"), params.text("end")
-    if start is not None:
-        entries = [e for e in entries if e.time > float(parse_decimal(start, "start"))]
-    if end is not None:
-        entries = [e for e in entries if e.time <= float(parse_decimal(end, "end"))]
-    ofs = params.integer("ofs") or 0
-    page = entries[ofs : ofs + _PAGE]
-    return {"ledger": {e.id: _ledger_json(e) for e in page}, "count": len(entries)}
-
-
-def query_ledgers(venue: Venue, key: ApiKey, params: Params) -> dict[str, Any]:
-    ids = params.csv("id")
-    if not ids or len(ids) > _MAX_QUERY_LEDGERS:
-        raise invalid("id")
-    out: dict[str, Any] = {}
-    for ledger_id in ids:
-        found = venue.domain.ledger_index.get(ledger_id)
-        if found is None or found[0] != key.account:
-            raise invalid("id")
-        out[ledger_id] = _ledger_json(found[1])
-    return out
 
 
 # --- trading ------------------------------------------------------------------------------------
@@ -290,7 +169,7 @@ def cancel_order_batch(venue: Venue, key: ApiKey, params: Params) -> dict[str, A
         if not isinstance(item, dict) or not isinstance(item.get("cl_ord_id"), str):
             raise invalid("cl_ord_ids")
         ids.append(("cl_ord_id", item["cl_ord_id"]))
-    if not ids or len(set(ids)) > _MAX_QUERY_ORDERS:
+    if not ids or len(set(ids)) > _MAX_CANCEL_BATCH:
         raise invalid("orders")
     found: dict[str, Order] = {}
     for kind, value in set(ids):
@@ -375,14 +254,14 @@ def get_websockets_token(venue: Venue, key: ApiKey, params: Params) -> dict[str,
 # --- funding ------------------------------------------------------------------------------------
 def create_subaccount(venue: Venue, key: ApiKey, params: Params) -> bool:
     venue.funding.create_subaccount(
-        _account(venue, key), params.text("username"), params.text("email")
+        rq.account_of(venue, key), params.text("username"), params.text("email")
     )
     return True
 
 
 def account_transfer(venue: Venue, key: ApiKey, params: Params) -> dict[str, Any]:
     transfer = venue.funding.account_transfer(
-        _account(venue, key),
+        rq.account_of(venue, key),
         params.text("asset"),
         params.text("amount"),
         params.text("from"),
@@ -393,7 +272,7 @@ def account_transfer(venue: Venue, key: ApiKey, params: Params) -> dict[str, Any
 
 def withdraw(venue: Venue, key: ApiKey, params: Params) -> dict[str, Any]:
     withdrawal = venue.funding.withdraw(
-        _account(venue, key),
+        rq.account_of(venue, key),
         params.text("asset"),
         params.text("key"),
         params.text("amount"),
@@ -406,29 +285,30 @@ def withdraw(venue: Venue, key: ApiKey, params: Params) -> dict[str, Any]:
 
 
 def withdraw_status(venue: Venue, key: ApiKey, params: Params) -> list[dict[str, Any]]:
-    return venue.funding.withdraw_status(_account(venue, key), params.text("asset"))
+    return venue.funding.withdraw_status(rq.account_of(venue, key), params.text("asset"))
 
 
 ENDPOINTS: Final[dict[str, Endpoint]] = {
-    "Balance": Endpoint(balance, ("query_funds",)),
-    "BalanceEx": Endpoint(balance_ex, ("query_funds",)),
-    "OpenOrders": Endpoint(open_orders, ("query_open",)),
-    "ClosedOrders": Endpoint(closed_orders, ("query_closed",)),
-    "QueryOrders": Endpoint(query_orders, ("query_open", "query_closed")),
-    "Ledgers": Endpoint(ledgers, ("query_ledger",)),
-    "QueryLedgers": Endpoint(query_ledgers, ("query_ledger",)),
-    "AddOrder": Endpoint(add_order, ("trade",), trading=True),
-    "AddOrderBatch": Endpoint(add_order_batch, ("trade",), trading=True),
-    "AmendOrder": Endpoint(amend_order, ("trade",), trading=True),
-    "EditOrder": Endpoint(edit_order, ("trade",), trading=True),
-    "CancelOrder": Endpoint(cancel_order, ("cancel",), trading=True),
-    "CancelOrderBatch": Endpoint(cancel_order_batch, ("cancel",), trading=True),
-    "CancelAll": Endpoint(cancel_all, ("cancel",), trading=True),
-    "CancelAllOrdersAfter": Endpoint(cancel_all_orders_after, ("cancel",), trading=True),
+    "Balance": Endpoint(rq.balance, ("query_funds",)),
+    "BalanceEx": Endpoint(rq.balance_ex, ("query_funds",)),
+    "OpenOrders": Endpoint(rq.open_orders, ("query_open",)),
+    "ClosedOrders": Endpoint(rq.closed_orders, ("query_closed",)),
+    "QueryOrders": Endpoint(rq.query_orders, ("query_open", "query_closed")),
+    "OrderAmends": Endpoint(rq.order_amends, ("query_open", "query_closed")),
+    "Ledgers": Endpoint(rq.ledgers, ("query_ledger",)),
+    "QueryLedgers": Endpoint(rq.query_ledgers, ("query_ledger",)),
+    "AddOrder": Endpoint(add_order, ("trade",), acting=True),
+    "AddOrderBatch": Endpoint(add_order_batch, ("trade",), acting=True),
+    "AmendOrder": Endpoint(amend_order, ("trade",), acting=True),
+    "EditOrder": Endpoint(edit_order, ("trade",), acting=True),
+    "CancelOrder": Endpoint(cancel_order, ("cancel",), acting=True),
+    "CancelOrderBatch": Endpoint(cancel_order_batch, ("cancel",), acting=True),
+    "CancelAll": Endpoint(cancel_all, ("cancel",), acting=True),
+    "CancelAllOrdersAfter": Endpoint(cancel_all_orders_after, ("cancel",), acting=True),
     "GetWebSocketsToken": Endpoint(get_websockets_token, ("websocket",)),
-    "CreateSubaccount": Endpoint(create_subaccount, ("withdraw",)),
-    "AccountTransfer": Endpoint(account_transfer, ("withdraw",), trading=True),
-    "Withdraw": Endpoint(withdraw, ("withdraw",), trading=True),
+    "CreateSubaccount": Endpoint(create_subaccount, ("withdraw",), acting=True),
+    "AccountTransfer": Endpoint(account_transfer, ("withdraw",), acting=True),
+    "Withdraw": Endpoint(withdraw, ("withdraw",), acting=True),
     "WithdrawStatus": Endpoint(withdraw_status, ("withdraw", "query_ledger")),
 }
 # AddOrderBatch needs "Cancel & close" too (docs/kraken/rest.md 2.3); checked in the HTTP layer.

@@ -46,15 +46,43 @@ class AccountSeed(msgspec.Struct, frozen=True, kw_only=True):
     keys: tuple[KeySeed, ...] = (KeySeed(),)
 
 
+GarbledBody = Literal["truncated", "html_502"]
+
+
 class FaultSettings(msgspec.Struct, kw_only=True):
-    """Trouble on demand. Rates are probabilities per request, drawn from the seeded RNG."""
+    """Trouble on demand. Rates are probabilities per request, drawn from the seeded RNG.
+
+    Reply faults strike after the venue acted (the state change is kept), on one request each:
+    the first of lost, garbled, reset whose count (or rate) and method filter match. A filter
+    names REST methods (`AccountTransfer`), futures endpoints (`transfer/subaccount`) or WS
+    methods (`add_order`); empty means every acting request (orders, cancels, transfers,
+    withdrawals), and a named query (`OpenOrders`, `accounts`) is struck too. A request the
+    venue refused is answered as usual and consumes nothing.
+    """
 
     latency_s: float = 0.0  # added before every REST reply
     unavailable_rate: float = 0.0  # `EService:Unavailable`, nothing executed
     unavailable_next: int = 0  # the next N requests get `EService:Unavailable` (deterministic)
     busy_rate: float = 0.0  # `EService:Busy`, nothing executed
-    lost_reply_rate: float = 0.0  # trading requests: executed, then the connection is dropped
-    lost_reply_next: int = 0  # the next N trading requests lose their reply (deterministic)
+    # Lost: no reply. HTTP: the connection is closed without a response (the client sees
+    # `ServerDisconnectedError`), or with `lost_reply_hold_s` > 0 held silent that long (real
+    # seconds, or until the simulator stops) so that the client times out. WS: no reply frame.
+    lost_reply_rate: float = 0.0
+    lost_reply_next: int = 0
+    lost_reply_methods: tuple[str, ...] = ()
+    lost_reply_hold_s: float = 0.0
+    # Garbled: a reply that is not the envelope. `truncated`: HTTP 200, the JSON cut in half;
+    # `html_502`: HTTP 502 with a proxy's HTML page. WS: the reply frame cut in half.
+    garbled_reply_next: int = 0
+    garbled_reply_methods: tuple[str, ...] = ()
+    garbled_reply_body: GarbledBody = "truncated"
+    # Reset: the TCP connection is reset (RST) without a response (`ClientOSError`, errno 104);
+    # over WS, without a close frame (1006).
+    reset_reply_next: int = 0
+    reset_reply_methods: tuple[str, ...] = ()
+    # Venue seconds an order request waits between receipt and the engine: a `deadline` that
+    # passed the receipt check but is earlier than receipt + this is `EService:Deadline elapsed`.
+    engine_delay_s: float = 0.0
     ws_disconnect_after_s: float | None = None  # close every WS connection this long after open
     corrupt_checksum_rate: float = 0.0  # book updates sent with a wrong checksum
 

@@ -79,8 +79,12 @@ class WsHub:
         engine.level_listeners.append(self._on_level)
 
     # --- connections ---------------------------------------------------------------------------
-    def open(self, ws: web.WebSocketResponse, *, private: bool) -> Connection:
-        conn = Connection(ws, self.venue, private=private, connection_id=next(self._ids))
+    def open(
+        self, ws: web.WebSocketResponse, *, private: bool, transport: asyncio.Transport | None
+    ) -> Connection:
+        conn = Connection(
+            ws, self.venue, private=private, connection_id=next(self._ids), transport=transport
+        )
         self.connections[conn.connection_id] = conn
         self.venue.count("ws:connect")
         conn.send(self._status_message(conn.connection_id))
@@ -281,7 +285,7 @@ async def _serve(request: web.Request, *, private: bool) -> web.WebSocketRespons
     hub = request.app[WS_HUB_KEY]
     ws = web.WebSocketResponse(max_msg_size=_HARD_FRAME_BYTES, timeout=_CLOSE_TIMEOUT_S)
     await ws.prepare(request)
-    conn = hub.open(ws, private=private)
+    conn = hub.open(ws, private=private, transport=request.transport)
     writer = asyncio.create_task(conn.run_writer(), name=f"ws-writer-{conn.connection_id}")
     try:
         async for message in ws:

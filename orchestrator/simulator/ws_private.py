@@ -25,8 +25,15 @@ from orchestrator.simulator import limits as rl
 from orchestrator.simulator.auth import Permission
 from orchestrator.simulator.errors import SERVICE_UNAVAILABLE, KrakenError
 from orchestrator.simulator.events import execution
-from orchestrator.simulator.orders import Order, OrderRequest, invalid
+from orchestrator.simulator.orders import (
+    Order,
+    OrderRequest,
+    check_deadline,
+    invalid,
+    rfc3339_s,
+)
 from orchestrator.simulator.params import Params
+from orchestrator.simulator.reply_faults import choose
 from orchestrator.simulator.venue import Venue
 from orchestrator.simulator.ws_session import (
     ALREADY_SUBSCRIBED,
@@ -52,6 +59,7 @@ _UNMODELLED: Final = (
 )  # fmt: skip
 _MAX_DEAD_MAN_S: Final = 86400
 _MAX_BATCH_CANCEL: Final = 50
+_DEADLINE_MIN_AHEAD_S: Final = 0.5  # WS: deadline now + 500 ms .. now + 60 s
 _CHANNEL_PERMISSION: Final[dict[str, Permission]] = {
     "executions": "query_open",
     "balances": "query_funds",
@@ -164,25 +172,25 @@ def trade(conn: Connection, req: Request) -> None:
     for permission in method.permissions[1:]:
         venue.spot_auth.require(venue.keys[token.key], permission)
     result = method.handler(venue, token.account, req.params)
-    if not isinstance(result, Several):
-        conn.ok(req, result)
-        return
-    for item in result.items:
-        if isinstance(item, KrakenError):
-            conn.fail(req, item.code)
-        else:
-            conn.ok(req, item)
+    fault = choose(venue.settings.faults, venue.rng, req.method, acting=True)
+    if fault is not None:  # the venue acted; what the client hears of it is the fault's
+        venue.count(f"fault:{fault}_reply")
+        if fault == "reset":
+            conn.reset()
+            return
+    with conn.replies_faulted(fault):
+        if not isinstance(result, Several):
+            conn.ok(req, result)
+            return
+        for item in result.items:
+            if isinstance(item, KrakenError):
+                conn.fail(req, item.code)
+            else:
+                conn.ok(req, item)
 
 
 def _rfc3339_s(ts_s: float) -> str:
     return datetime.fromtimestamp(ts_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _timestamp(text: str, name: str) -> float:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise invalid(name) from None
 
 
 def _check_entry(venue: Venue, params: Params) -> None:
@@ -192,9 +200,12 @@ def _check_entry(venue: Venue, params: Params) -> None:
         raise KrakenError(SERVICE_UNAVAILABLE)
     if status == "cancel_only":
         raise KrakenError("EService:Market in cancel_only mode")
-    deadline = params.text("deadline")
-    if deadline is not None and _timestamp(deadline, "deadline") < venue.clock.time():
-        raise KrakenError("EService:Deadline elapsed")
+    check_deadline(
+        params.text("deadline"),
+        venue.clock.time(),
+        min_ahead_s=_DEADLINE_MIN_AHEAD_S,
+        engine_delay_s=venue.settings.faults.engine_delay_s,
+    )
 
 
 def order_request(params: Params, symbol: str | None, *, validate: bool) -> OrderRequest:
@@ -217,7 +228,7 @@ def order_request(params: Params, symbol: str | None, *, validate: bool) -> Orde
         post_only=params.flag("post_only"),
         reduce_only=params.flag("reduce_only"),
         timeinforce=(params.text("time_in_force") or "gtc").upper(),
-        expire_s=None if expire_time is None else _timestamp(expire_time, "expire_time"),
+        expire_s=None if expire_time is None else rfc3339_s(expire_time, "expire_time"),
         stptype=stp_type,
         validate=validate,
     )

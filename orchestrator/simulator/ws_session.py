@@ -27,6 +27,7 @@ from orchestrator.simulator.book_feed import DepthView
 from orchestrator.simulator.events import rfc3339
 from orchestrator.simulator.http import count_error
 from orchestrator.simulator.params import Params
+from orchestrator.simulator.reply_faults import ReplyFault, close_transport, garble
 from orchestrator.simulator.venue import Venue
 
 # Subscription-layer refusals, in Kraken's words where known (docs/kraken/websocket.md 1, 2).
@@ -104,9 +105,16 @@ class Connection:
     """One client connection: what it subscribed to and what waits to be sent to it."""
 
     def __init__(
-        self, ws: web.WebSocketResponse, venue: Venue, *, private: bool, connection_id: int
+        self,
+        ws: web.WebSocketResponse,
+        venue: Venue,
+        *,
+        private: bool,
+        connection_id: int,
+        transport: asyncio.Transport | None,
     ) -> None:
         self.ws = ws
+        self.transport = transport  # the TCP connection under the socket (reset fault)
         self.venue = venue
         self.private = private
         self.connection_id = connection_id
@@ -122,6 +130,7 @@ class Connection:
         self._close_reason = b""
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._held: list[bytes] | None = None
+        self._reply_fault: ReplyFault | None = None
 
     @property
     def subscribed(self) -> bool:
@@ -150,6 +159,16 @@ class Connection:
             for message in held:
                 self._put(message)
 
+    @contextlib.contextmanager
+    def replies_faulted(self, fault: ReplyFault | None) -> Iterator[None]:
+        """While replying to a request the venue carried out: lost replies are not sent,
+        garbled ones are cut in half (not JSON any more); None changes nothing."""
+        self._reply_fault = fault
+        try:
+            yield
+        finally:
+            self._reply_fault = None
+
     def ok(self, req: Request, result: Any) -> None:
         self._reply(req, {"result": result, "success": True})
 
@@ -172,7 +191,10 @@ class Connection:
         message.update(body)
         message["time_in"] = req.time_in
         message["time_out"] = rfc3339(self.venue.clock.time())
-        self._put(encode(message))
+        if self._reply_fault == "lost":
+            return
+        frame = encode(message)
+        self._put(garble(frame) if self._reply_fault == "garbled" else frame)
 
     def _put(self, message: bytes) -> None:
         if self.closing:
@@ -195,6 +217,12 @@ class Connection:
         while not self._queue.empty():
             self._queue.get_nowait()
         self._queue.put_nowait(None)
+
+    def reset(self) -> None:
+        """Reset the TCP connection now (RST, no close frame: the client sees 1006); what was
+        queued is lost with it."""
+        self.close_soon(WSCloseCode.ABNORMAL_CLOSURE, "fault injection: reset")
+        close_transport(self.transport, reset=True)
 
     async def run_writer(self) -> None:
         """Send queued messages in order until the peer is gone or a close is asked for."""

@@ -47,7 +47,22 @@ class SimClient:
         nonce: int | None = None,
         sign: bool = True,
     ) -> dict[str, Any]:
-        """The raw envelope of one signed private call."""
+        """The envelope of one signed private call."""
+        _, _, body = await self.raw(method, params, as_json=as_json, nonce=nonce, sign=sign)
+        data: dict[str, Any] = msgspec.json.decode(body)
+        return data
+
+    async def raw(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        as_json: bool = False,
+        nonce: int | None = None,
+        sign: bool = True,
+        timeout_s: float | None = None,
+    ) -> tuple[int, str, bytes]:
+        """Status, content type and body of one signed private call, whatever they are."""
         path = f"/0/private/{method}"
         value = next(_nonces) if nonce is None else nonce
         if as_json:
@@ -58,9 +73,11 @@ class SimClient:
             content_type = "application/x-www-form-urlencoded"
         signature = spot_signature(self.key.secret_b64, path, str(value), body) if sign else "x"
         headers = {"API-Key": self.key.key, "API-Sign": signature, "Content-Type": content_type}
-        async with self.session.post(self.sim.rest_url + path, data=body, headers=headers) as resp:
-            data: dict[str, Any] = await resp.json()
-            return data
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with self.session.post(
+            self.sim.rest_url + path, data=body, headers=headers, timeout=timeout
+        ) as resp:
+            return resp.status, resp.content_type, await resp.read()
 
     async def ok(self, method: str, **params: Any) -> Any:
         reply = await self.private(method, **params)

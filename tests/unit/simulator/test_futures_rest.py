@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,13 +21,8 @@ from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.simulator.auth import futures_authent
 from orchestrator.simulator.errors import KrakenError
 from orchestrator.simulator.futures_accounts import DEFAULT_HAIRCUTS, server_time
-from orchestrator.simulator.futures_rest import (
-    BUDGET_KEY,
-    OTHER_HAIRCUT,
-    PREFIX,
-    FuturesBudget,
-    parse_amount,
-)
+from orchestrator.simulator.futures_payloads import OTHER_HAIRCUT
+from orchestrator.simulator.futures_rest import BUDGET_KEY, PREFIX, FuturesBudget, parse_amount
 from orchestrator.simulator.settings import ALL_PERMISSIONS, AccountSeed, KeySeed, SimSettings
 from orchestrator.simulator.venue import Venue
 from tests.unit.simulator.test_futures_accounts import SEED
@@ -83,7 +79,27 @@ class Futures:
         authent: str | None = None,
         raw_body: bytes | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        full = PREFIX + path
+        status, _, data = await self.raw(
+            method, PREFIX + path, as_=as_, query=query, body=body, nonce=nonce,
+            authent=authent, raw_body=raw_body,
+        )  # fmt: skip
+        reply: dict[str, Any] = json.loads(data)
+        return status, reply
+
+    async def raw(
+        self,
+        method: str,
+        full: str,
+        *,
+        as_: str = "master",
+        query: str = "",
+        body: str = "",
+        nonce: str | None = None,
+        authent: str | None = None,
+        raw_body: bytes | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[int, str, bytes]:
+        """Status, content type and body of one signed call to a full path, whatever they are."""
         if authent is None:
             authent = futures_authent(SECRET, body or query, nonce or "", full)
         headers = {"APIKey": f"{as_}-key", "Authent": authent}
@@ -93,9 +109,11 @@ class Futures:
         if data:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         url = URL(self.sim.rest_url + full + (f"?{query}" if query else ""), encoded=True)
-        async with self.session.request(method, url, data=data or None, headers=headers) as resp:
-            reply: dict[str, Any] = await resp.json()
-            return resp.status, reply
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with self.session.request(
+            method, url, data=data or None, headers=headers, timeout=timeout
+        ) as resp:
+            return resp.status, resp.content_type, await resp.read()
 
     async def ok(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         status, reply = await self.send(method, path, **kwargs)
