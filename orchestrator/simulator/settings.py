@@ -49,7 +49,7 @@ class AccountSeed(msgspec.Struct, frozen=True, kw_only=True):
 GarbledBody = Literal["truncated", "html_502"]
 
 
-class FaultSettings(msgspec.Struct, kw_only=True):
+class FaultSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Trouble on demand. Rates are probabilities per request, drawn from the seeded RNG.
 
     Reply faults strike after the venue acted (the state change is kept), on one request each:

@@ -177,6 +177,13 @@ async def test_faults_are_set_at_start_too(session: aiohttp.ClientSession) -> No
         assert len(sim.venue.engine.orders) == 1
 
 
+async def test_a_misspelt_fault_is_refused_not_ignored(trader: SimClient) -> None:
+    reply = await trader.admin("faults", {"garbled_next": 1})
+    assert "garbled_next" in reply["error"]
+    reply = await trader.admin("faults", {"garbled_reply_body": "gzip"})
+    assert "error" in reply
+
+
 # --- futures REST --------------------------------------------------------------------------------
 @pytest.fixture
 async def futures() -> AsyncIterator[Futures]:
