@@ -184,6 +184,54 @@ async def test_a_misspelt_fault_is_refused_not_ignored(trader: SimClient) -> Non
     assert "error" in reply
 
 
+# Every acting call a client must reconcile, with what it needs first and how it is found after.
+ACTING: dict[str, tuple[bool, dict[str, str]]] = {  # method: (needs a resting order, params)
+    "AddOrder": (False, {**ORDER, "cl_ord_id": "matrix"}),
+    "AmendOrder": (True, {"cl_ord_id": "matrix", "order_qty": "0.005"}),
+    "CancelOrder": (True, {"cl_ord_id": "matrix"}),
+    "CancelAll": (True, {}),
+    "AccountTransfer": (False, TRANSFER),
+    "Withdraw": (False, {"asset": "XBT", "key": "desk-wallet", "amount": "0.5"}),
+}
+
+
+async def acted_once(client: SimClient, method: str) -> bool:
+    """What the venue shows of `method` having been carried out, by the reconciling queries."""
+    if method in ("AccountTransfer", "Withdraw"):
+        if method == "Withdraw":
+            return len(await client.ok("WithdrawStatus", asset="XBT")) == 1
+        return len((await client.ok("Ledgers", type="transfer"))["ledger"]) == 1
+    opened = (await client.ok("OpenOrders", cl_ord_id="matrix"))["open"]
+    closed = (await client.ok("ClosedOrders", cl_ord_id="matrix"))["closed"]
+    if method == "AddOrder":
+        return len(opened) == 1
+    if method == "AmendOrder":
+        [txid] = opened
+        return (await client.ok("OrderAmends", order_id=txid))["count"] == 2
+    return opened == {} and [o["status"] for o in closed.values()] == ["canceled"]
+
+
+@pytest.mark.parametrize("fault", ["lost", "garbled", "reset"])
+@pytest.mark.parametrize("method", list(ACTING))
+async def test_every_acting_call_is_carried_out_once_whatever_the_reply(
+    master: SimClient, sim: RunningSimulator, method: str, fault: str
+) -> None:
+    needs_order, params = ACTING[method]
+    if needs_order:
+        await master.ok("AddOrder", **ORDER, cl_ord_id="matrix")
+    await master.admin("faults", {f"{fault}_reply_next": 1, f"{fault}_reply_methods": [method]})
+    if fault == "garbled":
+        status, _, body = await master.raw(method, params)
+        assert status == 200
+        assert not_json(body)
+    else:
+        error = aiohttp.ServerDisconnectedError if fault == "lost" else aiohttp.ClientOSError
+        with pytest.raises(error):
+            await master.raw(method, params)
+    assert sim.venue.request_counts[f"fault:{fault}_reply"] == 1
+    assert await acted_once(master, method)
+
+
 # --- futures REST --------------------------------------------------------------------------------
 @pytest.fixture
 async def futures() -> AsyncIterator[Futures]:
@@ -309,3 +357,35 @@ async def test_ws_reset_after_cancel_and_the_order_is_cancelled(
     [order] = sim.venue.engine.orders.values()
     assert order.status == "canceled"
     assert sim.venue.request_counts["fault:reset_reply"] == 1
+
+
+WS_ACTING: dict[str, dict[str, Any]] = {
+    "add_order": {**WS_ORDER, "cl_ord_id": "ws-matrix"},
+    "amend_order": {"cl_ord_id": "ws-matrix", "order_qty": 0.005},
+    "cancel_order": {"cl_ord_id": ["ws-matrix"]},
+}
+
+
+@pytest.mark.parametrize("fault", ["lost", "garbled", "reset"])
+@pytest.mark.parametrize("method", list(WS_ACTING))
+async def test_every_ws_trading_call_is_carried_out_once_whatever_the_reply(
+    ws: Ws, sim: RunningSimulator, method: str, fault: str
+) -> None:
+    if method != "add_order":
+        await ws.send("add_order", **WS_ORDER, cl_ord_id="ws-matrix")
+        await ws.frames_until_pong()
+    armed = {f"{fault}_reply_next": 1, f"{fault}_reply_methods": [method]}
+    sim.venue.settings.faults = msgspec.convert(armed, FaultSettings)
+    await ws.send(method, **WS_ACTING[method])
+    if fault == "reset":
+        msg = await asyncio.wait_for(ws.ws.receive(), 5.0)
+        assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+    else:
+        frames = await ws.frames_until_pong()
+        replies = [f for f in frames if f'"method":"{method}"' in f]
+        assert len(replies) == (0 if fault == "lost" else 1)
+        assert all(not_json(f.encode()) for f in replies)  # a garbled reply is not JSON
+    [order] = sim.venue.engine.orders.values()
+    expected = {"add_order": ("open", 1), "amend_order": ("open", 2),
+                "cancel_order": ("canceled", 1)}[method]  # fmt: skip
+    assert (order.status, len(order.amends)) == expected
