@@ -1,0 +1,97 @@
+"""redis-py's errors translated into orchestrator's tree, in one place (like httpcore's
+`map_exceptions`): wrap every Redis call of a public operation, and no raw redis error escapes it.
+
+    from orchestrator.store.errors import redis_errors
+
+    async with redis_errors(client, "nonce.next"):
+        value = await client.incr(key)
+
+- `StoreUnavailable` (Redis cannot serve us now; retry later, fail closed meanwhile):
+  connection and timeout errors, `LOADING` (a restart replaying its data), a pool with no
+  connection free in time (`MaxConnectionsError`, "No connection available"), `OSError`, `OOM`
+  (writes refused at maxmemory), and `READONLY` / `MASTERDOWN`: the server we are connected to is
+  a replica after a failover. For those two the client's idle connections are dropped first, so
+  that the next call reconnects (to the new primary) instead of failing the same way forever.
+- `StoreError`: any other `RedisError` (a script error, a wrong type): a bug or bad data.
+
+`what` names the operation in the message ("limiter.acquire"), so a log line says who failed.
+The original error is chained (`__cause__`). Cancellation passes through untouched.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+)
+from redis.exceptions import (
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+)
+from redis.exceptions import (
+    TimeoutError as RedisTimeoutError,
+)
+
+from orchestrator.errors import StoreError, StoreUnavailable
+from orchestrator.logs import get_logger
+
+log = get_logger(__name__)
+
+# A replica answered: reconnecting is the cure. (BusyLoadingError and MaxConnectionsError are
+# ConnectionErrors; the builtin TimeoutError and ConnectionError are OSErrors.)
+_RECONNECT: Final = (ReadOnlyError, MasterDownError)
+_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, OSError)
+
+
+class redis_errors:
+    """Async context manager translating redis-py errors raised in its block (see the module)."""
+
+    __slots__ = ("client", "what")
+
+    def __init__(self, client: aioredis.Redis, what: str) -> None:
+        self.client = client
+        self.what = what
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, _RECONNECT):
+            await _drop_idle_connections(self.client, self.what)
+            raise StoreUnavailable(
+                f"{self.what}: Redis answered as a replica ({_describe(exc)}); reconnecting"
+            ) from exc
+        if isinstance(exc, _UNAVAILABLE):
+            raise StoreUnavailable(f"{self.what}: Redis unavailable ({_describe(exc)})") from exc
+        if isinstance(exc, RedisError):
+            raise StoreError(f"{self.what}: Redis error ({_describe(exc)})") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _drop_idle_connections(client: aioredis.Redis, what: str) -> None:
+    """Disconnect the pool's idle connections: the next call opens a fresh one.
+
+    Connections in use by other tasks are left alone (their commands are in flight); each that
+    meets the replica comes back here and is dropped in turn. Errors while closing sockets we are
+    discarding are logged: the replica's error is the one the caller must see.
+    """
+    try:
+        await client.connection_pool.disconnect(inuse_connections=False)
+    except (RedisError, OSError) as exc:
+        log.warning("redis.disconnect_failed", what=what, error=type(exc).__name__)
