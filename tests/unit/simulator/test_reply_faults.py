@@ -197,9 +197,9 @@ ACTING: dict[str, tuple[bool, dict[str, str]]] = {  # method: (needs a resting o
 
 async def acted_once(client: SimClient, method: str) -> bool:
     """What the venue shows of `method` having been carried out, by the reconciling queries."""
-    if method in ("AccountTransfer", "Withdraw"):
-        if method == "Withdraw":
-            return len(await client.ok("WithdrawStatus", asset="XBT")) == 1
+    if method == "Withdraw":
+        return len(await client.ok("WithdrawStatus", asset="XBT")) == 1
+    if method == "AccountTransfer":
         return len((await client.ok("Ledgers", type="transfer"))["ledger"]) == 1
     opened = (await client.ok("OpenOrders", cl_ord_id="matrix"))["open"]
     closed = (await client.ok("ClosedOrders", cl_ord_id="matrix"))["closed"]
@@ -207,7 +207,8 @@ async def acted_once(client: SimClient, method: str) -> bool:
         return len(opened) == 1
     if method == "AmendOrder":
         [txid] = opened
-        return (await client.ok("OrderAmends", order_id=txid))["count"] == 2
+        amends: dict[str, Any] = await client.ok("OrderAmends", order_id=txid)
+        return bool(amends["count"] == 2)
     return opened == {} and [o["status"] for o in closed.values()] == ["canceled"]
 
 
