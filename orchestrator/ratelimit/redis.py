@@ -5,6 +5,9 @@ of a request atomically on Redis's clock, so any number of processes on any numb
 one truth. A grant may come with a wait: the script has *reserved* the caller's slot, the caller
 sleeps once and sends. Refusals write nothing.
 
+Venue feedback: a permit names the scopes it booked; when the venue still says "rate limit
+exceeded", `feedback(permit, kind)` fills that permit's scope of that kind, for every process.
+
 Failure policy: when Redis cannot be reached the limiter fails closed for new risk
 (`LimiterUnavailable`) and lets risk-reducing requests (cancels) through on a small local budget
 per account; it tries Redis again after `retry_after_s`, so service resumes on its own.
@@ -16,6 +19,7 @@ import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
+from types import MappingProxyType
 from typing import Final
 
 import msgspec
@@ -27,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from orchestrator.clock import Clock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import LimiterUnavailable, RateLimited
+from orchestrator.exchange.kraken.common.errors import RateLimitKind
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
@@ -35,6 +40,11 @@ from orchestrator.store.keys import Keys
 log = get_logger(__name__)
 _JITTER: Final = 0.1
 _UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+# Which venue counter a scope is, by the names `policy` gives them (`rest:<key id>`,
+# `trade:<account>:<pair>`, `domain:<pair>`): what a venue rate-limit error names.
+_KIND_PREFIX: Final[Mapping[RateLimitKind, str]] = MappingProxyType(
+    {"rest": "rest:", "trading": "trade:", "domain": "domain:"}
+)
 
 
 def _lua(name: str) -> str:
@@ -46,12 +56,23 @@ PENALIZE_LUA: Final = _lua("penalize.lua")
 
 
 class Permit(msgspec.Struct, frozen=True):
-    """Proof that a request may be sent now. `waited_s`: how long the caller slept for its slot."""
+    """Proof that a request may be sent now: the charges it booked (each scope with its
+    threshold and decay), its lane, and how long the caller slept for its slot (`waited_s`)."""
 
-    scopes: tuple[str, ...]
+    charges: tuple[Charge, ...]
     lane: Lane
     waited_s: float
     fallback: bool = False  # granted by the local budget while Redis was down
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(c.scope.name for c in self.charges)
+
+    def scopes_of(self, kind: RateLimitKind) -> list[Scope]:
+        """The permit's scopes that are venue counters of `kind` (a CancelAll may book several
+        pairs' trading counters; a request over WS books no REST counter)."""
+        prefix = _KIND_PREFIX[kind]
+        return [c.scope for c in self.charges if c.scope.name.startswith(prefix)]
 
 
 class LimiterMetrics:
@@ -185,26 +206,26 @@ class Limiter:
         `LimiterUnavailable` for new risk while Redis is unreachable. Cancelling the caller while
         it sleeps for a reserved slot leaves the slot booked: conservative, never over the limit.
         """
-        names = tuple(c.scope.name for c in charges)
-        if not charges:
-            return Permit(names, lane, 0.0)
+        booked = tuple(charges)
+        if not booked:
+            return Permit(booked, lane, 0.0)
         start_s = self.clock.monotonic()
         while True:
             remaining_s = max(0.0, deadline_s - (self.clock.monotonic() - start_s))
             try:
-                granted, wait_s, binding = await self._decide(charges, lane, remaining_s, strategy)
+                granted, wait_s, binding = await self._decide(booked, lane, remaining_s, strategy)
             except _UNREACHABLE as exc:
-                return await self._fallback(charges, lane, account, exc)
+                return await self._fallback(booked, lane, account, exc)
             if granted:
                 if wait_s > 0:
                     await self.clock.sleep(wait_s)  # the slot is booked: one sleep, no polling
                 waited_s = self.clock.monotonic() - start_s
                 self.metrics.permits.inc(lane, "redis")
                 self.metrics.wait_s.observe(waited_s, lane)
-                return Permit(names, lane, waited_s)
+                return Permit(booked, lane, waited_s)
             if wait_s > remaining_s:
                 self.metrics.refusals.inc(lane, "deadline")
-                raise RateLimited(names[binding] if 0 <= binding < len(names) else names[0], wait_s)
+                raise RateLimited(_binding_name(booked, binding), wait_s)
             # Beyond its fair share with no idle capacity to borrow: wait until the share has
             # room (the strategy's own state, so no herd), with a little jitter for its own loops.
             self.metrics.refusals.inc(lane, "share")
@@ -273,7 +294,7 @@ class Limiter:
         return keys, args
 
     async def _fallback(
-        self, charges: Sequence[Charge], lane: Lane, account: str, exc: BaseException
+        self, charges: tuple[Charge, ...], lane: Lane, account: str, exc: BaseException
     ) -> Permit:
         if lane != "risk_reducing":
             self.metrics.refusals.inc(lane, "redis_down")
@@ -292,7 +313,7 @@ class Limiter:
             )
         self.metrics.permits.inc(lane, "local")
         log.warning("limiter.local_permit", account=account, reason=type(exc).__name__)
-        return Permit(tuple(c.scope.name for c in charges), lane, wait_s, fallback=True)
+        return Permit(charges, lane, wait_s, fallback=True)
 
     # --- venue feedback ------------------------------------------------------------------------
     async def penalize(self, scope: Scope, cooldown_s: float = 1.0) -> None:
@@ -312,20 +333,18 @@ class Limiter:
         except (*_UNREACHABLE, RedisError) as exc:
             log.warning("limiter.penalize_failed", scope=scope.name, error=type(exc).__name__)
 
-    async def feedback(
-        self, kind: str | None, *, account: str, key_id: str, pair: str | None
-    ) -> None:
-        """The venue refused for rate limits (`kind`: rest, trading or domain): fill that scope."""
-        if kind == "rest":
-            await self.penalize(self.policy.rest_scope(key_id))
-        elif pair is not None and kind in ("trading", "domain"):
-            scope = (
-                self.policy.domain_scope(pair)
-                if kind == "domain"
-                else self.policy.trade_scope(account, pair)
-            )
+    async def feedback(self, permit: Permit, kind: RateLimitKind | None) -> None:
+        """The venue refused `permit`'s request for rate limits of `kind` (`rate_limit_kind` of
+        its error): the permit's scope(s) of that kind are full, for every process."""
+        scopes = permit.scopes_of(kind) if kind is not None else []
+        for scope in scopes:
             await self.penalize(scope)
-        log.warning("limiter.venue_rate_limited", account=account, kind=kind, pair=pair)
+        log.warning(
+            "limiter.venue_rate_limited",
+            kind=kind,
+            scopes=[s.name for s in scopes],
+            permitted=list(permit.scopes),
+        )
 
     async def level(self, scope: Scope) -> float:
         """The scope's level now (for metrics and introspection)."""
@@ -339,3 +358,8 @@ class Limiter:
         level = max(0.0, (float(tat or 0.0) - now_s) * scope.decay_per_s)
         self.metrics.level.set(level / scope.threshold, scope.name)
         return level
+
+
+def _binding_name(charges: Sequence[Charge], binding: int) -> str:
+    """The scope that decided a wait (the first when none did)."""
+    return charges[binding if 0 <= binding < len(charges) else 0].scope.name

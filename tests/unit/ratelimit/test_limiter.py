@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from orchestrator.clock import ManualClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import LimiterUnavailable, RateLimited
+from orchestrator.exchange.kraken.common.methods import CANCEL_ORDER
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Charge, Policy, Scope, VenueRequest
 from orchestrator.ratelimit.redis import Limiter
@@ -145,7 +146,7 @@ async def test_acquire_for_uses_kraken_costs(
     fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
 ) -> None:
     limiter = make(fake_redis, clock, per_account_cap=True)
-    request = VenueRequest(method="CancelOrder", pair="XBT/USD", order_ages_s=(1.0,))
+    request = VenueRequest(method=CANCEL_ORDER, pair="XBT/USD", order_ages_s=(1.0,))
     permit = await limiter.acquire_for(request, account="a", key_id="k", deadline_s=0)
     assert permit.lane == "risk_reducing"
     assert set(permit.scopes) == {"trade:a:XBT/USD", "domain:XBT/USD"}
@@ -154,6 +155,48 @@ async def test_acquire_for_uses_kraken_costs(
         for c in limiter.policy.charges_for(request, account="a", key_id="k")
     ]
     assert levels == pytest.approx([8.0, 8.0])
+
+
+async def test_feedback_fills_the_permits_scopes_of_that_kind(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
+) -> None:
+    limiter = make(fake_redis, clock, per_account_cap=True)
+    policy = limiter.policy
+    # A CancelAll over two pairs: the REST counter of the key, and both pairs' counters.
+    charges = [Charge(policy.rest_scope("k"), 1)] + [
+        Charge(scope, 2)
+        for pair in ("XBT/USD", "ETH/USD")
+        for scope in (policy.trade_scope("a", pair), policy.domain_scope(pair))
+    ]
+    permit = await limiter.acquire(charges, lane="risk_reducing", deadline_s=0)
+    assert permit.charges == tuple(charges)  # the scopes with their thresholds and decays
+
+    async def levels() -> dict[str, float]:
+        return {c.scope.name: await limiter.level(c.scope) for c in charges}
+
+    await limiter.feedback(permit, "trading")
+    assert await levels() == pytest.approx(
+        {"rest:k": 1, "trade:a:XBT/USD": 125, "domain:XBT/USD": 2,
+         "trade:a:ETH/USD": 125, "domain:ETH/USD": 2}
+    )  # fmt: skip
+    await limiter.feedback(permit, "rest")
+    await limiter.feedback(permit, "domain")
+    assert await levels() == pytest.approx(
+        {"rest:k": 20, "trade:a:XBT/USD": 125, "domain:XBT/USD": 625,
+         "trade:a:ETH/USD": 125, "domain:ETH/USD": 625}
+    )  # fmt: skip
+
+
+async def test_feedback_of_a_kind_the_permit_did_not_book_fills_nothing(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
+) -> None:
+    limiter = make(fake_redis, clock, per_account_cap=True)
+    trade = limiter.policy.trade_scope("a", "XBT/USD")
+    permit = await limiter.acquire([Charge(trade, 1)], lane="new_risk", deadline_s=0)  # WS: no REST
+    await limiter.feedback(permit, "rest")
+    await limiter.feedback(permit, None)  # a rate-limit code we do not know
+    assert limiter.metrics.cooldowns.values == {}  # nothing penalized
+    assert await limiter.level(trade) == pytest.approx(1.0)
 
 
 async def test_fair_share_runaway_cannot_starve_others(

@@ -338,16 +338,17 @@ class KrakenWs:
         token = await self._current_token()
         if token is None:
             raise ValueError("trading over WS needs a private connection (a token source)")
-        if self.limiter is not None:
+        permit = (
             await self.limiter.acquire_for(
                 request, account=self.account, key_id="", strategy=self.strategy
             )
+            if self.limiter is not None
+            else None
+        )
         try:
             return await self.request(method, params | {"token": token})
         except VenueRateLimited as exc:
-            if self.limiter is not None:
+            if self.limiter is not None and permit is not None:
                 kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
-                await self.limiter.feedback(
-                    kind, account=self.account, key_id="", pair=request.pair
-                )
+                await self.limiter.feedback(permit, kind)  # the scopes this request booked
             raise
