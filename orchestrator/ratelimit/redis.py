@@ -5,12 +5,14 @@ of a request atomically on Redis's clock, so any number of processes on any numb
 one truth. A grant may come with a wait: the script has *reserved* the caller's slot, the caller
 sleeps once and sends. Refusals write nothing.
 
+Failure policy: when Redis cannot be reached (or answers with an error: every redis-py error
+is translated at one edge, `store.errors.redis_errors`) the limiter fails closed for new risk
+(`LimiterUnavailable`) and lets risk-reducing requests (cancels) through on a local budget: the
+same decision as the script, on the levels this process last saw, charged at each cancel's real
+cost (`_LocalBudget`). It tries Redis again after `retry_after_s`, so service resumes on its own.
+
 Venue feedback: a permit names the scopes it booked; when the venue still says "rate limit
 exceeded", `feedback(permit, kind)` fills that permit's scope of that kind, for every process.
-
-Failure policy: when Redis cannot be reached the limiter fails closed for new risk
-(`LimiterUnavailable`) and lets risk-reducing requests (cancels) through on a small local budget
-per account; it tries Redis again after `retry_after_s`, so service resumes on its own.
 """
 
 from __future__ import annotations
@@ -18,28 +20,28 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
 from typing import Final
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from orchestrator.clock import Clock
 from orchestrator.config import LimitsConfig
-from orchestrator.errors import LimiterUnavailable, RateLimited
+from orchestrator.errors import LimiterUnavailable, RateLimited, StoreError, StoreUnavailable
 from orchestrator.exchange.kraken.common.errors import RateLimitKind
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
+from orchestrator.ratelimit import bucket
 from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
+from orchestrator.store.errors import redis_errors
 from orchestrator.store.keys import Keys
 
 log = get_logger(__name__)
 _JITTER: Final = 0.1
-_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 # Which venue counter a scope is, by the names `policy` gives them (`rest:<key id>`,
 # `trade:<account>:<pair>`, `domain:<pair>`): what a venue rate-limit error names.
 _KIND_PREFIX: Final[Mapping[RateLimitKind, str]] = MappingProxyType(
@@ -86,22 +88,72 @@ class LimiterMetrics:
         self.redis_down = r.gauge("orch_limiter_redis_down", "1 while Redis is unreachable")
 
 
+@dataclass(slots=True)
+class _Seen:
+    """What this process knows of the counters: from Redis's replies, and its own spending."""
+
+    # The freshest `tat` per scope, on Redis's clock: floors for the script, so that scopes lost
+    # with a Redis restart come back no emptier than this process knew them.
+    tat_floor_s: dict[str, float] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)  # the scopes Redis (or the venue) told us of
+
+
 class _LocalBudget:
-    """A conservative token bucket per account, used for cancels only while Redis is down."""
+    """Cancels while Redis cannot decide: `bucket.decide` (the script's own rule, risk-reducing
+    lane) on this process's view of each counter, each charge at its real cost.
 
-    def __init__(self, rate_per_s: float, burst: float = 2.0) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self._tokens: dict[str, tuple[float, float]] = {}
+    A scope starts from the level this process last saw it at (its `tat` floor, decayed since)
+    or, if it never saw it, from the highest level the limiter's invariant lets new risk leave it
+    at: `threshold x (1 - reserve)` plus the transit allowance. Cancels may use the reserve above
+    that, and no more. Reservations are kept (a cancel waiting for its slot holds it), so
+    concurrent cancels queue. Pure: the caller passes the time, on Redis's clock.
 
-    def wait_s(self, account: str, now_s: float) -> float:
-        tokens, at_s = self._tokens.get(account, (self.burst, now_s))
-        tokens = min(self.burst, tokens + (now_s - at_s) * self.rate_per_s)
-        if tokens >= 1:
-            self._tokens[account] = (tokens - 1, now_s)
-            return 0.0
-        self._tokens[account] = (tokens, now_s)
-        return (1 - tokens) / self.rate_per_s
+    Only this process's spending is counted: other processes cancelling on the same counters
+    during the outage are not seen (their new risk is refused like ours).
+    """
+
+    def __init__(self, reserve_fraction: float, transit_s: float) -> None:
+        self.reserve_fraction = reserve_fraction
+        self.transit_s = transit_s
+        self._states: dict[str, bucket.ScopeState] = {}
+
+    def _state(self, scope: Scope, now_s: float, seen: _Seen) -> bucket.ScopeState:
+        state = self._states.get(scope.name)
+        if state is None:
+            state = self._states[scope.name] = bucket.ScopeState()
+            if scope.name not in seen.names:  # as full as new risk may have left it, from now on
+                worst = scope.threshold * (1 - self.reserve_fraction)
+                state.tat_s = now_s + worst / scope.decay_per_s + self.transit_s
+        return state.floored(seen.tat_floor_s.get(scope.name, 0.0))
+
+    def decide(
+        self, charges: Sequence[Charge], now_s: float, max_wait_s: float, seen: _Seen
+    ) -> bucket.Decision:
+        """Grant (booking every scope at the send time) or refuse with the wait."""
+        decision = bucket.decide(
+            now_s,
+            [bucket.ScopeCharge(c.scope.threshold, c.scope.decay_per_s, c.cost) for c in charges],
+            [self._state(c.scope, now_s, seen) for c in charges],
+            risk_reducing=True,
+            reserve_fraction=self.reserve_fraction,
+            max_wait_s=max_wait_s,
+            transit_s=self.transit_s,
+        )
+        if decision.granted:
+            for charge, state in zip(charges, decision.scopes, strict=True):
+                self._states[charge.scope.name] = state
+        return decision
+
+    def penalize(self, scope: Scope, now_s: float, cooldown_s: float, seen: _Seen) -> None:
+        """The venue said this counter is full."""
+        state = self._state(scope, now_s, seen)
+        self._states[scope.name] = bucket.penalize(
+            state, scope.threshold, scope.decay_per_s, now_s, cooldown_s
+        )
+
+    def forget(self) -> None:
+        """Redis answers again: it holds the truth (floored by what was spent here)."""
+        self._states.clear()
 
 
 class Limiter:
@@ -132,14 +184,14 @@ class Limiter:
         self.metrics = LimiterMetrics(registry or Registry())
         self._acquire_sha = hashlib.sha1(ACQUIRE_LUA.encode()).hexdigest()  # noqa: S324 - Redis's script id
         self._penalize = redis.register_script(PENALIZE_LUA)
-        self._local = _LocalBudget(limits.local_cancel_per_s)
+        self._local = _LocalBudget(limits.risk_reserve_fraction, limits.transit_allowance_s)
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._down_until_s = 0.0
         self._ttl_ms = limits.key_idle_ttl_s * 1000
         self._script_time = script_time
-        # The freshest `tat` this process saw per scope: floors for the script, so that scopes
-        # lost with a Redis restart come back no emptier than this process knew them.
-        self._tat_floor_s: dict[str, float] = {}
+        self._seen = _Seen()
+        # Redis's clock minus ours, from the last reply: the local budget counts on Redis's clock.
+        self._offset_s = 0.0
         # Arguments that never change, formatted once (the hot path builds only the rest).
         self._reserve_arg = repr(limits.risk_reserve_fraction)
         self._transit_arg = repr(limits.transit_allowance_s)
@@ -175,6 +227,10 @@ class Limiter:
     def _now_arg(self) -> str:
         return "" if self._script_time is None else repr(self._script_time())
 
+    def _redis_now_s(self) -> float:
+        """Redis's clock as last measured, for decisions made without it."""
+        return self.clock.time() + self._offset_s
+
     # --- the one call everything makes ---------------------------------------------------------
     async def acquire_for(
         self,
@@ -203,8 +259,9 @@ class Limiter:
         """Wait (at most `deadline_s`) for every scope to fit, then return the permit.
 
         Raises `RateLimited` with the wait when it cannot fit within the deadline, and
-        `LimiterUnavailable` for new risk while Redis is unreachable. Cancelling the caller while
-        it sleeps for a reserved slot leaves the slot booked: conservative, never over the limit.
+        `LimiterUnavailable` for new risk while Redis is unreachable or failing (cancels then
+        take the local budget, within the same deadline). Cancelling the caller while it sleeps
+        for a reserved slot leaves the slot booked: conservative, never over the limit.
         """
         booked = tuple(charges)
         if not booked:
@@ -214,8 +271,10 @@ class Limiter:
             remaining_s = max(0.0, deadline_s - (self.clock.monotonic() - start_s))
             try:
                 granted, wait_s, binding = await self._decide(booked, lane, remaining_s, strategy)
-            except _UNREACHABLE as exc:
-                return await self._fallback(booked, lane, account, exc)
+            except StoreError as exc:
+                return await self._fallback(
+                    booked, lane, exc, account=account, max_wait_s=remaining_s, start_s=start_s
+                )
             if granted:
                 if wait_s > 0:
                     await self.clock.sleep(wait_s)  # the slot is booked: one sleep, no polling
@@ -235,27 +294,32 @@ class Limiter:
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
     ) -> tuple[bool, float, int]:
         if self.clock.monotonic() < self._down_until_s:
-            raise RedisConnectionError("Redis marked down; retrying shortly")
+            raise StoreUnavailable("limiter: Redis marked down; retrying shortly")
         keys, args = self._script_call(charges, lane, max_wait_s, strategy)
         try:
-            # EVALSHA directly (redis-py's Script wrapper costs ~5 us a call); NOSCRIPT after a
-            # restart or SCRIPT FLUSH falls back to loading the script once more.
-            try:
-                reply = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
-            except NoScriptError:
-                self._acquire_sha = await self.redis.script_load(ACQUIRE_LUA)
-                reply = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
-        except _UNREACHABLE:
+            async with redis_errors(self.redis, "limiter.acquire"):
+                # EVALSHA directly (redis-py's Script wrapper costs ~5 us a call); NOSCRIPT after
+                # a restart or SCRIPT FLUSH falls back to loading the script once more.
+                try:
+                    reply = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
+                except NoScriptError:
+                    self._acquire_sha = await self.redis.script_load(ACQUIRE_LUA)
+                    reply = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
+        except StoreUnavailable:
             self._down_until_s = self.clock.monotonic() + self.retry_after_s
             self.metrics.redis_down.set(1)
             raise
         if self._down_until_s:
             self._down_until_s = 0.0
+            self._local.forget()
             self.metrics.redis_down.set(0)
             log.info("limiter.redis_recovered")
+        self._offset_s = float(reply[3]) - self.clock.time()
+        floors, seen = self._seen.tat_floor_s, self._seen.names
         for charge, tat in zip(charges, reply[4:], strict=True):
             name = charge.scope.name
-            self._tat_floor_s[name] = max(self._tat_floor_s.get(name, 0.0), float(tat))
+            floors[name] = max(floors.get(name, 0.0), float(tat))
+            seen.add(name)
         return bool(int(reply[0])), float(reply[1]), int(reply[2]) - 1
 
     def _script_call(
@@ -265,12 +329,13 @@ class Limiter:
         keys = [self._scope_key(c.scope.name) for c in charges]
         packed: list[str] = []
         pool_name = ""
+        floors = self._seen.tat_floor_s
         for charge in charges:
             scope = charge.scope
-            is_pool = scope.name.startswith("domain:")
+            is_pool = scope.name.startswith(_KIND_PREFIX["domain"])
             if is_pool and not pool_name:
                 pool_name = scope.name
-            floor = self._tat_floor_s.get(scope.name, 0.0)
+            floor = floors.get(scope.name, 0.0)
             packed.append(
                 f"{self._scope_arg(scope)}{float(charge.cost)!r} {int(is_pool)} {floor!r}"
             )
@@ -294,44 +359,69 @@ class Limiter:
         return keys, args
 
     async def _fallback(
-        self, charges: tuple[Charge, ...], lane: Lane, account: str, exc: BaseException
+        self,
+        charges: tuple[Charge, ...],
+        lane: Lane,
+        exc: StoreError,
+        *,
+        account: str,
+        max_wait_s: float,
+        start_s: float,
     ) -> Permit:
+        """Redis could not decide: new risk is refused, a cancel waits on the local budget."""
         if lane != "risk_reducing":
             self.metrics.refusals.inc(lane, "redis_down")
-            raise LimiterUnavailable(
-                f"limiter cannot reach Redis ({type(exc).__name__}): new risk refused"
-            ) from exc
-        wait_s = self._local.wait_s(account, self.clock.monotonic())
-        if wait_s > 0:
-            await self.clock.sleep(wait_s)
-        # Remember what was spent without Redis, so it is counted once Redis is back.
-        now_s = self.clock.time()
+            raise LimiterUnavailable(f"limiter cannot decide ({exc}): new risk refused") from exc
+        now_s = self._redis_now_s()
+        decision = self._local.decide(charges, now_s, max_wait_s, self._seen)
+        if not decision.granted:
+            self.metrics.refusals.inc(lane, "deadline")
+            raise RateLimited(_binding_name(charges, decision.binding), decision.wait_s)
+        # Remember what was spent without Redis (at the send time, on top of what Redis last
+        # said), so it is counted once Redis is back. The local worst-case guesses stay local.
+        send_s = now_s + decision.wait_s
+        floors = self._seen.tat_floor_s
         for charge in charges:
             name, decay = charge.scope.name, charge.scope.decay_per_s
-            self._tat_floor_s[name] = (
-                max(self._tat_floor_s.get(name, 0.0), now_s) + charge.cost / decay
-            )
+            floors[name] = max(floors.get(name, 0.0), send_s) + charge.cost / decay
+        if decision.wait_s > 0:
+            await self.clock.sleep(decision.wait_s)
+        waited_s = self.clock.monotonic() - start_s
         self.metrics.permits.inc(lane, "local")
-        log.warning("limiter.local_permit", account=account, reason=type(exc).__name__)
-        return Permit(charges, lane, wait_s, fallback=True)
+        self.metrics.wait_s.observe(waited_s, lane)
+        log.warning("limiter.local_permit", account=account, reason=str(exc), waited_s=waited_s)
+        return Permit(charges, lane, waited_s, fallback=True)
 
     # --- venue feedback ------------------------------------------------------------------------
     async def penalize(self, scope: Scope, cooldown_s: float = 1.0) -> None:
-        """The venue said rate limit exceeded on `scope`: everyone treats it as full."""
+        """The venue said rate limit exceeded on `scope`: everyone treats it as full.
+
+        Known here at once (the floor the script is sent, the local budget), so it holds while
+        Redis cannot be told; a failure to tell Redis is logged, not raised, because the caller
+        is reporting the venue's error, and that is the error its own caller must see.
+        """
         self.metrics.cooldowns.inc(scope.name)
+        now_s = self._redis_now_s()
+        self._local.penalize(scope, now_s, cooldown_s, self._seen)
+        floors = self._seen.tat_floor_s
+        floors[scope.name] = max(
+            floors.get(scope.name, 0.0), now_s + scope.threshold / scope.decay_per_s
+        )
+        self._seen.names.add(scope.name)
         try:
-            await self._penalize(
-                keys=[self.keys.limiter_scope(scope.name)],
-                args=[
-                    self._now_arg(),
-                    repr(scope.threshold),
-                    repr(scope.decay_per_s),
-                    repr(cooldown_s),
-                    self._ttl_ms,
-                ],
-            )
-        except (*_UNREACHABLE, RedisError) as exc:
-            log.warning("limiter.penalize_failed", scope=scope.name, error=type(exc).__name__)
+            async with redis_errors(self.redis, "limiter.penalize"):
+                await self._penalize(
+                    keys=[self._scope_key(scope.name)],
+                    args=[
+                        self._now_arg(),
+                        repr(scope.threshold),
+                        repr(scope.decay_per_s),
+                        repr(cooldown_s),
+                        self._ttl_ms,
+                    ],
+                )
+        except StoreError as exc:
+            log.warning("limiter.penalize_failed", scope=scope.name, error=str(exc))
 
     async def feedback(self, permit: Permit, kind: RateLimitKind | None) -> None:
         """The venue refused `permit`'s request for rate limits of `kind` (`rate_limit_kind` of
@@ -347,14 +437,16 @@ class Limiter:
         )
 
     async def level(self, scope: Scope) -> float:
-        """The scope's level now (for metrics and introspection)."""
-        stored = await self.redis.get(self.keys.limiter_scope(scope.name))
+        """The scope's level now (for metrics and introspection). Raises `StoreError`
+        (`StoreUnavailable` when Redis cannot be reached)."""
+        async with redis_errors(self.redis, "limiter.level"):
+            stored = await self.redis.get(self._scope_key(scope.name))
+            if self._script_time is not None:
+                now_s = self._script_time()
+            else:
+                seconds, micros = await self.redis.time()
+                now_s = seconds + micros / 1e6
         tat = stored.split()[0] if stored else None
-        if self._script_time is not None:
-            now_s = self._script_time()
-        else:
-            seconds, micros = await self.redis.time()
-            now_s = seconds + micros / 1e6
         level = max(0.0, (float(tat or 0.0) - now_s) * scope.decay_per_s)
         self.metrics.level.set(level / scope.threshold, scope.name)
         return level

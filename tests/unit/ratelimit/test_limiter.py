@@ -250,25 +250,6 @@ async def test_fails_closed_without_redis_and_recovers(clock: ManualClock) -> No
     await broken.aclose()
 
 
-async def test_cancels_on_the_local_budget_are_paced(clock: ManualClock) -> None:
-    broken = aioredis.Redis.from_url(
-        f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2
-    )
-    limiter = make(broken, clock)
-    for _ in range(2):  # the burst
-        assert (
-            await limiter.acquire(
-                [Charge(POOL, 1)], lane="risk_reducing", deadline_s=1, account="a"
-            )
-        ).waited_s == 0
-    task = asyncio.create_task(
-        limiter.acquire([Charge(POOL, 1)], lane="risk_reducing", deadline_s=5, account="a")
-    )
-    took_s = await run_until_done(clock, task, step_s=0.1)
-    assert took_s == pytest.approx(2.0, abs=0.15)  # 0.5 cancels/s
-    await broken.aclose()
-
-
 async def test_cancelled_while_waiting_keeps_the_slot_booked(
     limiter: Limiter, clock: ManualClock
 ) -> None:
