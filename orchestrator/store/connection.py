@@ -13,17 +13,24 @@ from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from orchestrator.config import RedisConfig
-from orchestrator.errors import StoreUnavailable
+from orchestrator.errors import StoreError
 from orchestrator.logs import get_logger
 from orchestrator.store.embedded import open_embedded_redis
+from orchestrator.store.errors import redis_errors
 
 log = get_logger(__name__)
 
 Redis = aioredis.Redis
 _PACKABLE: Final = (bytes, str, int, float)
+# Connections per process. Opened only as concurrent callers need them (one per task awaiting
+# Redis: a limiter call per strategy, nonce and key-lock calls per API key, whose BLPOP holds one
+# while it waits), so this is a ceiling, not a cost: above what any process we run needs at once
+# (200 strategies with their keys), and low enough that a dozen processes stay well inside
+# Redis's default `maxclients` (10 000) even if one of them runs away.
+MAX_CONNECTIONS: Final = 512
+POOL_TIMEOUT_S: Final = 2.0  # a full pool: wait this long for a connection, then unavailable
 
 
 class HiredisPackingConnection(aioredis.Connection):
@@ -43,11 +50,27 @@ class HiredisPackingConnection(aioredis.Connection):
         return [hiredis.pack_command(args)]
 
 
-def redis_client(url: str, **kwargs: Any) -> Redis:
-    """A `redis.asyncio` client for `url`; plain TCP connections pack commands with hiredis."""
+def redis_client(
+    url: str,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    pool_timeout_s: float = POOL_TIMEOUT_S,
+    single_connection_client: bool = False,
+    **kwargs: Any,
+) -> Redis:
+    """A `redis.asyncio` client for `url`; plain TCP connections pack commands with hiredis.
+
+    Its pool opens connections as concurrent callers need them, up to `max_connections`; past
+    that a caller waits (at most `pool_timeout_s`) for one to be released instead of failing at
+    once: a busy pool is not an unreachable Redis. `kwargs` go to each connection.
+    """
     if url.startswith("redis://"):
         kwargs.setdefault("connection_class", HiredisPackingConnection)
-    client: Redis = aioredis.Redis.from_url(url, **kwargs)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=pool_timeout_s, **kwargs
+    )
+    client = aioredis.Redis(connection_pool=pool, single_connection_client=single_connection_client)
+    client.auto_close_connection_pool = True  # as `Redis.from_url`: closing it closes its pool
     return client
 
 
@@ -67,17 +90,17 @@ async def connect(url: str, config: RedisConfig) -> Redis:
     """A client for `url`, checked with a PING. Raises `StoreUnavailable` naming the safe URL."""
     client = redis_client(
         url,
+        pool_timeout_s=config.socket_timeout_s,  # waiting for a connection: as long as a command
         socket_connect_timeout=config.connect_timeout_s,
         socket_timeout=config.socket_timeout_s,
         health_check_interval=30,
     )
     try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
+        async with redis_errors(client, f"Redis at {safe_url(url)}"):
+            await client.ping()
+    except StoreError:
         await client.aclose()
-        raise StoreUnavailable(
-            f"Redis at {safe_url(url)} unreachable: {type(exc).__name__}"
-        ) from exc
+        raise
     return client
 
 
