@@ -1,20 +1,23 @@
 """Clocks. Code that waits or stamps time takes a `Clock`, so that tests never sleep for real.
 
 `RealClock` reads the system. `ManualClock` only moves when a test calls `advance`, waking the
-sleepers whose deadline has come, in deadline order.
+sleepers and expiring the timeouts whose deadline has come, in deadline order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 
 class Clock(Protocol):
-    """Wall time for stamps, monotonic time for intervals, and a sleep that honours the clock."""
+    """Wall time for stamps, monotonic time for intervals, a sleep and a timeout on this clock."""
 
     def time(self) -> float:
         """Seconds since the Unix epoch (may jump when the system clock is set)."""
@@ -28,9 +31,17 @@ class Clock(Protocol):
         """Suspend the caller for `delay_s` seconds of this clock."""
         ...
 
+    def timeout(self, delay_s: float) -> AbstractAsyncContextManager[object]:
+        """A deadline `delay_s` seconds of this clock from now for an `async with` block.
+
+        As `asyncio.timeout`: at the deadline the block is cancelled and `TimeoutError` raised
+        out of it; a cancellation from elsewhere stays a `CancelledError`.
+        """
+        ...
+
 
 class RealClock:
-    """The system's clocks and asyncio's sleep."""
+    """The system's clocks, asyncio's sleep and asyncio's timeout."""
 
     def time(self) -> float:
         return time.time()
@@ -41,14 +52,28 @@ class RealClock:
     async def sleep(self, delay_s: float) -> None:
         await asyncio.sleep(max(0.0, delay_s))
 
+    def timeout(self, delay_s: float) -> AbstractAsyncContextManager[object]:
+        return asyncio.timeout(max(0.0, delay_s))
+
+
+class _Deadline:
+    """One pending deadline: a sleep's future, or a timeout's (then `expire` cuts its block)."""
+
+    __slots__ = ("expire", "future")
+
+    def __init__(self, future: asyncio.Future[None], expire: Callable[[], None] | None) -> None:
+        self.future = future
+        self.expire = expire
+
 
 class ManualClock:
-    """A clock that moves only when told to. Sleepers wake on `advance` past their deadline."""
+    """A clock that moves only when told to. On `advance` past their deadline sleepers wake and
+    timeouts expire, in deadline order."""
 
     def __init__(self, start_s: float = 1_700_000_000.0) -> None:
         self._now_s = start_s
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()  # ties wake in the order they went to sleep
+        self._deadlines: list[tuple[float, int, _Deadline]] = []
+        self._order = itertools.count()  # ties come due in the order they were set
 
     def time(self) -> float:
         return self._now_s
@@ -59,26 +84,54 @@ class ManualClock:
     @property
     def sleepers(self) -> int:
         """How many sleeps are still waiting (cancelled ones excluded)."""
-        return sum(1 for _, _, fut in self._sleepers if not fut.done())
+        return sum(1 for _, _, d in self._deadlines if d.expire is None and not d.future.done())
+
+    @property
+    def timeouts(self) -> int:
+        """How many timeouts are still armed (blocks left or expired excluded)."""
+        return sum(1 for _, _, d in self._deadlines if d.expire is not None and not d.future.done())
 
     async def sleep(self, delay_s: float) -> None:
         if delay_s <= 0:
             await asyncio.sleep(0)  # still a scheduling point, as with a real clock
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now_s + delay_s, next(self._order), fut))
+        self._push(delay_s, _Deadline(fut, None))
         await fut
 
+    @contextlib.asynccontextmanager
+    async def timeout(self, delay_s: float) -> AsyncIterator[None]:
+        # asyncio's own Timeout, armed with no deadline and expired by `advance`: its cancel and
+        # uncancel bookkeeping (a cancellation from elsewhere stays one) is asyncio's, not ours.
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(None) as cut:
+            armed = _Deadline(loop.create_future(), lambda: cut.reschedule(loop.time()))
+            if delay_s <= 0:
+                armed.future.set_result(None)
+                cut.reschedule(loop.time())  # as asyncio.timeout(0): cut at the first wait
+            else:
+                self._push(delay_s, armed)
+            try:
+                yield
+            finally:
+                armed.future.cancel()  # left (or expired): forget the deadline
+
+    def _push(self, delay_s: float, deadline: _Deadline) -> None:
+        heapq.heappush(self._deadlines, (self._now_s + delay_s, next(self._order), deadline))
+
     async def advance(self, delta_s: float) -> None:
-        """Move time forward by `delta_s`, waking due sleepers and letting them run."""
+        """Move time forward by `delta_s`: due sleepers wake and due timeouts expire, in deadline
+        order, each let run before the next deadline, as real time would."""
         if delta_s < 0:
             raise ValueError(f"a clock never goes back (delta_s={delta_s})")
         target_s = self._now_s + delta_s
-        while self._sleepers and self._sleepers[0][0] <= target_s:
-            deadline_s, _, fut = heapq.heappop(self._sleepers)
+        while self._deadlines and self._deadlines[0][0] <= target_s:
+            deadline_s, _, deadline = heapq.heappop(self._deadlines)
             self._now_s = max(self._now_s, deadline_s)
-            if not fut.done():
-                fut.set_result(None)
+            if not deadline.future.done():
+                deadline.future.set_result(None)
+                if deadline.expire is not None:
+                    deadline.expire()
                 # Let the woken task run before later deadlines, as real time would.
                 for _ in range(3):
                     await asyncio.sleep(0)

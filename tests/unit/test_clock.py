@@ -56,3 +56,94 @@ async def test_real_clock_satisfies_the_protocol() -> None:
     await real.sleep(0)
     assert real.monotonic() >= before
     assert real.time() > 1_600_000_000
+
+
+async def test_manual_timeout_fires_when_advance_passes_its_deadline(clock: ManualClock) -> None:
+    reached: list[str] = []
+
+    async def waiter() -> None:
+        try:
+            async with clock.timeout(3.0):
+                await asyncio.Event().wait()  # never set: only the deadline ends the block
+        except TimeoutError:
+            reached.append(f"timed out at +{clock.monotonic() - start}")
+
+    start = clock.monotonic()
+    task = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    assert clock.timeouts == 1
+    await clock.advance(2.75)
+    assert reached == []
+    await clock.advance(0.25)
+    assert reached == ["timed out at +3.0"]
+    assert clock.timeouts == 0
+    await task
+
+
+async def test_manual_timeout_left_in_time_is_forgotten(clock: ManualClock) -> None:
+    done = asyncio.Event()
+
+    async def timed() -> str:
+        async with clock.timeout(1.0):
+            await done.wait()
+        await clock.sleep(5.0)  # past the old deadline: must not be cut by it
+        return "slept"
+
+    task = asyncio.create_task(timed())
+    await asyncio.sleep(0)
+    done.set()
+    await asyncio.sleep(0)
+    assert clock.timeouts == 0
+    await clock.advance(10)
+    assert await task == "slept"
+
+
+async def test_manual_timeout_wakes_in_deadline_order_with_sleepers(clock: ManualClock) -> None:
+    order: list[str] = []
+
+    async def sleeper() -> None:
+        await clock.sleep(2.0)
+        order.append("sleep")
+
+    async def timed() -> None:
+        with pytest.raises(TimeoutError):
+            async with clock.timeout(1.0):
+                await clock.sleep(5.0)
+        order.append("timeout")
+
+    tasks = [asyncio.create_task(sleeper()), asyncio.create_task(timed())]
+    await asyncio.sleep(0)
+    await clock.advance(3.0)
+    assert order == ["timeout", "sleep"]
+    await asyncio.gather(*tasks)
+    assert clock.sleepers == 0  # the cancelled 5 s sleep is gone too
+
+
+async def test_manual_timeout_leaves_an_outer_cancellation_alone(clock: ManualClock) -> None:
+    async def timed() -> None:
+        async with clock.timeout(5.0):
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(timed())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task  # not turned into TimeoutError: the deadline was not what cancelled it
+    assert clock.timeouts == 0
+
+
+async def test_manual_timeout_of_zero_fires_at_the_first_wait(clock: ManualClock) -> None:
+    with pytest.raises(TimeoutError):
+        async with clock.timeout(0):
+            await asyncio.Event().wait()
+    async with clock.timeout(0):
+        pass  # a block that never waits is not cut short
+
+
+async def test_real_clock_timeout_is_asyncios() -> None:
+    real: Clock = RealClock()
+    with pytest.raises(TimeoutError):
+        async with real.timeout(0):
+            await asyncio.Event().wait()
+    async with real.timeout(5):
+        await real.sleep(0)
