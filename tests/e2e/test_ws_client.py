@@ -17,6 +17,7 @@ import pytest
 from orchestrator.clock import RealClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import InvalidRequest
+from orchestrator.exchange.kraken.common.methods import ADD_ORDER, CANCEL_ORDER
 from orchestrator.exchange.kraken.common.nonce import LocalNonce
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.exchange.kraken.ws.book import PairPrecision
@@ -162,7 +163,7 @@ async def test_private_channels_and_trading_over_ws(sim: RunningSimulator) -> No
             await eventually(
                 lambda: any(isinstance(b, BalanceSnapshot) and b.asset == "USD" for b in balances)
             )
-            add = VenueRequest(method="AddOrder", pair="XBT/USD", via_ws=True)
+            add = VenueRequest(method=ADD_ORDER, pair="XBT/USD", via_ws=True)
             reply = await client.trade("add_order", {"order_type": "limit", "side": "buy", "symbol": "BTC/USD",
                                                      "order_qty": 0.01, "limit_price": 50000, "cl_ord_id": "ws-1"},
                                        request=add)  # fmt: skip
@@ -177,7 +178,7 @@ async def test_private_channels_and_trading_over_ws(sim: RunningSimulator) -> No
                 Decimal("0.01"),
             )
             cancel = VenueRequest(
-                method="CancelOrder", pair="XBT/USD", order_ages_s=(0.0,), via_ws=True
+                method=CANCEL_ORDER, pair="XBT/USD", order_ages_s=(0.0,), via_ws=True
             )
             await client.trade("cancel_order", {"order_id": [order_id]}, request=cancel)
             await eventually(
