@@ -19,7 +19,10 @@ import redis.asyncio as aioredis
 from orchestrator.clock import RealClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import LimiterUnavailable
+from orchestrator.exchange.kraken.common.key_lock import LocalKeyLock
+from orchestrator.exchange.kraken.common.methods import ADD_ORDER, CANCEL_ORDER
 from orchestrator.exchange.kraken.common.nonce import LocalNonce
+from orchestrator.exchange.kraken.common.transport import AiohttpTransport
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy, VenueRequest
@@ -36,7 +39,7 @@ ORDER = {
     "volume": "0.0001",
     "price": "30000.0",
 }
-ADD = VenueRequest(method="AddOrder", pair="XBT/USD")
+ADD = VenueRequest(method=ADD_ORDER, pair="XBT/USD")
 
 
 class RedisProcess:
@@ -90,20 +93,21 @@ async def test_redis_outage(own_redis: RedisProcess) -> None:
         limits = LimitsConfig()
         limiter = Limiter(redis, Keys("outage"), Policy("intermediate", limits), RealClock(), limits=limits,
                           registry=Registry(), retry_after_s=0.5)  # fmt: skip
-        rest = KrakenRest(session, sim.rest_url, account="s0", limiter=limiter, nonce=LocalNonce(),
-                          credentials=credentials_of(sim, "s0"))  # fmt: skip
-        txids = [(await rest.private("AddOrder", ORDER, request=ADD))["txid"][0] for _ in range(6)]
+        rest = KrakenRest(AiohttpTransport(session, timeout_s=5.0), sim.rest_url, account="s0",
+                          credentials=credentials_of(sim, "s0"), nonce=LocalNonce(),
+                          key_lock=LocalKeyLock(), permits=limiter)  # fmt: skip
+        txids = [(await rest.call(ADD_ORDER, ORDER, request=ADD))["txid"][0] for _ in range(6)]
         placed_s = time.monotonic()
 
         own_redis.kill()
         with pytest.raises(LimiterUnavailable):
-            await rest.private("AddOrder", ORDER, request=ADD)
+            await rest.call(ADD_ORDER, ORDER, request=ADD)
         orders_before = len(sim.venue.engine.orders)
         for txid in txids[:3]:  # cancels still flow, paced by the local budget
             cancel = VenueRequest(
-                method="CancelOrder", pair="XBT/USD", order_ages_s=(time.monotonic() - placed_s,)
+                method=CANCEL_ORDER, pair="XBT/USD", order_ages_s=(time.monotonic() - placed_s,)
             )
-            assert (await rest.private("CancelOrder", {"txid": txid}, request=cancel))["count"] == 1
+            assert (await rest.call(CANCEL_ORDER, {"txid": txid}, request=cancel))["count"] == 1
         assert limiter.metrics.permits.get("risk_reducing", "local") == 3
         assert len(sim.venue.engine.orders) == orders_before  # no new risk reached the venue
 
@@ -111,7 +115,7 @@ async def test_redis_outage(own_redis: RedisProcess) -> None:
         returned_s = time.monotonic()
         while True:
             try:
-                await rest.private("AddOrder", ORDER, request=ADD)
+                await rest.call(ADD_ORDER, ORDER, request=ADD)
                 break
             except LimiterUnavailable:
                 assert time.monotonic() - returned_s < 5.0, "service did not resume within 5 s"
