@@ -1,158 +1,176 @@
-"""The REST client against the simulator: calls, every error mapping, venue feedback into the
-limiter, ambiguous outcomes and exactly-once order entry."""
+"""The signed REST client with no sockets (`MockTransport`): what each transport and reply outcome
+means, retries only where nothing can have executed, venue feedback with the permit, and the
+guarantees a client cannot be built without."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from decimal import Decimal
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
-import fakeredis
 import pytest
 
-from orchestrator.clock import ManualClock, RealClock
-from orchestrator.config import LimitsConfig
-from orchestrator.errors import (
-    AmbiguousOutcome,
-    AuthError,
-    InsufficientFunds,
-    InvalidNonce,
-    InvalidRequest,
-    UnknownOrder,
-    VenueRateLimited,
-    VenueUnavailable,
+from orchestrator.errors import AmbiguousOutcome, InvalidNonce, VenueRateLimited, VenueUnavailable
+from orchestrator.exchange.kraken.common.errors import RateLimitKind
+from orchestrator.exchange.kraken.common.key_lock import LocalKeyLock
+from orchestrator.exchange.kraken.common.methods import (
+    ACCOUNT_TRANSFER,
+    ADD_ORDER,
+    BALANCE,
+    CANCEL_ORDER,
+    WITHDRAW,
+    Method,
 )
 from orchestrator.exchange.kraken.common.nonce import LocalNonce
-from orchestrator.exchange.kraken.spot.reconcile import add_order_once
+from orchestrator.exchange.kraken.common.transport import HttpReply, HttpRequest, MockTransport
+from orchestrator.exchange.kraken.spot import schemas as s
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
-from orchestrator.metrics import Registry
-from orchestrator.ratelimit.policy import Policy, VenueRequest
-from orchestrator.ratelimit.redis import Limiter
+from orchestrator.ratelimit.permits import Unlimited
+from orchestrator.ratelimit.policy import VenueRequest
+from orchestrator.ratelimit.redis import Permit
 from orchestrator.secrets import ApiCredentials, Secret
-from orchestrator.simulator.app import RunningSimulator, open_simulator
-from orchestrator.store.keys import Keys
-from tests.sim_domains import credentials_of
 
-ORDER = {
-    "pair": "XBTUSD",
-    "type": "buy",
-    "ordertype": "limit",
-    "volume": "0.01",
-    "price": "50000.0",
-}
-ADD = VenueRequest(method="AddOrder", pair="XBT/USD")
+CREDENTIALS = ApiCredentials(key=Secret("unit-key"), secret=Secret("c2VjcmV0"))
 
 
-class FixedNonce:
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-    async def next(self) -> int:
-        return self.value
+def ok(result: Any) -> HttpReply:
+    return HttpReply(200, json.dumps({"error": [], "result": result}).encode())
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[RunningSimulator]:
-    async with open_simulator(clock=ManualClock()) as running:
-        yield running
+def venue_error(code: str) -> HttpReply:
+    return HttpReply(200, json.dumps({"error": [code]}).encode())
+
+
+class RecordingPermits(Unlimited):
+    """Grants everything and records what the client asked for and fed back."""
+
+    def __init__(self) -> None:
+        self.requests: list[VenueRequest] = []
+        self.feedback_calls: list[tuple[Permit, RateLimitKind | None]] = []
+
+    async def acquire_for(self, request: VenueRequest, **kw: Any) -> Permit:
+        self.requests.append(request)
+        return await super().acquire_for(request, **kw)
+
+    async def feedback(self, permit: Permit, kind: RateLimitKind | None) -> None:
+        self.feedback_calls.append((permit, kind))
 
 
 def client(
-    session: aiohttp.ClientSession, sim: RunningSimulator, account: str = "mm-xbt", **kw: object
-) -> KrakenRest:
-    credentials = credentials_of(sim, account)
-    options: dict[str, object] = {"nonce": LocalNonce(), "timeout_s": 2.0} | kw
-    return KrakenRest(session, sim.rest_url, account=account, credentials=credentials, **options)  # type: ignore[arg-type]
+    handler: Callable[[HttpRequest], Awaitable[HttpReply]],
+) -> tuple[KrakenRest, MockTransport, RecordingPermits]:
+    transport = MockTransport(handler)
+    permits = RecordingPermits()
+    rest = KrakenRest(transport, "https://api.example", account="a", credentials=CREDENTIALS,
+                      nonce=LocalNonce(), key_lock=LocalKeyLock(), permits=permits)  # fmt: skip
+    return rest, transport, permits
 
 
-async def test_public_and_private_calls(
-    session: aiohttp.ClientSession, sim: RunningSimulator
-) -> None:
-    rest = client(session, sim)
-    assert (await rest.public("SystemStatus"))["status"] == "online"
-    assert "XXBTZUSD" in await rest.public("AssetPairs", {"pair": "XBTUSD"})
-    balance = await rest.private("Balance")
-    assert Decimal(balance["ZUSD"]) == 10000
-    txid = (await rest.private("AddOrder", ORDER, request=ADD))["txid"][0]
-    assert (await rest.private("CancelOrder", {"txid": txid}))["count"] == 1
+def answers(*replies: HttpReply | BaseException) -> Callable[[HttpRequest], Awaitable[HttpReply]]:
+    queue = list(replies)
+
+    async def handler(request: HttpRequest) -> HttpReply:
+        reply = queue.pop(0)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    return handler
 
 
-async def test_error_mapping_against_the_venue(
-    session: aiohttp.ClientSession, sim: RunningSimulator
-) -> None:
-    rest = client(session, sim)
-    with pytest.raises(InsufficientFunds):
-        await rest.private("AddOrder", ORDER | {"volume": "100"}, request=ADD)
-    with pytest.raises(UnknownOrder):
-        await rest.private("CancelOrder", {"txid": "OAAAAA-BBBBB-CCCCCC"})
-    with pytest.raises(InvalidRequest):
-        await rest.private("AddOrder", ORDER | {"price": "50000.05"}, request=ADD)
-    with pytest.raises(InvalidRequest):
-        await rest.public("Depth", {"pair": "NOPE"})
-    stale = client(session, sim, "twap-eth", nonce=FixedNonce(1))
-    await stale.private("Balance")
-    with pytest.raises(InvalidNonce):
-        await stale.private("Balance")
-    wrong = KrakenRest(session, sim.rest_url, account="mm-xbt", nonce=LocalNonce(),
-                       credentials=ApiCredentials(key=Secret("nobody-at-all"), secret=Secret("c2VjcmV0")))  # fmt: skip
-    with pytest.raises(AuthError):
-        await wrong.private("Balance")
+def test_a_client_cannot_be_built_without_its_guarantees() -> None:
+    params = inspect.signature(KrakenRest).parameters
+    for guarantee in ("transport", "credentials", "nonce", "key_lock", "permits"):
+        assert params[guarantee].default is inspect.Parameter.empty, guarantee
 
 
-async def test_unavailable_is_ambiguous_only_for_acting_calls(
-    session: aiohttp.ClientSession, sim: RunningSimulator
-) -> None:
-    sim.venue.settings.faults.unavailable_rate = 1.0
-    rest = client(session, sim)
-    with pytest.raises(VenueUnavailable):
-        await rest.private("Balance")
-    with pytest.raises(AmbiguousOutcome):
-        await rest.private("AddOrder", ORDER, request=ADD)
+async def test_signed_request_carries_nonce_key_and_signature() -> None:
+    rest, transport, permits = client(answers(ok({"ZUSD": "1.0"}), ok({"ZUSD": "2.0"})))
+    await rest.call(BALANCE)
+    await rest.call(BALANCE)
+    nonces = []
+    for request in transport.requests:
+        assert request.url == "https://api.example/0/private/Balance"
+        assert request.headers["API-Key"] == "unit-key"
+        assert request.headers["API-Sign"]
+        assert request.body is not None
+        nonces.append(int(parse_qs(request.body.decode())["nonce"][0]))
+    assert nonces[0] < nonces[1]
+    assert [r.method for r in permits.requests] == [BALANCE, BALANCE]  # a permit per call
 
 
-async def test_lost_reply_is_ambiguous_and_reconciled_without_duplicate(
-    session: aiohttp.ClientSession, sim: RunningSimulator
-) -> None:
-    sim.venue.settings.faults.lost_reply_next = 1
-    rest = client(session, sim)
-    txid = await add_order_once(
-        rest, ORDER | {"cl_ord_id": "once-1"}, request=ADD, clock=RealClock(), confirm_delay_s=0
+@pytest.mark.parametrize(
+    "failure",
+    [TimeoutError(), aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError(104, "reset")],
+)
+async def test_transport_loss_after_sending(failure: BaseException) -> None:
+    """A query is asked again; a call that acts is never re-sent by the client: ambiguous."""
+    rest, transport, _ = client(answers(failure, ok({"ZUSD": "1.0"})))
+    assert await rest.call(BALANCE) == {"ZUSD": "1.0"}
+    assert len(transport.requests) == 2
+    for method in (ADD_ORDER, CANCEL_ORDER, ACCOUNT_TRANSFER, WITHDRAW):
+        rest, transport, _ = client(answers(failure))
+        with pytest.raises(AmbiguousOutcome):
+            await rest.call(method, {}, request=VenueRequest(method=method, pair="XBT/USD"))
+        assert len(transport.requests) == 1
+
+
+async def test_connect_failure_means_nothing_was_sent() -> None:
+    refused = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None),
+        OSError(111, "refused"),
     )
-    orders = [o for o in sim.venue.engine.orders.values() if o.cl_ord_id == "once-1"]
-    assert [o.txid for o in orders] == [txid]  # the venue acted once; we did not send again
+    rest, _, _ = client(answers(refused))
+    with pytest.raises(VenueUnavailable):
+        await rest.call(ACCOUNT_TRANSFER, {})
 
 
-async def test_lost_request_is_retried_once_confirmed_absent(
-    session: aiohttp.ClientSession, sim: RunningSimulator
-) -> None:
-    # AddOrder refused before acting, then the first lookup too: reconciliation backs off, finds
-    # no such order (twice, to be sure), and only then sends again.
-    sim.venue.settings.faults.unavailable_next = 2
-    rest = client(session, sim)
-    txid = await add_order_once(rest, ORDER | {"cl_ord_id": "once-2"}, request=ADD,
-                                clock=RealClock(), confirm_delay_s=0.01)  # fmt: skip
-    orders = [o for o in sim.venue.engine.orders.values() if o.cl_ord_id == "once-2"]
-    assert [o.txid for o in orders] == [txid]
-    assert sim.venue.request_counts["private:AddOrder"] == 2
-    assert sim.venue.request_counts["error:EService:Unavailable"] == 2
+@pytest.mark.parametrize(
+    "garbled",
+    [
+        HttpReply(200, b'{"error":[],"result":{"transfer_'),
+        HttpReply(502, b"<html>Bad Gateway</html>"),
+    ],
+)
+async def test_garbled_reply_to_an_acting_call_is_ambiguous(garbled: HttpReply) -> None:
+    for method in (ACCOUNT_TRANSFER, WITHDRAW, ADD_ORDER):
+        rest, _, _ = client(answers(garbled))
+        with pytest.raises(AmbiguousOutcome):
+            await rest.call(method, {}, request=VenueRequest(method=method, pair="XBT/USD"))
+    rest, _, _ = client(answers(garbled, garbled, garbled))
+    with pytest.raises(VenueUnavailable):  # a query: nothing executed, retried, then unavailable
+        await rest.call(BALANCE)
 
 
-async def test_venue_rate_limit_feeds_back_into_the_limiter(
-    session: aiohttp.ClientSession, sim: RunningSimulator
-) -> None:
-    redis = fakeredis.FakeAsyncRedis()
-    limits = LimitsConfig()
-    clock = sim.venue.clock
-    limiter = Limiter(redis, Keys("fb"), Policy("intermediate", limits), clock, limits=limits,
-                      registry=Registry(), script_time=clock.time)  # fmt: skip
-    rest = client(session, sim, limiter=limiter)
-    # Another client (not through our limiter) exhausts the key's REST counter at the venue.
-    rogue = client(session, sim)
-    for _ in range(20):
-        await rogue.private("Balance")
+async def test_unreadable_result_of_an_acting_call_is_ambiguous() -> None:
+    """The envelope is fine but the result is not what the call returns: the venue answered,
+    so it may have acted. (Read as "unavailable, retry" this would send a transfer twice.)"""
+    weird = ok({"unexpected": True})
+    for method, into in ((ACCOUNT_TRANSFER, s.TransferResult), (WITHDRAW, s.WithdrawResult),
+                         (ADD_ORDER, s.AddOrderResult)):  # fmt: skip
+        rest, _, _ = client(answers(weird))
+        request = VenueRequest(method=method, pair="XBT/USD")
+        with pytest.raises(AmbiguousOutcome):
+            await rest.call_as(into, method, {}, request=request)
+
+
+async def test_venue_errors_map_and_rate_limits_feed_back_with_the_permit() -> None:
+    rest, _, permits = client(answers(venue_error("EAPI:Invalid nonce")))
+    with pytest.raises(InvalidNonce):
+        await rest.call(BALANCE)
+    rest, _, permits = client(answers(venue_error("EOrder:Rate limit exceeded")))
     with pytest.raises(VenueRateLimited):
-        await rest.private("Balance")
-    level = await limiter.level(limiter.policy.rest_scope(rest.key_id))
-    assert level == pytest.approx(20.0)  # assumed full: every process now waits for decay
-    assert limiter.metrics.cooldowns.get(f"rest:{rest.key_id}") == 1
-    await redis.aclose()
+        await rest.call(ADD_ORDER, {}, request=VenueRequest(method=ADD_ORDER, pair="XBT/USD"))
+    [(permit, kind)] = permits.feedback_calls
+    assert kind == "trading"
+    assert permit.lane == "new_risk"
+
+
+async def test_request_must_describe_the_method_sent() -> None:
+    rest, _, _ = client(answers())
+    other: Method = CANCEL_ORDER
+    with pytest.raises(ValueError, match="describes"):
+        await rest.call(ADD_ORDER, {}, request=VenueRequest(method=other, pair="XBT/USD"))
