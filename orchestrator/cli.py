@@ -21,7 +21,7 @@ from orchestrator.logs import configure_logging, get_logger
 from orchestrator.secrets import resolve_credentials, resolve_operator_secrets
 from orchestrator.simulator.settings import SimSettings, settings_from_config
 from orchestrator.simulator.standalone import run_standalone
-from orchestrator.store.connection import open_redis
+from orchestrator.store.connection import open_redis, safe_url
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -124,7 +124,8 @@ async def _check(config: Config, base_dir: Path) -> None:
     venue = config.venue
     print(f"venue: {venue.kind} (tier {venue.tier}, embedded: {venue.is_embedded})")
     print(f"secrets resolved: {len(credentials)} accounts, {len(operators)} operators")
-    print(f"redis ok: {config.redis.url} (server {info.get('redis_version', '?')})")
+    server = info.get("redis_version", "?")
+    print(f"redis ok: {safe_url(config.redis.url)} (server {server})")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

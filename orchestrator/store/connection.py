@@ -9,14 +9,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus
 
 import hiredis
 import redis.asyncio as aioredis
 
 from orchestrator.config import RedisConfig
 from orchestrator.errors import StoreError
-from orchestrator.logs import get_logger
+from orchestrator.logs import REDACTED, get_logger, is_sensitive_name
 from orchestrator.store.embedded import open_embedded_redis
 from orchestrator.store.errors import redis_errors
 
@@ -75,15 +75,34 @@ def redis_client(
 
 
 def safe_url(url: str) -> str:
-    """The URL with any password replaced, fit for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """The URL with every password replaced by `***`, fit for output, logs and errors.
+
+    Works on the text rather than on `urlsplit`'s fields so that it never raises (a bad port)
+    and never leaks a piece of a password: when a password holds an unencoded `/`, `?` or `#`,
+    a parser ends the user part early and shows the rest as path, query or fragment; here
+    everything up to the last `@` is hidden instead. Query parameters named like secrets
+    (`?password=`, which redis-py accepts) are hidden too.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url  # not a URL at all (`user:pw@host`): still hide the password
+    userinfo, at, tail = rest.rpartition("@")
+    if at:
+        if any(c in userinfo for c in "/?#"):
+            userinfo = REDACTED  # an `@` past the host, or raw reserved characters: hide it all
+        elif ":" in userinfo:
+            userinfo = f"{userinfo.partition(':')[0]}:{REDACTED}"
+        rest = f"{userinfo}@{tail}"
+    before_fragment, hash_sign, fragment = rest.partition("#")
+    path, question, query = before_fragment.partition("?")
+    if question:
+        query = "&".join(
+            f"{item.partition('=')[0]}={REDACTED}"
+            if is_sensitive_name(unquote_plus(item.partition("=")[0]))
+            else item
+            for item in query.split("&")
+        )
+    return f"{scheme}{sep}{path}{question}{query}{hash_sign}{fragment}"
 
 
 async def connect(url: str, config: RedisConfig) -> Redis:

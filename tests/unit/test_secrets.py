@@ -14,6 +14,7 @@ from orchestrator.secrets import (
     resolve_operator_secrets,
     resolve_secret,
 )
+from orchestrator.store.connection import safe_url
 
 SECRET_B64 = (
     "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="
@@ -86,3 +87,37 @@ def test_secret_never_prints() -> None:
     assert "hunter2" not in f"{secret!r} {secret} {[secret]} { ({'s': secret}) }"
     assert secret == Secret("hunter2-very-secret")
     assert secret != Secret("other-secret-value")
+
+
+# --- Redis URLs never show their password ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2pw@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+        ("redis://alice:hunter2pw@h:6379/0", "redis://alice:***@h:6379/0"),
+        ("rediss://alice:hunter2pw@h", "rediss://alice:***@h"),
+        ("redis://:hunter2pw@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
+        ("redis://:hunter2pw@h:notaport", "redis://:***@h:notaport"),
+        ("unix://:hunter2pw@/run/redis.sock?db=2", "unix://:***@/run/redis.sock?db=2"),
+        ("redis://h:6379/0?password=hunter2pw", "redis://h:6379/0?password=***"),
+        ("redis://h/0?db=1&password=hunter2pw&x=y", "redis://h/0?db=1&password=***&x=y"),
+        ("unix:///run/redis.sock?password=hunter2pw", "unix:///run/redis.sock?password=***"),
+        # Unencoded reserved characters in the password: the whole user part goes.
+        ("redis://:hunter/2pw@h:6379", "redis://***@h:6379"),
+        ("redis://:hun#ter2pw@h", "redis://***@h"),
+        ("redis://:hun?ter2pw@h", "redis://***@h"),
+        ("redis://:hunter2pw@h/0?password=hunter2pw", "redis://:***@h/0?password=***"),
+        ("alice:hunter2pw@h:6379", "alice:***@h:6379"),  # no scheme at all
+        ("redis:/:hunter2pw@h", "***@h"),
+        # Nothing secret: unchanged.
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("redis://alice@h", "redis://alice@h"),
+        ("embedded", "embedded"),
+        ("", ""),
+    ],
+)
+def test_safe_url_masks_every_password(url: str, shown: str) -> None:
+    assert safe_url(url) == shown
+    assert "ter2" not in safe_url(url)  # no piece of the password either
