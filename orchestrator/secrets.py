@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import shlex
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from orchestrator.errors import SecretError
 from orchestrator.logs import register_secret
 
 _HIDDEN: Final = "Secret(***)"
+_GROUP_OR_OTHERS: Final = 0o077  # any permission bit beyond the owner's
 
 
 class Secret:
@@ -68,24 +71,58 @@ def resolve_secret(
         if target not in env:
             raise SecretError(field_path, f"environment variable {target} is not set")
         value = env[target]
+        try:
+            value.encode("utf-8")  # undecodable bytes arrive as lone surrogates (PEP 383)
+        except UnicodeEncodeError:
+            raise SecretError(
+                field_path, f"environment variable {target} is not UTF-8 text"
+            ) from None
     elif kind == "file":
         path = Path(target)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        try:
-            value = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SecretError(field_path, f"secret file {path} does not exist") from None
-        except OSError as exc:
-            raise SecretError(
-                field_path, f"secret file {path} unreadable: {exc.strerror}"
-            ) from None
+        value = _read_secret_file(path, field_path)
     else:
         raise SecretError(field_path, "must be a secret reference `env:NAME` or `file:PATH`")
     value = value.strip()
     if not value:
         raise SecretError(field_path, f"{ref} is empty")
     return Secret(value)
+
+
+def _read_secret_file(path: Path, field_path: str) -> str:
+    """The text of a secret file that only its owner can read or change.
+
+    A file accessible to group or others is refused, as ssh refuses such a private key: anyone who can
+    read it can trade and withdraw, anyone who can write it can swap the key. The mode is
+    checked on the opened file (`fstat`), so the file checked is the file read; the file is
+    opened non-blocking so that a FIFO in its place is refused instead of hanging the start.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SecretError(field_path, f"secret file {path} is not a regular file")
+            if st.st_mode & _GROUP_OR_OTHERS:
+                mode = stat.S_IMODE(st.st_mode)
+                raise SecretError(
+                    field_path,
+                    f"secret file {path} is accessible to group or others (mode {mode:04o}); "
+                    f"run `chmod 600 {shlex.quote(str(path))}`",
+                )
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read()
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        raise SecretError(field_path, f"secret file {path} does not exist") from None
+    except OSError as exc:
+        raise SecretError(field_path, f"secret file {path} unreadable: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SecretError(field_path, f"secret file {path} is not UTF-8 text") from None
 
 
 def resolve_credentials(

@@ -70,3 +70,54 @@ def test_python_dash_m_entry_point() -> None:
 def test_unknown_benchmark_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "nope"]) == EXIT_USAGE
     assert "unknown ['nope']" in capsys.readouterr().err
+
+
+def one_error_line(err: str) -> str:
+    """The CLI's error: one line, no traceback, whatever JSON log lines precede it."""
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if not line.startswith("{")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+KRAKEN_WITH_FILE_SECRET = """
+[venue]
+kind = "kraken"
+
+[[accounts]]
+name = "master"
+role = "master"
+api_key = "env:TEST_CLI_MASTER_KEY"
+api_secret = "file:master.secret"
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "reason"),
+    [
+        (b"a2V5LWJ5dGVz\n", 0o644, "chmod 600"),
+        (b"\xffa2V5LWJ5dGVz\n", 0o600, "is not UTF-8 text"),
+    ],
+    ids=["group-readable", "not-utf8"],
+)
+def test_bad_secret_file_is_one_line_naming_field_and_file(
+    content: bytes,
+    mode: int,
+    reason: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_CLI_MASTER_KEY", "public-key-123")
+    config = tmp_path / "orchestrator.toml"
+    config.write_text(KRAKEN_WITH_FILE_SECRET, encoding="utf-8")
+    secret = tmp_path / "master.secret"
+    secret.write_bytes(content)
+    secret.chmod(mode)
+    assert main(["run", "--config", str(config), "--check"]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err)
+    assert line.startswith("orchestrator: bad config: accounts[0].api_secret: ")
+    assert str(secret) in line
+    assert reason in line
+    assert "a2V5LWJ5dGVz" not in captured.err + captured.out

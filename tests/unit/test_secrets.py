@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,8 +33,15 @@ def kraken_config(secret_ref: str = "env:M_SECRET") -> dict[str, object]:
     }
 
 
+def secret_file(path: Path, content: bytes, mode: int = 0o600) -> Path:
+    """A secret file with an explicit mode (the umask would otherwise decide it)."""
+    path.write_bytes(content)
+    os.chmod(path, mode)
+    return path
+
+
 def test_env_and_file_references(tmp_path: Path) -> None:
-    (tmp_path / "m.secret").write_text(SECRET_B64 + "\n", encoding="utf-8")
+    secret_file(tmp_path / "m.secret", SECRET_B64.encode() + b"\n")
     config = parse_config(kraken_config("file:m.secret"))
     creds = resolve_credentials(config, environ={"M_KEY": "public-key-123"}, base_dir=tmp_path)
     assert creds["m"].key.reveal() == "public-key-123"
@@ -87,6 +96,51 @@ def test_secret_never_prints() -> None:
     assert "hunter2" not in f"{secret!r} {secret} {[secret]} { ({'s': secret}) }"
     assert secret == Secret("hunter2-very-secret")
     assert secret != Secret("other-secret-value")
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o444], ids=oct)
+def test_secret_file_accessible_to_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = secret_file(tmp_path / "m.secret", SECRET_B64.encode(), mode)
+    with pytest.raises(SecretError) as info:
+        resolve_secret("file:m.secret", "accounts[0].api_secret", base_dir=tmp_path)
+    message = str(info.value)
+    assert info.value.path == "accounts[0].api_secret"
+    assert str(path) in message
+    assert f"chmod 600 {path}" in message
+    assert oct(mode)[2:] in message
+    assert "\n" not in message
+    assert SECRET_B64 not in message
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400], ids=oct)
+def test_secret_file_private_to_its_owner_is_accepted(tmp_path: Path, mode: int) -> None:
+    secret_file(tmp_path / "m.secret", b"opensesame\n", mode)
+    assert resolve_secret("file:m.secret", "x.y", base_dir=tmp_path).reveal() == "opensesame"
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir], ids=["fifo", "directory"])
+def test_secret_file_that_is_not_a_regular_file_is_refused(
+    tmp_path: Path, make: Callable[[Path, int], None]
+) -> None:
+    make(tmp_path / "odd.secret", 0o600)  # a FIFO must be refused, not block the start
+    with pytest.raises(SecretError) as info:
+        resolve_secret("file:odd.secret", "x.y", base_dir=tmp_path)
+    assert "not a regular file" in info.value.reason
+
+
+def test_non_utf8_secret_file_names_field_and_file(tmp_path: Path) -> None:
+    path = secret_file(tmp_path / "m.secret", b"\xff\xfeopensesame")
+    with pytest.raises(SecretError) as info:
+        resolve_secret("file:m.secret", "control.operators[0].secret", base_dir=tmp_path)
+    assert info.value.path == "control.operators[0].secret"
+    assert str(info.value) == (f"control.operators[0].secret: secret file {path} is not UTF-8 text")
+
+
+def test_non_utf8_environment_value_names_field_and_variable() -> None:
+    # os.environ carries undecodable bytes as lone surrogates (PEP 383).
+    with pytest.raises(SecretError) as info:
+        resolve_secret("env:K", "x.y", environ={"K": "open\udcffsesame"})
+    assert str(info.value) == "x.y: environment variable K is not UTF-8 text"
 
 
 # --- Redis URLs never show their password ------------------------------------------------------
