@@ -254,14 +254,23 @@ def parse_config(
     """Validate a parsed tree; `overrides` maps field paths to the env vars that set them."""
     try:
         config = msgspec.convert(raw, Config, strict=True)
+        check_relations(config, source)
     except msgspec.ValidationError as exc:
         path, reason = _translate_validation_error(str(exc))
-        setter = _override_for(path, overrides or {})
-        if setter:
-            reason = f"{reason} (set by {setter})"
-        raise ConfigError(path, reason, source=source) from None
-    check_relations(config, source)
+        raise _config_error(path, reason, source, overrides) from None
+    except ConfigError as exc:
+        raise _config_error(exc.path, exc.reason, source, overrides) from None
     return config
+
+
+def _config_error(
+    path: str, reason: str, source: str, overrides: Mapping[str, str] | None
+) -> ConfigError:
+    """The error, naming the `ORCH__` variable that set the field when one did."""
+    setter = _override_for(path, overrides or {})
+    if setter:
+        reason = f"{reason} (set by {setter})"
+    return ConfigError(path, reason, source=source)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

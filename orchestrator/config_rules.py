@@ -1,10 +1,17 @@
-"""Config rules that span fields (an unknown account in a strategy, two strategies on one
-sub-account, a band out of order ...). Each names the first offending field path."""
+"""Config rules the field types cannot say: rules that span fields (an unknown account in a
+strategy, two strategies on one sub-account, a band out of order ...) and the shape of the Redis
+URL. Each names the first offending field path."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
+from redis.exceptions import RedisError
 
 from orchestrator.errors import ConfigError
 
@@ -13,8 +20,10 @@ if TYPE_CHECKING:
 
 
 def check_relations(config: Config, source: str) -> None:
-    """Rules that span fields; each raises `ConfigError` naming the first offending field."""
+    """Rules beyond the types (the Redis URL, rules that span fields); each raises `ConfigError`
+    naming the first offending field."""
     try:
+        _check_redis(config)
         _check_accounts(config)
         _check_strategies(config)
         _check_rebalancer(config)
@@ -27,6 +36,92 @@ class _Invalid(Exception):
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
+
+
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+_REDIS_FORMS: Final = (
+    "use `embedded`, redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], rediss://... "
+    "or unix://[[USER]:PASSWORD@]/PATH"
+)
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNEXPECTED_KWARG: Final = re.compile(r"unexpected keyword argument '([A-Za-z_][A-Za-z0-9_]*)'")
+
+
+def _check_redis(config: Config) -> None:
+    problem = redis_url_problem(config.redis.url)
+    if problem is not None:
+        raise _Invalid("redis.url", problem)
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why the Redis client could not use `url`, or None when it can.
+
+    Checked at load so that a bad URL is a config error naming `redis.url`, not a traceback from
+    redis-py at connect. The reasons never quote the URL, its port or a library's message about
+    it: with an unencoded `/`, `?` or `#` in a password, any of those may hold a piece of it.
+    Only a scheme and query parameter names are quoted.
+    """
+    if url == "embedded":
+        return None
+    if not url.strip():
+        return f"is empty; {_REDIS_FORMS}"
+    scheme, sep, _ = url.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):
+        return f"is not `embedded` nor a URL; {_REDIS_FORMS}"
+    if scheme not in _REDIS_SCHEMES:
+        return f"scheme `{scheme}` is not one of redis://, rediss://, unix://; {_REDIS_FORMS}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"is not a valid URL; {_REDIS_FORMS}"
+    if "@" in parts.path + parts.query + parts.fragment:
+        return (
+            "has an `@` past the host, so the user part holds a raw `/`, `?` or `#`; "
+            "percent-encode them in the user name and password (`%2F`, `%3F`, `%23`, `%40`)"
+        )
+    return _place_problem(scheme, parts) or _query_problem(url, parts.query)
+
+
+def _place_problem(scheme: str, parts: SplitResult) -> str | None:
+    """Where the URL points: a port in range, then a host and database, or a socket path."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "port must be a number from 1 to 65535"
+    if scheme == "unix":
+        return None if parts.path.startswith("/") else "needs a socket path: unix:///PATH"
+    if not parts.hostname:
+        return f"needs a host: {scheme}://HOST[:PORT][/DB]"
+    if parts.path not in ("", "/") and not re.fullmatch(r"/\d+/?", unquote(parts.path)):
+        return "path must be a database number (`/0`)"
+    return None
+
+
+def _query_problem(url: str, query: str) -> str | None:
+    """Query parameters the Redis client would refuse, found by building (not connecting) one."""
+    for name, value in parse_qsl(query):
+        parser = URL_QUERY_ARGUMENT_PARSERS.get(name)
+        if parser is None:
+            continue
+        try:
+            parser(value)
+        except (TypeError, ValueError):
+            return f"query parameter `{name}` has an invalid value"
+    try:
+        pool = aioredis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        names = {name for name, _ in parse_qsl(query) if _IDENTIFIER.fullmatch(name)}
+        unexpected = _UNEXPECTED_KWARG.search(str(exc))
+        if unexpected and unexpected[1] in names:
+            return f"query parameter `{unexpected[1]}` is not accepted by the Redis client"
+        return "a query parameter is not accepted by the Redis client"
+    except (ValueError, RedisError):
+        return "a query parameter has a value the Redis client refuses"
+    return None
 
 
 def _check_accounts(config: Config) -> None:

@@ -80,6 +80,21 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize(
+    "url", ["redis://:hunter2pw@127.0.0.1:notaport", "http://x", "", "redis://:hunter/2pw@h"]
+)
+def test_bad_redis_url_is_one_line_naming_the_field(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[redis]\nurl = {url!r}\n", encoding="utf-8")
+    assert main(["run", "--config", str(path), "--check"]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    line = one_error_line(captured.err)
+    assert line.startswith(f"orchestrator: bad config: {path}: redis.url: ")
+    assert "hunter" not in captured.err + captured.out
+
+
 KRAKEN_WITH_FILE_SECRET = """
 [venue]
 kind = "kraken"

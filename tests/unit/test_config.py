@@ -310,3 +310,65 @@ def test_invalid_toml(tmp_path: Path) -> None:
 def test_parse_config_from_dict() -> None:
     config = parse_config({"venue": {"tier": "pro"}})
     assert config.venue.tier == "pro"
+
+
+# --- redis.url ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "embedded",
+        "redis://redis.internal",
+        "redis://redis.internal:6380/2",
+        "redis://:hunter2pw@127.0.0.1:6379/0",
+        "rediss://alice:hunter2pw@redis.internal:6380",
+        "redis://[::1]:6379/",
+        "redis://redis.internal/0?password=hunter2pw&socket_keepalive=true",
+        "unix:///run/redis/redis.sock",
+        "unix://:hunter2pw@/run/redis/redis.sock?db=3",
+    ],
+)
+def test_good_redis_urls(url: str) -> None:
+    assert parse_config({"redis": {"url": url}}).redis.url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("", "is empty"),
+        ("   ", "is empty"),
+        ("http://x", "scheme `http` is not one of"),
+        ("REDIS://host", "scheme `REDIS` is not one of"),
+        ("redis://:hunter2pw@[::1", "is not a valid URL"),
+        ("hunter2pw@redis.internal:6379", "not `embedded` nor a URL"),
+        ("redis://:hunter2pw@host:notaport", "port must be a number from 1 to 65535"),
+        ("redis://:hunter2pw@host:0", "port must be a number from 1 to 65535"),
+        ("redis://:hunter2pw@host:70000", "port must be a number from 1 to 65535"),
+        ("redis://:hunter2pw@:6379/0", "needs a host"),
+        ("redis://", "needs a host"),
+        ("redis://:hunter2pw@host/zero", "path must be a database number"),
+        ("redis://:hunter2pw@host/0?db=zero", "query parameter `db` has an invalid value"),
+        ("redis://:hunter2pw@host/0?colour=blue", "query parameter `colour` is not accepted"),
+        ("redis://:hunter/2pw@host", "percent-encode"),
+        ("redis://:hunter#2pw@host", "percent-encode"),
+        ("unix://:hunter2pw@", "needs a socket path"),
+        ("unix://:hunter2pw@relative.sock", "needs a socket path"),
+    ],
+)
+def test_bad_redis_url_names_the_field_without_the_password(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"redis": {"url": url}}, source="orchestrator.toml")
+    err = info.value
+    assert err.path == "redis.url"
+    assert reason in err.reason
+    assert str(err).startswith("orchestrator.toml: redis.url: ")
+    assert "hunter" not in str(err)
+    assert "2pw" not in str(err)
+
+
+def test_bad_redis_url_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    err = error_of(tmp_path, GOOD, {"ORCH__REDIS__URL": "redis://:hunter2pw@redis.internal:x"})
+    assert err.path == "redis.url"
+    assert "(set by ORCH__REDIS__URL)" in err.reason
+    assert "hunter2pw" not in str(err)
