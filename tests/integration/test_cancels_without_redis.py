@@ -1,0 +1,76 @@
+"""Redis dies with orders open: cancels still reach the venue, with the nonce and the key mutex
+in Redis (the multi-process setup). The nonce falls back to a local source above anything Redis
+handed out, the key lock to a local lock, the limiter to its local cancel budget."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from orchestrator.clock import RealClock
+from orchestrator.errors import LimiterUnavailable
+from orchestrator.exchange.protocol import OrderSpec
+from orchestrator.simulator.app import open_simulator
+from orchestrator.store.connection import redis_client
+from tests.redis_process import RedisProcess, own_redis_server
+from tests.sim_domains import domain_settings, open_sim_domain
+
+
+@pytest.fixture
+def server() -> Iterator[RedisProcess]:
+    with own_redis_server() as running:
+        yield running
+
+
+async def test_redis_killed_with_ten_orders_open_cancel_all_reaches_the_venue(
+    server: RedisProcess,
+) -> None:
+    redis = redis_client(server.url, socket_connect_timeout=0.3, socket_timeout=0.5)
+    async with open_simulator(domain_settings(2)) as sim, \
+            open_sim_domain(sim, redis, RealClock()) as domain:  # fmt: skip
+        instrument = domain.instruments.get("XBT/USD")
+        refs = {
+            name: [
+                await domain.account(name).trading.place(
+                    OrderSpec(
+                        instrument=instrument,
+                        side="buy",
+                        order_type="limit",
+                        volume=Decimal("0.001"),
+                        price=Decimal(30000 + i),
+                        cl_ord_id=f"{name}-{i}",
+                    )
+                )
+                for i in range(5)
+            ]
+            for name in ("s0", "s1")
+        }
+        assert sum(len(sim.venue.engine.open_orders(a)) for a in refs) == 10
+
+        server.kill()
+        started_s = time.monotonic()
+        counts = await asyncio.gather(
+            *(domain.account(name).trading.cancel_all(refs[name]) for name in refs)
+        )
+        elapsed_s = time.monotonic() - started_s
+        assert counts == [5, 5]
+        assert all(sim.venue.engine.open_orders(a) == {} for a in refs)
+        assert elapsed_s < 2.0
+        assert sim.venue.request_counts.get("error:EAPI:Invalid nonce", 0) == 0
+        assert sim.venue.limits.rejections() == {}
+        with pytest.raises(LimiterUnavailable):  # new risk stays out while Redis is down
+            await domain.account("s0").trading.place(
+                OrderSpec(
+                    instrument=instrument,
+                    side="buy",
+                    order_type="limit",
+                    volume=Decimal("0.001"),
+                    price=Decimal(30000),
+                    cl_ord_id="after",
+                )
+            )
+    await redis.aclose()
