@@ -6,51 +6,39 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from decimal import Decimal
 
-import aiohttp
 import redis.asyncio as aioredis
 
 from orchestrator.clock import RealClock
-from orchestrator.config import LimitsConfig
 from orchestrator.errors import RateLimited
-from orchestrator.exchange.kraken.common.nonce import LocalNonce
-from orchestrator.exchange.kraken.spot.rest import KrakenRest
-from orchestrator.metrics import Registry
-from orchestrator.ratelimit.policy import Policy, VenueRequest
-from orchestrator.ratelimit.redis import Limiter
+from orchestrator.exchange.kraken.spot.trading import KrakenTrading
+from orchestrator.exchange.protocol import OrderRef, OrderSpec
 from orchestrator.simulator.app import open_simulator
 from orchestrator.store.keys import Keys
-from tests.sim_domains import credentials_of, domain_settings
+from tests.sim_domains import domain_settings, open_sim_domain, sim_config
 
 STRATEGIES = 8
 RUN_S = 6.0
-PAIR = "XBT/USD"
 
 
-async def run_strategy(rest: KrakenRest, stop_at: float, stats: dict[str, int]) -> None:
+async def run_strategy(
+    trading: KrakenTrading, name: str, stop_at: float, stats: dict[str, int]
+) -> None:
     """Place far-away limit orders as fast as permitted; cancel the oldest once 10 rest."""
-    resting: deque[tuple[str, float]] = deque()
-    order = {
-        "pair": "XBTUSD",
-        "type": "buy",
-        "ordertype": "limit",
-        "volume": "0.0001",
-        "price": "30000.0",
-    }
+    resting: deque[OrderRef] = deque()
+    instrument = trading.instruments.get("XBT/USD")
     while time.monotonic() < stop_at:
         try:
             if len(resting) >= 10:
-                txid, placed_s = resting.popleft()
-                # Age measured from the reply: never older than the venue thinks, so never cheaper.
-                age_s = time.monotonic() - placed_s
-                await rest.private("CancelOrder", {"txid": txid},
-                                   request=VenueRequest(method="CancelOrder", pair=PAIR, order_ages_s=(age_s,)))  # fmt: skip
+                # Priced from the reply's time: never older than the venue thinks, so never cheaper.
+                await trading.cancel(resting.popleft())
                 stats["cancels"] += 1
             else:
-                result = await rest.private(
-                    "AddOrder", order, request=VenueRequest(method="AddOrder", pair=PAIR)
-                )
-                resting.append((result["txid"][0], time.monotonic()))
+                spec = OrderSpec(instrument=instrument, side="buy", order_type="limit",
+                                 volume=Decimal("0.0001"), price=Decimal("30000.0"),
+                                 cl_ord_id=f"{name}-{stats['adds']}")  # fmt: skip
+                resting.append(await trading.place(spec))
                 stats["adds"] += 1
         except RateLimited as exc:  # demand beyond the pool: back off as told, never poll
             stats["limited"] += 1
@@ -58,23 +46,16 @@ async def run_strategy(rest: KrakenRest, stop_at: float, stats: dict[str, int]) 
 
 
 async def test_eight_strategies_full_demand_zero_rejections(redis_server: str, keys: Keys) -> None:
-    async with (
-        open_simulator(domain_settings(STRATEGIES)) as sim,
-        aiohttp.ClientSession() as session,
-    ):
+    async with open_simulator(domain_settings(STRATEGIES)) as sim:
         redis = aioredis.Redis.from_url(redis_server)
-        limits = LimitsConfig()
-        weights = {f"st{i}": 1.0 for i in range(STRATEGIES)}
-        limiter = Limiter(redis, keys, Policy("intermediate", limits), RealClock(), limits=limits,
-                          weights=weights, registry=Registry())  # fmt: skip
-        clients = []
-        for i in range(STRATEGIES):
-            credentials = credentials_of(sim, f"s{i}")
-            clients.append(KrakenRest(session, sim.rest_url, account=f"s{i}", credentials=credentials,
-                                      nonce=LocalNonce(), limiter=limiter, strategy=f"st{i}"))  # fmt: skip
+        strategies = [{"name": f"st{i}", "module": "strategies.example", "account": f"s{i}",
+                       "pairs": ["XBT/USD"]} for i in range(STRATEGIES)]  # fmt: skip
+        config = sim_config(sim, namespace=keys.namespace, strategies=strategies)
         stats = {"adds": 0, "cancels": 0, "limited": 0}
-        stop_at = time.monotonic() + RUN_S
-        await asyncio.gather(*(run_strategy(c, stop_at, stats) for c in clients))
+        async with open_sim_domain(sim, redis, RealClock(), config=config) as domain:
+            stop_at = time.monotonic() + RUN_S
+            await asyncio.gather(*(run_strategy(domain.account(f"s{i}").trading, f"st{i}", stop_at,
+                                                stats) for i in range(STRATEGIES)))  # fmt: skip
         state = sim.venue.limits.rejections()
         await redis.aclose()
     assert state == {}, f"the venue refused for rate limits: {state}"
