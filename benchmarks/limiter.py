@@ -47,9 +47,13 @@ from benchmarks._common import StartLine, percentile, run_workers, verdict, vers
 from orchestrator.clock import RealClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import RateLimited, VenueRateLimited
+from orchestrator.exchange.kraken.common.key_lock import LocalKeyLock
+from orchestrator.exchange.kraken.common.methods import ADD_ORDER, CANCEL_ORDER
 from orchestrator.exchange.kraken.common.nonce import LocalNonce
+from orchestrator.exchange.kraken.common.transport import AiohttpTransport
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.metrics import Registry
+from orchestrator.ratelimit.permits import PermitSource, Unlimited
 from orchestrator.ratelimit.policy import TIERS, Charge, Policy, Scope, VenueRequest, trading_cost
 from orchestrator.ratelimit.redis import ACQUIRE_LUA, Limiter
 from orchestrator.secrets import ApiCredentials, Secret
@@ -304,16 +308,16 @@ async def _order_loop(
             txid, placed_s = resting[0]
             age_s = time.monotonic() - placed_s  # from the reply: never older than the venue's
             cost = trading_cost("cancel", age_s)
-            method, params = "CancelOrder", {"txid": txid}
+            method, params = CANCEL_ORDER, {"txid": txid}
             request = VenueRequest(method=method, pair=PAIR, order_ages_s=(age_s,))
         else:
-            cost, method, params = 1, "AddOrder", ORDER
+            cost, method, params = 1, ADD_ORDER, ORDER
             request = VenueRequest(method=method, pair=PAIR)
         if not await gate.admit(strategy, cost, stop_at):
             return
         deadline_s = min(PERMIT_DEADLINE_S, max(0.0, stop_at - time.time()))
         try:
-            result = await rest.private(method, params, request=request, deadline_s=deadline_s)
+            result = await rest.call(method, params, request=request, deadline_s=deadline_s)
         except RateLimited as exc:  # ours: cannot fit within the deadline; sleep as told
             stats.limiter_refusals += 1
             await asyncio.sleep(min(exc.wait_s, max(0.0, stop_at - time.time())))
@@ -324,7 +328,7 @@ async def _order_loop(
             continue
         cost_sent += cost
         stats.cost_sent += cost
-        if method == "CancelOrder":
+        if method is CANCEL_ORDER:
             resting.popleft()
             stats.cancels += 1
         else:
@@ -332,8 +336,9 @@ async def _order_loop(
             stats.adds += 1
 
 
-def _gate(spec: WorkerSpec, redis: aioredis.Redis) -> tuple[Gate, Limiter | None]:
-    """The peer to call before each request, or our limiter to hand to `KrakenRest`."""
+def _gate(spec: WorkerSpec, redis: aioredis.Redis) -> tuple[Gate, PermitSource]:
+    """The peer to call before each request, or our limiter to hand to `KrakenRest`. With a
+    peer the client's own permit source is `Unlimited`: the peer's gate is the only limit."""
     match spec.approach:
         case "ours":
             limiter = Limiter(
@@ -347,27 +352,29 @@ def _gate(spec: WorkerSpec, redis: aioredis.Redis) -> tuple[Gate, Limiter | None
             )
             return OpenGate(), limiter
         case "limits":
-            return LimitsGate(spec.redis_url, spec.namespace), None
+            return LimitsGate(spec.redis_url, spec.namespace), Unlimited()
         case "pyrate":
-            return PyrateGate(redis, spec.namespace), None
+            return PyrateGate(redis, spec.namespace), Unlimited()
         case "aiolimiter":
-            return AioGate(spec.processes), None
+            return AioGate(spec.processes), Unlimited()
 
 
 async def _worker(spec: WorkerSpec, line: StartLine) -> dict[str, Any]:
     redis = redis_client(spec.redis_url)
     stats = {s.name: StrategyStats() for s in spec.strategies}
     try:
-        gate, limiter = _gate(spec, redis)
+        gate, permits = _gate(spec, redis)
         async with aiohttp.ClientSession() as session:
+            transport = AiohttpTransport(session, timeout_s=10.0)
             clients = [
                 KrakenRest(
-                    session,
+                    transport,
                     spec.rest_url,
                     account=s.account,
                     credentials=ApiCredentials(key=Secret(s.key), secret=Secret(s.secret_b64)),
                     nonce=LocalNonce(),
-                    limiter=limiter,
+                    key_lock=LocalKeyLock(),
+                    permits=permits,
                     strategy=s.name,
                     permit_deadline_s=PERMIT_DEADLINE_S,
                 )
