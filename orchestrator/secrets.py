@@ -93,9 +93,9 @@ def resolve_secret(
 def _read_secret_file(path: Path, field_path: str) -> str:
     """The text of a secret file that only its owner can read or change.
 
-    A file accessible to group or others is refused, as ssh refuses such a private key: anyone who can
-    read it can trade and withdraw, anyone who can write it can swap the key. The mode is
-    checked on the opened file (`fstat`), so the file checked is the file read; the file is
+    A file accessible to group or others is refused, as ssh refuses such a private key: anyone
+    who can read it can trade and withdraw, anyone who can write it can swap the key. The mode
+    is checked on the opened file (`fstat`), so the file checked is the file read; the file is
     opened non-blocking so that a FIFO in its place is refused instead of hanging the start.
     """
     try:
