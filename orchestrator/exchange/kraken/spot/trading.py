@@ -3,27 +3,40 @@
 Each request is described to the limiter from what the caller holds, with no call to the venue to
 price itself: the pair from the order's `Instrument`, cancel and amend costs from the time the
 order last rested (placed or amended, `OrderRef.rested_s`). Every acting call goes through
-`act_once` with the lookup that tells what the venue did (reconcile.py).
+`act_once` (common/reconcile.py) with the lookup that tells what the venue did.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from orchestrator.clock import Clock
 from orchestrator.errors import AmbiguousOutcome, UnknownOrder
 from orchestrator.exchange.instruments import Instruments
 from orchestrator.exchange.kraken.common import methods as m
+from orchestrator.exchange.kraken.common.reconcile import act_once
 from orchestrator.exchange.kraken.spot import schemas as s
 from orchestrator.exchange.kraken.spot.orders import add_order_params, order_state
-from orchestrator.exchange.kraken.spot.reconcile import act_once, find_order
+from orchestrator.exchange.kraken.spot.reconcile import find_order
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.exchange.protocol import OrderRef, OrderSpec, OrderState
 from orchestrator.ratelimit.policy import VenueRequest
 
 _GONE = frozenset({"closed", "canceled", "expired"})
+# Kraken's range for `deadline` on REST order entry, and the slack we allow between our clock and
+# the venue's before a miss after the deadline counts as "never executed".
+MIN_DEADLINE_AHEAD_S: Final = 2.0
+MAX_DEADLINE_AHEAD_S: Final = 60.0
+DEADLINE_MARGIN_S: Final = 1.0
+
+
+def rfc3339(time_s: float) -> str:
+    """`2026-12-01T20:15:12.345Z`: the form Kraken's `deadline` takes."""
+    moment = datetime.datetime.fromtimestamp(time_s, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class KrakenTrading:
@@ -36,17 +49,30 @@ class KrakenTrading:
         instruments: Instruments,
         *,
         confirm_delay_s: float = 0.5,
+        order_deadline_s: float = 5.0,
     ) -> None:
+        """`order_deadline_s`: how long after sending Kraken may still execute an order (its
+        `deadline`, 2 to 60 s ahead); an order lost in transit is re-sent only after it."""
+        if not MIN_DEADLINE_AHEAD_S <= order_deadline_s <= MAX_DEADLINE_AHEAD_S:
+            raise ValueError(f"order_deadline_s must be within {MIN_DEADLINE_AHEAD_S} to "
+                             f"{MAX_DEADLINE_AHEAD_S} s, got {order_deadline_s}")  # fmt: skip
         self.rest = rest
         self.clock = clock
         self.instruments = instruments
         self.confirm_delay_s = confirm_delay_s
+        self.order_deadline_s = order_deadline_s
 
     async def place(self, spec: OrderSpec) -> OrderRef:
         params = add_order_params(spec)
         request = VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.ws_name)
+        deadline_s = 0.0
 
         async def send() -> str:
+            # Kraken's `deadline` bounds the ambiguity: past it the engine refuses the order, so
+            # a lookup that misses after it (and the margin) means "never executed".
+            nonlocal deadline_s
+            deadline_s = self.clock.time() + self.order_deadline_s
+            params["deadline"] = rfc3339(deadline_s)
             result = await self.rest.call_as(s.AddOrderResult, m.ADD_ORDER, params, request=request)
             if len(result.txid) != 1:
                 raise AmbiguousOutcome(f"AddOrder {spec.cl_ord_id}: reply has no single txid")
@@ -54,6 +80,10 @@ class KrakenTrading:
 
         async def lookup() -> str | None:
             found = await find_order(self.rest, spec.cl_ord_id)
+            late_s = deadline_s + DEADLINE_MARGIN_S - self.clock.time()
+            if found is None and late_s > 0:
+                await self.clock.sleep(late_s)  # it may still be queued: wait out its deadline
+                found = await find_order(self.rest, spec.cl_ord_id)
             return None if found is None else found[0]
 
         txid = await act_once(f"AddOrder {spec.cl_ord_id}", send, lookup, clock=self.clock,

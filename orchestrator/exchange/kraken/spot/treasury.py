@@ -18,8 +18,8 @@ from decimal import Decimal
 from orchestrator.clock import Clock
 from orchestrator.errors import InvalidRequest
 from orchestrator.exchange.kraken.common import methods as m
+from orchestrator.exchange.kraken.common.reconcile import act_once
 from orchestrator.exchange.kraken.spot import schemas as s
-from orchestrator.exchange.kraken.spot.reconcile import act_once
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.exchange.protocol import AccountReader, Transfer, Withdrawal, WithdrawalState
 
