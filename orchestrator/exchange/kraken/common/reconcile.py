@@ -8,8 +8,10 @@ amends and cancels, the source account's ledger for a transfer, the withdrawal l
 withdrawal, the futures account log for a futures transfer. `act_once` sends, and after an
 ambiguous outcome asks the lookup; only when the venue has certainly not acted does it send
 again. A lookup miss is confirmed once more after `confirm_delay_s` (Kraken notes a just-placed
-order can be briefly missing from OpenOrders); while the venue cannot answer, the lookup backs
-off; if it never answers, the outcome stays ambiguous and `AmbiguousOutcome` is raised.
+order can be briefly missing from OpenOrders). While the lookup cannot ask (the venue or the
+limiter cannot answer, or a rate limit says wait) it backs off; if it never can, or fails for any
+other reason, the outcome stays ambiguous and `AmbiguousOutcome` is raised: an error of the
+lookup must never read as the call having failed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
 from orchestrator.clock import Clock
-from orchestrator.errors import AmbiguousOutcome, VenueUnavailable
+from orchestrator.errors import (
+    AmbiguousOutcome,
+    LimiterUnavailable,
+    RateLimited,
+    VenueError,
+    VenueRateLimited,
+    VenueUnavailable,
+)
 from orchestrator.logs import get_logger
 
 log = get_logger(__name__)
@@ -26,6 +35,8 @@ log = get_logger(__name__)
 T = TypeVar("T")
 ATTEMPTS: Final = 3
 _LOOKUPS: Final = 5
+# The lookup could not ask now; asking again later may work.
+_CANNOT_ASK_YET: Final = (VenueUnavailable, VenueRateLimited, RateLimited, LimiterUnavailable)
 
 
 async def act_once(
@@ -38,7 +49,8 @@ async def act_once(
     confirm_delay_s: float = 0.5,
 ) -> T:
     """`send()`'s result, the call executed once. `lookup()` returns the result the venue shows
-    for an executed call, or None when it has certainly not executed it."""
+    for an executed call, or None when it has certainly not executed it (it raises
+    `AmbiguousOutcome` when the venue's state cannot tell)."""
     last: AmbiguousOutcome | None = None
     for attempt in range(attempts):
         try:
@@ -65,11 +77,15 @@ async def _settle(
             if found is None:
                 await clock.sleep(confirm_delay_s)
                 found = await lookup()
-        except VenueUnavailable as exc:
+        except AmbiguousOutcome:
+            raise
+        except _CANNOT_ASK_YET as exc:
             if attempt == _LOOKUPS - 1:
                 raise AmbiguousOutcome(f"{what}: cannot reconcile ({exc})") from exc
             await clock.sleep(delay_s)
             delay_s *= 2
             continue
+        except VenueError as exc:
+            raise AmbiguousOutcome(f"{what}: cannot reconcile ({exc})") from exc
         return found
     return None  # pragma: no cover - the loop returns or raises
