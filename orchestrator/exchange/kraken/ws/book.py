@@ -1,7 +1,8 @@
 """Client-side L2 books for Kraken Spot WebSocket v2 `book`, checked against Kraken's CRC32.
 
 Pure state, no I/O: the WebSocket client hands raw frames to `BookStore.on_message` and acts on
-the `BookEvent`s it returns (a `resync_needed` event asks it to re-subscribe that symbol only).
+the `BookEvent`s it returns (a `resync_needed` event asks it to re-subscribe that symbol only);
+when its connection drops, `BookStore.mark_all_stale` makes every book stale at once.
 
 Exactness. v2 sends prices and quantities as JSON numbers carrying the engine's full precision,
 and the checksum renders them at the pair's precision; a float detour loses trailing zeros and,
@@ -43,7 +44,9 @@ _PRICE_CACHE_SIZE: Final = 65_536  # wire text -> scaled price; prices repeat, q
 _LOGGED_FRAME_BYTES: Final = 200
 _JSON_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
-EventKind = Literal["snapshot", "update", "resync_needed"]
+EventKind = Literal["snapshot", "update", "resync_needed", "stale"]
+"""`stale`: the book's connection dropped (silent, closed, failed); a snapshot follows the
+resubscription on the next connection. Every book of that connection gets one at once."""
 U32 = Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFFFF)]
 
 
@@ -66,7 +69,8 @@ class WireLevel(msgspec.Struct, frozen=True, gc=False):
 
 
 class BookEvent(msgspec.Struct, frozen=True, gc=False):
-    """What one `data` entry did. `ok` is the checksum verdict; `reason` says why a resync."""
+    """What one `data` entry did, or the connection (`stale`). `ok` is the checksum verdict;
+    `reason` says why a resync, or why the book went stale."""
 
     symbol: str
     kind: EventKind

@@ -2,6 +2,7 @@
 
 One book's trouble (checksum mismatch, malformed entry) marks only that book stale and yields a
 `resync_needed` event for it, which the WS client answers by re-subscribing that symbol alone.
+The connection's trouble (it dropped) marks every book stale at once (`mark_all_stale`).
 Frames of other channels are ignored; nothing here raises on venue input.
 """
 
@@ -97,6 +98,20 @@ class BookStore:
     def stale_symbols(self) -> list[str]:
         """Books that do not mirror the venue now (awaiting a snapshot, or refused one)."""
         return [symbol for symbol, book in self._books.items() if book.stale]
+
+    def mark_all_stale(self, reason: str) -> tuple[BookEvent, ...]:
+        """The connection dropped: every book is stale now, and until its next snapshot.
+
+        One `stale` event per book that was whole; a book already stale has no news.
+        """
+        events = tuple(
+            BookEvent(symbol, "stale", False, reason=reason)
+            for symbol, book in self._books.items()
+            if not book.stale
+        )
+        for book in self._books.values():
+            book.mark_stale()
+        return events
 
     def on_message(self, raw: bytes | str) -> tuple[BookEvent, ...]:
         """Apply one WS frame; entries of `data` are applied in order, one event or more each."""
