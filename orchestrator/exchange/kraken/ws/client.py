@@ -2,12 +2,21 @@
 
 `KrakenWs.run()` connects, (re)subscribes everything wanted, and reads: method replies resolve
 their `req_id`; `book` frames go to the `BookStore` (checksummed, one book re-synced alone on a
-mismatch); other channels go to `on_event`. A silent connection (no frame for
-`heartbeat_timeout_s`; Kraken sends a heartbeat every second once subscribed) is dropped and
-reopened with exponential backoff; private subscriptions get a fresh token each time. Requests in
-flight when the link drops fail with `AmbiguousOutcome` when they act (trading), so the caller
-reconciles. Trading methods take a limiter permit first, on the same counters as REST.
-Malformed frames are logged and counted; they never end the connection task.
+mismatch); other channels go to their handlers. Trading methods take a limiter permit first, on
+the same counters as REST.
+
+Liveness. Kraken sends a heartbeat every second once subscribed, so a link with no frame for
+`dead_after_heartbeats` heartbeat intervals (3 s by default) is dead: it is dropped and reopened
+with exponential backoff; private subscriptions get a fresh token each time. Each interval of
+silence before that gets an application ping (a connection with no subscription hears no
+heartbeats, only pongs). When a link drops (silent, closed, failed), at once: every book of it
+goes stale (`on_book` hears a `stale` event per book that was whole), and requests in flight
+fail, with `AmbiguousOutcome` when they act (trading) so the caller reconciles.
+
+Errors. Malformed venue frames are counted and logged; they never end the connection: they are
+the venue's input, not our bugs. A handler's exception is its owner's bug: `run()` ends raising
+it, after the socket is closed and pending requests failed, so the owner's TaskGroup sees it.
+Every wait of ours (open, heartbeat, request, backoff, `wait_connected`) is on the `Clock`.
 """
 
 from __future__ import annotations
@@ -17,11 +26,11 @@ import contextlib
 import itertools
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from orchestrator.clock import Clock
 from orchestrator.errors import AmbiguousOutcome, VenueRateLimited, VenueUnavailable
@@ -104,6 +113,15 @@ BalanceHandler = Callable[[BalanceSnapshot | LedgerUpdate], None]
 TokenSource = Callable[[], Awaitable[str]]
 
 
+class _LinkDown(VenueUnavailable):
+    """The link dropped, or cannot come up now: `run()` reopens it after a backoff. `reason`
+    (silent, closed, unreachable, no_token) goes into the books' `stale` events."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class KrakenWs:
     def __init__(
         self,
@@ -119,11 +137,17 @@ class KrakenWs:
         limiter: Limiter | None = None,
         account: str = "",
         strategy: str | None = None,
-        heartbeat_timeout_s: float = 5.0,
+        heartbeat_interval_s: float = 1.0,
+        dead_after_heartbeats: int = 3,
         request_timeout_s: float = 10.0,
+        open_timeout_s: float = 10.0,
+        close_timeout_s: float = 2.0,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 30.0,
     ) -> None:
+        """`heartbeat_interval_s` is Kraken's (1 s); a link silent for `dead_after_heartbeats`
+        of them is dead. `close_timeout_s` bounds the closing handshake, on websockets' own
+        timer (real time): it also ends a link whose venue never closes its side."""
         self.url = url
         self.clock = clock
         self.books = books or BookStore()
@@ -136,44 +160,50 @@ class KrakenWs:
         self.limiter = limiter
         self.account = account
         self.strategy = strategy
-        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.dead_after_heartbeats = dead_after_heartbeats
         self.request_timeout_s = request_timeout_s
+        self.open_timeout_s = open_timeout_s
+        self.close_timeout_s = close_timeout_s
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.wanted: dict[tuple[str, str | None], Subscription] = {}
+        self.last_frame_s = clock.monotonic()  # any frame: data, heartbeat, reply
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
         self._pending: dict[int, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
         self._req_ids = itertools.count(1)
         self._closing = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()  # ends a backoff wait at `close()`
+        self._resyncs: dict[str, Subscription] = {}  # books asking for a fresh snapshot
+        self._untold: tuple[BookEvent, ...] = ()  # `stale` events of the link that just dropped
         self._rng = random.Random()  # noqa: S311 - backoff jitter
         self.counters = {"connects": 0, "reconnects": 0, "malformed": 0, "resyncs": 0, "errors": 0}
 
+    @property
+    def silence_timeout_s(self) -> float:
+        """How long a link may go without a frame before it is dropped as dead."""
+        return self.heartbeat_interval_s * self.dead_after_heartbeats
+
     # --- lifecycle ---------------------------------------------------------------------------
     async def run(self) -> None:
-        """Connect and serve until `close()`; reconnect with backoff after any loss."""
+        """Connect and serve until `close()`; reconnect with backoff after any loss of the link.
+
+        Ends raising what a handler raised, once the socket is closed and pending requests failed.
+        """
         delay_s = self.backoff_initial_s
         while not self.stopping():
             try:
-                async with connect(self.url, max_size=_MAX_FRAME_BYTES, ping_interval=20) as ws:
-                    self._ws = ws
-                    self.counters["connects"] += 1
-                    delay_s = self.backoff_initial_s
-                    await self._on_connect()
-                    await self._read(ws)
-            except (OSError, WebSocketException, TimeoutError) as exc:
-                log.warning("ws.disconnected", url=self.url, error=type(exc).__name__)
-            finally:
-                self._ws = None
-                self._connected.clear()
-                self._fail_pending()
-                for task in list(self._tasks):
-                    task.cancel()  # re-syncs die with their connection; reconnecting resubscribes
+                ws = await self._open()
+                delay_s = self.backoff_initial_s
+                await self._serve(ws)
+            except _LinkDown as exc:
+                log.warning("ws.disconnected", url=self.url, reason=exc.reason, error=str(exc))
+                self._tell_stale()
             if self.stopping():
                 break
             self.counters["reconnects"] += 1
-            await self.clock.sleep(delay_s * (1 + 0.2 * self._rng.random()))
+            await self._backoff(delay_s * (1 + 0.2 * self._rng.random()))
             delay_s = min(self.backoff_max_s, delay_s * 2)
 
     def stopping(self) -> bool:
@@ -181,20 +211,72 @@ class KrakenWs:
         return self._closing
 
     async def close(self) -> None:
+        """Stop `run()`: close the link (its books go stale) or end its backoff wait."""
         self._closing = True
+        self._stop.set()
         if self._ws is not None:
             await self._ws.close()
 
     async def wait_connected(self, timeout_s: float = 10.0) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout_s)
+        """Until the link is up and subscribed; `TimeoutError` after `timeout_s` of the clock."""
+        async with self.clock.timeout(timeout_s):
+            await self._connected.wait()
+
+    async def _open(self) -> ClientConnection:
+        try:
+            async with self.clock.timeout(self.open_timeout_s):
+                return await connect(
+                    self.url,
+                    max_size=_MAX_FRAME_BYTES,
+                    open_timeout=None,  # ours, on the clock
+                    ping_interval=None,  # our heartbeat watchdog instead
+                    close_timeout=self.close_timeout_s,
+                )
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            raise _LinkDown(f"cannot connect: {exc!r}", reason="unreachable") from exc
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        """One connection's life: subscribe, then read until the link drops (`_LinkDown`) or a
+        handler fails (its error). Either way, before the socket is closed, the link is down."""
+        self._ws = ws
+        self.counters["connects"] += 1
+        reason = "failed"  # unless the link itself dropped: a handler's error, or a cancellation
+        try:
+            if not self.stopping():
+                await self._on_connect()
+                await self._read(ws)
+        except _LinkDown as exc:
+            reason = exc.reason
+            raise
+        finally:
+            self._link_down(reason)
+            await ws.close()
+
+    def _link_down(self, reason: str) -> None:
+        """Nothing may read the link's books as whole, and nothing waits on its replies."""
+        self._untold = self.books.mark_all_stale(reason)
+        self._ws = None
+        self._connected.clear()
+        self._resyncs.clear()  # reconnecting resubscribes every book
+        self._fail_pending()
+
+    def _tell_stale(self) -> None:
+        events, self._untold = self._untold, ()
+        if self._on_book is not None:
+            for event in events:
+                self._on_book(event)
+
+    async def _backoff(self, delay_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with self.clock.timeout(delay_s):
+                await self._stop.wait()
 
     async def _on_connect(self) -> None:
-        for symbol in self.books.symbols:
-            book = self.books.book(symbol)
-            if book is not None:
-                book.mark_stale()  # a snapshot follows every (re)subscription
         self._token = None
-        token = await self._current_token() if self._needs_token() else None
+        try:
+            token = await self._current_token() if self._needs_token() else None
+        except VenueUnavailable as exc:  # the token's REST call: the venue's trouble, retried
+            raise _LinkDown(f"no token: {exc}", reason="no_token") from exc
         for subscription in list(self.wanted.values()):
             await self._send({"method": "subscribe", "params": subscription.params(token)})
         self._connected.set()
@@ -207,27 +289,42 @@ class KrakenWs:
     def _needs_token(self) -> bool:
         return any(s.channel in PRIVATE_CHANNELS for s in self.wanted.values())
 
-    async def _read(self, ws: ClientConnection) -> None:
-        """Read until the link drops. Silence gets one application ping (a connection with no
-        subscription hears no heartbeats); silence after that ping ends the connection."""
-        pinged = False
+    async def _read(self, ws: ClientConnection) -> NoReturn:
+        """Handle frames until the link drops or a handler fails. A heartbeat interval with no
+        frame gets a ping; `silence_timeout_s` with no frame is a dead link."""
+        self.last_frame_s = self.clock.monotonic()
         while True:
+            silent_s = self.clock.monotonic() - self.last_frame_s
+            if silent_s >= self.silence_timeout_s:
+                ws.transport.abort()  # a dead link: no closing handshake to wait for
+                raise _LinkDown(f"no frame for {silent_s:.3f} s", reason="silent")
+            wait_s = min(self.heartbeat_interval_s, self.silence_timeout_s - silent_s)
             try:
-                frame = await asyncio.wait_for(ws.recv(decode=False), self.heartbeat_timeout_s)
+                async with self.clock.timeout(wait_s):
+                    frame = await ws.recv(decode=False)
             except TimeoutError:
-                if not pinged:
-                    pinged = True
-                    await self._send({"method": "ping", "req_id": next(self._req_ids)})
-                    continue
-                log.warning("ws.silent", url=self.url, timeout_s=self.heartbeat_timeout_s)
-                await ws.close()
-                return
-            pinged = False
+                await self._ping()
+                continue
+            except ConnectionClosed as exc:
+                raise _LinkDown(f"closed: {exc}", reason="closed") from exc
+            self.last_frame_s = self.clock.monotonic()
             self.handle_frame(frame)
+            await self._send_resyncs()
+
+    async def _ping(self) -> None:
+        """Ask a silent link for a frame, within what is left of its silence budget (a send to a
+        dead peer can block once its buffers fill; the watchdog must not block with it)."""
+        budget_s = self.silence_timeout_s - (self.clock.monotonic() - self.last_frame_s)
+        if budget_s <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with self.clock.timeout(budget_s):
+                await self._send({"method": "ping", "req_id": next(self._req_ids)})
 
     # --- frames ------------------------------------------------------------------------------
     def handle_frame(self, frame: bytes) -> None:
-        """Route one frame. Never raises: malformed input is counted and logged."""
+        """Route one frame. Malformed venue input is counted and logged, never raised: it is the
+        venue's. A handler's exception propagates: it is a bug of the handler's owner."""
         try:
             head = _head.decode(frame)
         except msgspec.DecodeError:
@@ -237,46 +334,64 @@ class KrakenWs:
             )
             return
         try:
-            if head.method is not None:
-                self._on_reply(head, frame)
-            elif head.channel == "book":
-                for event in self.books.on_message(frame):
-                    self._on_book_event(event)
-            elif head.channel == "executions" and self._on_execution is not None:
-                for execution in executions_decoder.decode(frame).data:
-                    self._on_execution(execution)
-            elif head.channel == "balances" and self._on_balance is not None:
-                self._on_balances(frame)
-            elif head.channel not in (None, "heartbeat") and self._on_event is not None:
-                self._on_event(head.channel, _any.decode(frame))
-        except msgspec.ValidationError as exc:
-            self.counters["malformed"] += 1
-            log.warning("ws.unexpected_shape", channel=head.channel, error=str(exc))
-        except Exception:  # a handler's bug must not end the connection task
+            self._route(head, frame)
+        except Exception:
             self.counters["errors"] += 1
-            log.exception("ws.handler_failed", channel=head.channel, method=head.method)
+            log.warning("ws.handler_failed", channel=head.channel, method=head.method)
+            raise
 
-    def _on_balances(self, frame: bytes) -> None:
-        assert self._on_balance is not None  # noqa: S101 - checked by the caller
+    def _route(self, head: _Head, frame: bytes) -> None:
+        """Decode for the handler (a misfit is counted, reaches no handler), then call it."""
+        channel = head.channel
+        if head.method is not None:
+            self._on_reply(head, frame)
+        elif channel == "book":
+            for event in self.books.on_message(frame):  # never raises on venue input
+                self._on_book_event(event)
+        elif channel == "executions" and self._on_execution is not None:
+            try:
+                executions = executions_decoder.decode(frame).data
+            except msgspec.DecodeError as exc:
+                self._unexpected_shape(channel, exc)
+                return
+            for execution in executions:
+                self._on_execution(execution)
+        elif channel == "balances" and self._on_balance is not None:
+            try:
+                balances = self._balances(frame)
+            except msgspec.DecodeError as exc:
+                self._unexpected_shape(channel, exc)
+                return
+            for balance in balances:
+                self._on_balance(balance)
+        elif channel not in (None, "heartbeat") and self._on_event is not None:
+            self._on_event(channel, _any.decode(frame))
+
+    def _unexpected_shape(self, channel: str, exc: msgspec.DecodeError) -> None:
+        self.counters["malformed"] += 1
+        log.warning("ws.unexpected_shape", channel=channel, error=str(exc))
+
+    @staticmethod
+    def _balances(frame: bytes) -> list[BalanceSnapshot | LedgerUpdate]:
+        """Every entry of a `balances` frame, or DecodeError: one bad entry spoils the frame."""
         message = balances_decoder.decode(frame)
         decoder = snapshot_decoder if message.type == "snapshot" else update_decoder
-        for raw in message.data:
-            self._on_balance(decoder.decode(raw))
+        return [decoder.decode(raw) for raw in message.data]
 
     def _on_book_event(self, event: BookEvent) -> None:
         if event.kind == "resync_needed":
             self.counters["resyncs"] += 1
             subscription = self.wanted.get(("book", event.symbol))
             if subscription is not None:
-                task = asyncio.get_running_loop().create_task(self._resync(subscription))
-                self._tasks.add(task)  # owned: cancelled with the connection, never orphaned
-                task.add_done_callback(self._tasks.discard)
+                self._resyncs[event.symbol] = subscription  # sent by the reader, next
         if self._on_book is not None:
             self._on_book(event)
 
-    async def _resync(self, subscription: Subscription) -> None:
-        """Fresh snapshot for one book: unsubscribe and subscribe that symbol only."""
-        with contextlib.suppress(OSError, WebSocketException):
+    async def _send_resyncs(self) -> None:
+        """Fresh snapshots for the books that asked: unsubscribe and subscribe each one alone.
+        The reader sends them, between frames: no task to own, a failed send drops the link."""
+        while self._resyncs:
+            _, subscription = self._resyncs.popitem()
             await self._send({"method": "unsubscribe", "params": subscription.unsubscribe_params()})
             await self._send({"method": "subscribe", "params": subscription.params(None)})
 
@@ -304,9 +419,14 @@ class KrakenWs:
         self._pending.clear()
 
     async def _send(self, message: dict[str, Any]) -> None:
-        if self._ws is None:
-            raise VenueUnavailable("not connected")
-        await self._ws.send(_encode(message).decode())  # text frames, as Kraken expects
+        """Send on the link; `VenueUnavailable` (never a websockets error) when it is down."""
+        ws = self._ws
+        if ws is None:
+            raise _LinkDown("not connected", reason="closed")
+        try:
+            await ws.send(_encode(message).decode())  # text frames, as Kraken expects
+        except ConnectionClosed as exc:
+            raise _LinkDown(f"closed: {exc}", reason="closed") from exc
 
     # --- subscriptions and requests ------------------------------------------------------------
     async def subscribe(self, subscription: Subscription) -> None:
@@ -324,7 +444,8 @@ class KrakenWs:
         self._pending[req_id] = (method, future)
         try:
             await self._send({"method": method, "params": params, "req_id": req_id})
-            return await asyncio.wait_for(future, self.request_timeout_s)
+            async with self.clock.timeout(self.request_timeout_s):
+                return await future
         except TimeoutError as exc:
             error = AmbiguousOutcome if method in TRADING_METHODS else VenueUnavailable
             raise error(f"{method}: no reply in {self.request_timeout_s} s") from exc
