@@ -70,7 +70,10 @@ class ManualClock:
     """A clock that moves only when told to. On `advance` past their deadline sleepers wake and
     timeouts expire, in deadline order."""
 
-    def __init__(self, start_s: float = 1_700_000_000.0) -> None:
+    def __init__(self, start_s: float = 1_700_000_000.0, *, autojump: bool = False) -> None:
+        """`autojump`: a sleep moves the clock to its own deadline at once (like trio's
+        autojump clock), for tests of code that waits but whose waiting is not the point."""
+        self.autojump = autojump
         self._now_s = start_s
         self._deadlines: list[tuple[float, int, _Deadline]] = []
         self._order = itertools.count()  # ties come due in the order they were set
@@ -97,6 +100,8 @@ class ManualClock:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._push(delay_s, _Deadline(fut, None))
+        if self.autojump:
+            await self.advance(delay_s)
         await fut
 
     @contextlib.asynccontextmanager

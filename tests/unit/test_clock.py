@@ -147,3 +147,11 @@ async def test_real_clock_timeout_is_asyncios() -> None:
             await asyncio.Event().wait()
     async with real.timeout(5):
         await real.sleep(0)
+
+
+async def test_autojump_moves_the_clock_to_each_sleep_deadline() -> None:
+    clock = ManualClock(start_s=100.0, autojump=True)
+    await clock.sleep(6.0)
+    await clock.sleep(0.5)
+    assert clock.time() == 106.5
+    assert clock.sleepers == 0

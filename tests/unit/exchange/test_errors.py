@@ -36,6 +36,7 @@ from orchestrator.exchange.kraken.common.errors import rate_limit_kind, to_excep
         ("EOrder:Unknown order", True, UnknownOrder),
         ("EOrder:Invalid order", False, UnknownOrder),
         ("EService:Unavailable", True, AmbiguousOutcome),
+        ("EService:Deadline elapsed", True, VenueUnavailable),  # the engine refused it in time
         ("EService:Busy", True, AmbiguousOutcome),
         ("EGeneral:Internal error", True, AmbiguousOutcome),
         ("EService:Unavailable", False, VenueUnavailable),

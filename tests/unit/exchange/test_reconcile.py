@@ -105,7 +105,7 @@ def wire(venue: ScriptedVenue) -> tuple[KrakenTrading, KrakenTreasury]:
     rest = KrakenRest(MockTransport(venue), "https://api.example", account="a", nonce=LocalNonce(),
                       credentials=ApiCredentials(key=Secret("k"), secret=Secret("c2VjcmV0")),
                       key_lock=LocalKeyLock(), permits=Unlimited())  # fmt: skip
-    clock = ManualClock()
+    clock = ManualClock(autojump=True)  # waiting out an order's deadline takes no real time
     instruments = Instruments([XBT_USD])
     reader = KrakenAccountReader(rest, instruments)
     return (KrakenTrading(rest, clock, instruments, confirm_delay_s=0.0),

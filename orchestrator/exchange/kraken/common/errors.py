@@ -23,7 +23,7 @@ from orchestrator.errors import (
     VenueUnavailable,
 )
 
-RateLimitKind = Literal["rest", "trading", "domain"]
+RateLimitKind = Literal["rest", "trading", "domain", "futures"]  # futures: a futures key's budget
 
 _RATE_LIMITS: Final[dict[str, RateLimitKind]] = {
     "EAPI:Rate limit exceeded": "rest",
@@ -49,6 +49,7 @@ _UNKNOWN_OUTCOME: Final = (
     "EGeneral:Internal error",
     "EDatabase:",
 )
+DEADLINE_ELAPSED: Final = "EService:Deadline elapsed"
 _FUNDS: Final = frozenset({"EOrder:Insufficient funds", "EFunding:Insufficient funds"})
 _UNKNOWN_ORDER: Final = frozenset({"EOrder:Unknown order", "EOrder:Invalid order"})
 
@@ -77,6 +78,8 @@ def to_exception(codes: Sequence[str], *, acting: bool, method: str) -> VenueErr
         return InsufficientFunds(message, codes=errors)
     if code in _UNKNOWN_ORDER:
         return UnknownOrder(message, codes=errors)
+    if code == DEADLINE_ELAPSED:  # the engine refused it: nothing executed, resend anew
+        return VenueUnavailable(message, codes=errors)
     if code.startswith(_UNKNOWN_OUTCOME):
         return (
             AmbiguousOutcome(message, codes=errors)
