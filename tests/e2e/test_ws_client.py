@@ -27,19 +27,18 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from orchestrator.clock import ManualClock
-from orchestrator.config import LimitsConfig
 from orchestrator.errors import AmbiguousOutcome, InvalidRequest
 from orchestrator.exchange.kraken.common.methods import ADD_ORDER, CANCEL_ORDER
 from orchestrator.exchange.kraken.ws.book import BookEvent, PairPrecision
 from orchestrator.exchange.kraken.ws.book_store import BookStore
-from orchestrator.exchange.kraken.ws.client import KrakenWs, Subscription
+from orchestrator.exchange.kraken.ws.client import KrakenWs
 from orchestrator.exchange.kraken.ws.schemas import BalanceSnapshot, Execution, LedgerUpdate
-from orchestrator.metrics import Registry
-from orchestrator.ratelimit.policy import Policy, VenueRequest
-from orchestrator.ratelimit.redis import Limiter
+from orchestrator.exchange.kraken.ws.subscription import Subscription
+from orchestrator.exchange.kraken.ws.trading import KrakenWsTrading
+from orchestrator.ratelimit.policy import VenueRequest
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.store.embedded import free_port
-from orchestrator.store.keys import Keys
+from tests.sim_domains import open_sim_domain
 from tests.ws_frames import book_snapshot
 
 BTC = PairPrecision(price_decimals=1, qty_decimals=8)
@@ -183,25 +182,23 @@ async def test_private_channels_and_trading_over_ws(
 ) -> None:
     executions: list[Execution] = []
     balances: list[BalanceSnapshot | LedgerUpdate] = []
-    redis = fakeredis.FakeAsyncRedis()
-    limits = LimitsConfig()
-    limiter = Limiter(redis, Keys("ws"), Policy("intermediate", limits), clock, limits=limits,
-                      registry=Registry(), script_time=clock.time)  # fmt: skip
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
 
     async def token() -> str:
         return sim.venue.issue_ws_token(sim.venue.keys_of("mm-xbt")[0]).token
 
-    client = KrakenWs(sim.ws_private_url, clock=clock, token=token, limiter=limiter,
-                      account="mm-xbt", on_execution=executions.append, on_balance=balances.append)  # fmt: skip
+    client = KrakenWs(sim.ws_private_url, clock=clock, token=token,
+                      on_execution=executions.append, on_balance=balances.append)  # fmt: skip
     await client.subscribe(Subscription(channel="executions"))
     await client.subscribe(Subscription(channel="balances"))
-    async with running(client):
+    async with open_sim_domain(sim, redis, clock, manual_time=True) as domain, running(client):
+        limiter = domain.limiter
+        trading = KrakenWsTrading(client, permits=limiter, account="mm-xbt", strategy=None)
         await barrier(client)
         assert any(isinstance(b, BalanceSnapshot) and b.asset == "USD" for b in balances)
-        add = VenueRequest(method=ADD_ORDER, pair="XBT/USD", via_ws=True)
-        reply = await io(client.trade("add_order", {"order_type": "limit", "side": "buy", "symbol": "BTC/USD",
-                                                    "order_qty": 0.01, "limit_price": 50000, "cl_ord_id": "ws-1"},
-                                      request=add))  # fmt: skip
+        add = VenueRequest(method=ADD_ORDER, pair="XBT/USD")
+        reply = await io(trading.trade(add, {"order_type": "limit", "side": "buy", "symbol": "BTC/USD",
+                                             "order_qty": 0.01, "limit_price": 50000, "cl_ord_id": "ws-1"}))  # fmt: skip
         order_id = reply["result"]["order_id"]
         await barrier(client)
         new = next(e for e in executions if e.order_id == order_id and e.exec_type == "new")
@@ -210,26 +207,26 @@ async def test_private_channels_and_trading_over_ws(
             Decimal(50000),
             Decimal("0.01"),
         )
-        cancel = VenueRequest(method=CANCEL_ORDER, pair="XBT/USD", order_ages_s=(0.0,), via_ws=True)
-        await io(client.trade("cancel_order", {"order_id": [order_id]}, request=cancel))
+        cancel = VenueRequest(method=CANCEL_ORDER, pair="XBT/USD", order_ages_s=(0.0,))
+        await io(trading.trade(cancel, {"order_id": [order_id]}))
         await barrier(client)
         assert any(e.order_id == order_id and e.exec_type == "canceled" for e in executions)
         with pytest.raises(InvalidRequest):
-            await io(client.trade("add_order", {"order_type": "limit", "side": "buy", "symbol": "BTC/USD",
-                                                "order_qty": 0.01, "limit_price": 50000.05}, request=add))  # fmt: skip
+            await io(trading.trade(add, {"order_type": "limit", "side": "buy", "symbol": "BTC/USD",
+                                         "order_qty": 0.01, "limit_price": 50000.05}))  # fmt: skip
         # A market buy fills: its trade shows in executions and its ledger in balances.
-        await io(client.trade("add_order", {"order_type": "market", "side": "buy", "symbol": "BTC/USD",
-                                            "order_qty": 0.001}, request=add))  # fmt: skip
+        await io(trading.trade(add, {"order_type": "market", "side": "buy", "symbol": "BTC/USD",
+                                     "order_qty": 0.001}))  # fmt: skip
         await barrier(client)
         assert any(isinstance(b, LedgerUpdate) and b.type == "trade" for b in balances)
         trade = next(e for e in executions if e.exec_type == "trade")
         assert trade.last_qty == Decimal("0.001")
         assert trade.fees
-    # WS and REST share the venue's counters; the limiter charged what the venue did (one clock:
-    # neither counter decayed while the test ran).
-    venue_level = sim.venue.limits.levels(sim.venue.clock.time())["trade:mm-xbt:XBT/USD"]
-    ours = await limiter.level(limiter.policy.trade_scope("mm-xbt", "XBT/USD"))
-    assert ours == pytest.approx(venue_level, abs=1e-3)
+        # WS and REST share the venue's counters; the limiter charged what the venue did (one
+        # clock: neither counter decayed while the test ran).
+        venue_level = sim.venue.limits.levels(sim.venue.clock.time())["trade:mm-xbt:XBT/USD"]
+        ours = await limiter.level(limiter.policy.trade_scope("mm-xbt", "XBT/USD"))
+        assert ours == pytest.approx(venue_level, abs=1e-3)
     assert sim.venue.limits.rejections() == {}
     await redis.aclose()
 

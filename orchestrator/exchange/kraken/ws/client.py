@@ -2,8 +2,8 @@
 
 `KrakenWs.run()` connects, (re)subscribes everything wanted, and reads: method replies resolve
 their `req_id`; `book` frames go to the `BookStore` (checksummed, one book re-synced alone on a
-mismatch); other channels go to their handlers. Trading methods take a limiter permit first, on
-the same counters as REST.
+mismatch); other channels go to their handlers. Trading over the connection goes through
+`ws/trading.py`, which takes a limiter permit first, on the same counters as REST.
 
 Liveness. Kraken sends a heartbeat every second once subscribed, so a link with no frame for
 `dead_after_heartbeats` heartbeat intervals (3 s by default) is dead: it is dropped and reopened
@@ -33,8 +33,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from orchestrator.clock import Clock
-from orchestrator.errors import AmbiguousOutcome, VenueRateLimited, VenueUnavailable
-from orchestrator.exchange.kraken.common.errors import rate_limit_kind, to_exception
+from orchestrator.errors import AmbiguousOutcome, VenueUnavailable
+from orchestrator.exchange.kraken.common.errors import to_exception
+from orchestrator.exchange.kraken.common.methods import BY_WS_NAME
 from orchestrator.exchange.kraken.ws.book import BookEvent
 from orchestrator.exchange.kraken.ws.book_store import BookStore
 from orchestrator.exchange.kraken.ws.schemas import (
@@ -46,50 +47,12 @@ from orchestrator.exchange.kraken.ws.schemas import (
     snapshot_decoder,
     update_decoder,
 )
+from orchestrator.exchange.kraken.ws.subscription import PRIVATE_CHANNELS, Subscription
 from orchestrator.logs import get_logger
-from orchestrator.ratelimit.policy import VenueRequest
-from orchestrator.ratelimit.redis import Limiter
 
 log = get_logger(__name__)
 
-TRADING_METHODS: Final = frozenset(
-    {"add_order", "amend_order", "edit_order", "cancel_order", "cancel_all",
-     "cancel_all_orders_after", "batch_add", "batch_cancel"}
-)  # fmt: skip
-PRIVATE_CHANNELS: Final = frozenset({"executions", "balances"})
 _MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
-
-
-class Subscription(msgspec.Struct, frozen=True, kw_only=True):
-    """One wanted subscription: a channel, maybe a symbol, and its channel parameters."""
-
-    channel: str
-    symbol: str | None = None
-    depth: int | None = None
-    snapshot: bool = True
-    extra: tuple[tuple[str, Any], ...] = ()
-
-    def unsubscribe_params(self) -> dict[str, Any]:
-        """What identifies the subscription (Kraken wants `depth` repeated for books)."""
-        params: dict[str, Any] = {"channel": self.channel}
-        if self.symbol is not None:
-            params["symbol"] = [self.symbol]
-        if self.depth is not None:
-            params["depth"] = self.depth
-        return params
-
-    def params(self, token: str | None) -> dict[str, Any]:
-        params: dict[str, Any] = {"channel": self.channel, **dict(self.extra)}
-        if self.symbol is not None:
-            params["symbol"] = [self.symbol]
-        if self.depth is not None:
-            params["depth"] = self.depth
-        if self.channel in PRIVATE_CHANNELS:
-            params["snap_orders" if self.channel == "executions" else "snapshot"] = self.snapshot
-            params["token"] = token
-        else:
-            params["snapshot"] = self.snapshot
-        return params
 
 
 class _Head(msgspec.Struct):
@@ -113,6 +76,12 @@ BalanceHandler = Callable[[BalanceSnapshot | LedgerUpdate], None]
 TokenSource = Callable[[], Awaitable[str]]
 
 
+def _acting(method: str) -> bool:
+    """Whether a WS method changes state at the venue (Kraken's method table)."""
+    row = BY_WS_NAME.get(method)
+    return row is not None and row.acting
+
+
 class _LinkDown(VenueUnavailable):
     """The link dropped, or cannot come up now: `run()` reopens it after a backoff. `reason`
     (silent, closed, unreachable, no_token) goes into the books' `stale` events."""
@@ -134,9 +103,6 @@ class KrakenWs:
         on_book: BookHandler | None = None,
         on_execution: ExecutionHandler | None = None,
         on_balance: BalanceHandler | None = None,
-        limiter: Limiter | None = None,
-        account: str = "",
-        strategy: str | None = None,
         heartbeat_interval_s: float = 1.0,
         dead_after_heartbeats: int = 3,
         request_timeout_s: float = 10.0,
@@ -157,9 +123,6 @@ class KrakenWs:
         self._on_book = on_book
         self._on_execution = on_execution
         self._on_balance = on_balance
-        self.limiter = limiter
-        self.account = account
-        self.strategy = strategy
         self.heartbeat_interval_s = heartbeat_interval_s
         self.dead_after_heartbeats = dead_after_heartbeats
         self.request_timeout_s = request_timeout_s
@@ -286,6 +249,13 @@ class KrakenWs:
             self._token = await self._token_source()
         return self._token
 
+    async def private_token(self) -> str:
+        """The token private requests carry (fetched once per connection)."""
+        token = await self._current_token()
+        if token is None:
+            raise ValueError("private requests need a private connection (a token source)")
+        return token
+
     def _needs_token(self) -> bool:
         return any(s.channel in PRIVATE_CHANNELS for s in self.wanted.values())
 
@@ -406,7 +376,7 @@ class KrakenWs:
             return
         if head.success is False:
             code = head.error or "EGeneral:Unknown error"
-            acting = method in TRADING_METHODS
+            acting = _acting(method)
             future.set_exception(to_exception([code], acting=acting, method=method))
         else:
             future.set_result(_any.decode(frame))
@@ -414,7 +384,7 @@ class KrakenWs:
     def _fail_pending(self) -> None:
         for method, future in self._pending.values():
             if not future.done():
-                error = AmbiguousOutcome if method in TRADING_METHODS else VenueUnavailable
+                error = AmbiguousOutcome if _acting(method) else VenueUnavailable
                 future.set_exception(error(f"{method}: connection lost before the reply"))
         self._pending.clear()
 
@@ -447,29 +417,7 @@ class KrakenWs:
             async with self.clock.timeout(self.request_timeout_s):
                 return await future
         except TimeoutError as exc:
-            error = AmbiguousOutcome if method in TRADING_METHODS else VenueUnavailable
+            error = AmbiguousOutcome if _acting(method) else VenueUnavailable
             raise error(f"{method}: no reply in {self.request_timeout_s} s") from exc
         finally:
             self._pending.pop(req_id, None)
-
-    async def trade(
-        self, method: str, params: dict[str, Any], *, request: VenueRequest
-    ) -> dict[str, Any]:
-        """A trading method over WS: limiter permit first (same counters as REST), then send."""
-        token = await self._current_token()
-        if token is None:
-            raise ValueError("trading over WS needs a private connection (a token source)")
-        permit = (
-            await self.limiter.acquire_for(
-                request, account=self.account, key_id="", strategy=self.strategy
-            )
-            if self.limiter is not None
-            else None
-        )
-        try:
-            return await self.request(method, params | {"token": token})
-        except VenueRateLimited as exc:
-            if self.limiter is not None and permit is not None:
-                kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
-                await self.limiter.feedback(permit, kind)  # the scopes this request booked
-            raise
