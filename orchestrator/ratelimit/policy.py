@@ -5,7 +5,8 @@ each a Kraken counter (threshold, linear decay per second):
 - `rest:<key id>`: the REST counter of one API key (every private call except order entry);
 - `trade:<account>:<pair>`: one account's trading counter for a pair (when `per_account_cap`);
 - `domain:<pair>` (or `domain:*` with `domain_scope = "all"`): the Domain Rate Limit pool shared
-  by the master and all its sub-accounts, `domain_multiplier` times the tier's threshold and decay.
+  by the master and all its sub-accounts, `domain_multiplier` times the tier's threshold and decay;
+- `futures:<key id>`, `futures:history:<key id>`: the budgets of one futures key (last section).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import msgspec
 
 from orchestrator.config import LimitsConfig, Tier
 from orchestrator.exchange.kraken.common.methods import Lane, Method
+from orchestrator.exchange.kraken.futures.methods import Budget, FuturesMethod
 
 __all__ = ["Lane", "Policy", "Scope", "VenueRequest"]
 
@@ -100,10 +102,11 @@ class VenueRequest(msgspec.Struct, frozen=True, kw_only=True):
     name every counter of a pair goes by. `order_ages_s` are, for cancels and amends, the ages of
     the orders touched since they were placed or last amended (None for orders that never
     rested); for CancelAll, the `(pair, age)` of every open order it will cancel goes in
-    `cancel_all`.
+    `cancel_all`. A futures request carries a row of the futures table (futures/methods.py)
+    and nothing else: it is charged on its key's futures budget (the last section below).
     """
 
-    method: Method
+    method: Method | FuturesMethod
     pair: str | None = None
     order_ages_s: tuple[float | None, ...] = ()
     batch_size: int = 0
@@ -143,6 +146,8 @@ class Policy:
 
     def trading_cost_of(self, request: VenueRequest) -> float:
         """The request's cost on the trading counter of its pair."""
+        if isinstance(request.method, FuturesMethod):
+            return 0
         ages = request.order_ages_s
         match request.method.trading:
             case "add":
@@ -162,6 +167,8 @@ class Policy:
         """Every counter the request touches, with its cost there (zero costs left out)."""
         charges: list[Charge] = []
         method = request.method
+        if isinstance(method, FuturesMethod):
+            return futures_charges(method, key_id=key_id)
         if not request.via_ws and method.rest_cost:
             charges.append(Charge(self.rest_scope(key_id), method.rest_cost))
         if method.trading == "cancel_all":
@@ -189,3 +196,42 @@ def _merge(charges: Sequence[Charge]) -> list[Charge]:
             charge if seen is None else Charge(charge.scope, seen.cost + charge.cost)
         )
     return list(merged.values())
+
+
+# --- Kraken futures: the budgets of a Derivatives API key ----------------------------------------
+# Kraken charges each futures key, apart from every spot counter, 500 cost units per 10 s for the
+# `/derivatives` endpoints and 100 tokens per 10 minutes for `/api/history` (docs/kraken/rest.md
+# section 5.4). It does not say whether a budget is a token bucket, a fixed window or a sliding
+# one, so we keep to the strictest reading: no window of that length, wherever it starts, holds
+# more than the budget.
+#
+# A leaky bucket with threshold = budget and decay = budget / window does not keep to it: empty
+# at t, it grants the whole budget at once and the whole budget again as it drains over the next
+# window, twice the budget inside one window. Over any interval of length L a bucket of threshold
+# T and decay r grants at most T + r * L (its level starts >= 0, ends <= T and drains r * L in
+# between; the limiter's reservations only ever raise `tat`, so this holds for them too). We take
+# T + r * window = budget, split evenly: threshold = budget / 2, decay = budget / (2 * window), so
+# 250 units at once and 25 a second for `/derivatives`, 50 tokens and one per 12 s for history.
+#
+# At the venue: the limiter books a request when it grants it, the venue counts it on arrival up
+# to `transit_allowance_s` later, so one venue window holds what was booked over window + transit;
+# every limit keeps decay x transit free, which pays for exactly that. Futures calls are new risk
+# and see threshold x (1 - reserve): with the default reserve of 0.1, 225 + 250 = 475 per 10 s at
+# most, so 25 units (1 s of decay) also absorb a request held up a second longer (queued on the
+# key lock). Beyond that Kraken's `apiLimitExceeded` fills the scope (`feedback`, kind "futures").
+FUTURES_BUDGETS: Final[Mapping[Budget, tuple[float, float]]] = MappingProxyType(
+    {"derivatives": (500.0, 10.0), "history": (100.0, 600.0)}  # (units, window_s)
+)
+
+
+def futures_scope(key_id: str, budget: Budget = "derivatives") -> Scope:
+    """`futures:<key id>` (`/derivatives`) or `futures:history:<key id>`: one futures key's
+    budget, as the conservative bucket above. Both names start `futures:`, the feedback kind."""
+    units, window_s = FUTURES_BUDGETS[budget]
+    name = f"futures:{key_id}" if budget == "derivatives" else f"futures:history:{key_id}"
+    return Scope(name, units / 2, units / (2 * window_s))
+
+
+def futures_charges(method: FuturesMethod, *, key_id: str) -> list[Charge]:
+    """A futures request's one charge: its cost on its budget (nothing on any spot counter)."""
+    return [Charge(futures_scope(key_id, method.budget), method.cost)] if method.cost else []
