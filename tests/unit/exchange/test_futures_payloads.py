@@ -24,9 +24,13 @@ from orchestrator.errors import (
     VenueUnavailable,
 )
 from orchestrator.exchange.kraken.futures import client as futures_module
+from orchestrator.exchange.kraken.futures import errors as errors_module
+from orchestrator.exchange.kraken.futures import methods as methods_module
 from orchestrator.exchange.kraken.futures import schemas as schemas_module
-from orchestrator.exchange.kraken.futures.client import amount_text, to_exception
+from orchestrator.exchange.kraken.futures.client import amount_text
+from orchestrator.exchange.kraken.futures.errors import to_exception
 from orchestrator.exchange.kraken.futures.schemas import (
+    AccountLog,
     AccountsResponse,
     CashAccount,
     Envelope,
@@ -166,8 +170,37 @@ def test_amount_text_is_plain_and_finite() -> None:
 
 
 def test_the_client_never_imports_the_simulator() -> None:
-    for module in (futures_module, schemas_module):
+    for module in (futures_module, errors_module, methods_module, schemas_module):
         tree = ast.parse(Path(str(module.__file__)).read_text())
         imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         assert not [m for m in imported if m.startswith("orchestrator.simulator")], module
+
+
+# Every field Kraken's `AccountLogEntry` schema requires, `null` where it does not apply to a
+# transfer, and balances as JSON numbers (doubles), as the spec types them.
+ACCOUNT_LOG = b"""{"accountUid": "f3b6a8b6-9c2e-4a63-b1a8-8d3c6f0c0e11", "logs": [
+ {"asset": "usd", "booking_uid": "6f1d2c8e-0c43-4d8e-9a57-2d0f5e8b7a01", "collateral": null,
+  "contract": null, "date": "2024-05-01T12:00:00.000Z", "execution": "9c1e7b5a-3f0d",
+  "fee": null, "funding_rate": null, "id": 42, "info": "subaccount transfer",
+  "margin_account": "flex", "mark_price": null, "new_average_entry_price": null,
+  "new_balance": 9749.9999, "old_average_entry_price": null, "old_balance": 10000.0,
+  "realized_funding": null, "realized_pnl": null, "trade_price": null,
+  "conversion_spread_percentage": null, "liquidation_fee": null},
+ {"asset": "xbt", "booking_uid": "7a", "date": "2024-05-01T12:00:01Z", "id": 43,
+  "info": "futures trade", "margin_account": null, "new_balance": 3.46e-9,
+  "old_balance": null}
+]}"""
+
+
+def test_the_account_log_decodes_balances_as_written() -> None:
+    reply = msgspec.json.decode(ACCOUNT_LOG, type=AccountLog)
+    assert reply.account_uid == "f3b6a8b6-9c2e-4a63-b1a8-8d3c6f0c0e11"
+    first, second = reply.logs
+    assert (first.id, first.info, first.asset, first.margin_account) == (
+        42, "subaccount transfer", "usd", "flex",
+    )  # fmt: skip
+    assert first.new_balance - first.old_balance == Decimal("-250.0001")  # type: ignore[operator]
+    assert first.date == datetime(2024, 5, 1, 12, tzinfo=UTC)
+    assert (second.margin_account, second.old_balance) == (None, None)
+    assert str(second.new_balance) == "3.46E-9"

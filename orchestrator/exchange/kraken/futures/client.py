@@ -1,120 +1,70 @@
-"""Kraken futures (derivatives) REST: wallets, sub-accounts, the trading switch, transfers.
+"""Kraken futures (derivatives) REST: wallets, sub-accounts, the trading switch, transfers, and
+the account log.
 
-Same shape as the spot client (`rest.KrakenRest`): one aiohttp session, a decoder per reply type
-made once, Kraken's error codes translated into our tree at this edge (`to_exception`). Requests
-of one key go out one at a time, so nonces reach the venue in the order they were allocated.
+Same shape as the spot client (`spot/rest.KrakenRest`): every call is a `FuturesMethod` of the
+futures table (futures/methods.py); the client takes a permit from the permit source first (there
+is no client without one), then holds the key's lock (one request per key at a time, so nonces
+reach Kraken in the order they were allocated), takes a nonce, signs and sends through the
+`Transport`. Replies are decoded once per type with msgspec; Kraken's error codes become our tree
+(`futures/errors.to_exception`), and `apiLimitExceeded` (or HTTP 429) is fed back to the permit
+source with the permit that named the key's futures budget (kind `futures`).
 
 Authentication (docs/kraken/rest.md 5.2): headers `APIKey`, `Authent`, `Nonce`; `Authent` signs
 postData (the URL-encoded body, or the query string when there is no body, exactly the bytes
-sent), then the nonce, then the path without `/derivatives`.
+sent), then the nonce, then the path without `/derivatives` (the history path as it is).
 
-Outcomes: a query (GET) is retried on a timeout or dropped connection, then `VenueUnavailable`.
-A call that acts (transfers, the trading switch) is sent once: losing its reply, or a reply
-`Unavailable` / `Server Error` / `unknownError`, is `AmbiguousOutcome`, and the caller reconciles
-(wallet balances through `accounts()`) before sending again. Futures transfers carry no
-idempotency key.
-
-Rate limits: futures calls are charged on the key's own `/derivatives` budget (500 cost units per
-10 s, docs/kraken/rest.md 5.4), separate from every spot counter; the shared limiter does not
-model that budget yet, so this client takes no limiter and `apiLimitExceeded` surfaces as
-`VenueRateLimited`.
+Outcomes: a query is retried on transport trouble (a new permit each time: every send that
+reached Kraken was charged), then `VenueUnavailable`; an error reply is not retried. A call that
+acts (transfers, the trading switch) is sent once: losing its reply, or a reply `Unavailable` /
+`Server Error` / `unknownError` or one we cannot read, is `AmbiguousOutcome`, and the caller
+reconciles before sending again (futures/treasury.py, from the account log: futures transfers
+carry no idempotency key).
 """
 
 from __future__ import annotations
 
-import asyncio
 import urllib.parse
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
-import aiohttp
 import msgspec
-from yarl import URL
 
 from orchestrator.errors import (
     AmbiguousOutcome,
-    AuthError,
-    InsufficientFunds,
-    InvalidNonce,
     InvalidRequest,
-    VenueError,
     VenueRateLimited,
-    VenueRejected,
     VenueUnavailable,
 )
 from orchestrator.exchange.kraken.common.auth import futures_sign
+from orchestrator.exchange.kraken.common.key_lock import KeyLock
 from orchestrator.exchange.kraken.common.nonce import NonceSource
+from orchestrator.exchange.kraken.common.transport import HttpReply, HttpRequest, Transport
+from orchestrator.exchange.kraken.futures import methods as fm
+from orchestrator.exchange.kraken.futures.errors import NO_CODE, to_exception
 from orchestrator.exchange.kraken.futures.schemas import (
+    AccountLog,
     AccountsResponse,
     Envelope,
     SubaccountsResponse,
     TradingEnabled,
 )
+from orchestrator.exchange.kraken.spot.rest import key_fingerprint
 from orchestrator.logs import get_logger
+from orchestrator.ratelimit.permits import PermitSource
+from orchestrator.ratelimit.policy import VenueRequest
 from orchestrator.secrets import ApiCredentials
 
 log = get_logger(__name__)
 
-PREFIX: Final = "/derivatives/api/v3"
 _QUERY_RETRIES: Final = 2
-_USER_AGENT: Final = "orchestrator/0.1"
+_HTTP_OK: Final = 200
 _HTTP_TOO_MANY_REQUESTS: Final = 429
 _FORM: Final = "application/x-www-form-urlencoded"
 
-# Kraken's futures error codes (docs/kraken/rest.md 5.3) by what they mean for us.
-RATE_LIMITED: Final = frozenset({"apiLimitExceeded"})
-BAD_NONCE: Final = frozenset({"nonceBelowThreshold", "nonceDuplicate"})
-AUTH: Final = frozenset({"authenticationError", "accountInactive"})
-FUNDS: Final = frozenset({"insufficientFunds"})
-INVALID: Final = frozenset(
-    {
-        "invalidArgument",
-        "invalidAmount",
-        "invalidUnit",
-        "invalidAccount",
-        "requiredArgumentMissing",
-        "notFound",
-        "Json Parse Error",
-    }
-)
-NOT_EXECUTED: Final = frozenset({"marketUnavailable"})
-UNKNOWN_OUTCOME: Final = frozenset({"Unavailable", "Server Error", "unknownError"})
-_NO_CODE: Final = "unknownError"  # `result: "error"` without an `error` field
-
 _envelope = msgspec.json.Decoder(Envelope)
-_accounts = msgspec.json.Decoder(AccountsResponse)
-_subaccounts = msgspec.json.Decoder(SubaccountsResponse)
-_trading_enabled = msgspec.json.Decoder(TradingEnabled)
-
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 T = TypeVar("T")
-
-
-def to_exception(code: str, *, acting: bool, call: str) -> VenueError:
-    """The error for a futures reply `{"result": "error", "error": code}`.
-
-    `notFound` (an unknown sub-account uid, HTTP 404) is an `InvalidRequest` whose `codes` are
-    `("notFound",)`. A code Kraken does not document is a refusal for a query, but an
-    `AmbiguousOutcome` for a call that acts: we cannot tell that nothing moved.
-    """
-    message = f"{call}: {code}"
-    codes = (code,)
-    if code in RATE_LIMITED:
-        return VenueRateLimited(message, codes=codes)
-    if code in BAD_NONCE:
-        return InvalidNonce(message, codes=codes)
-    if code in AUTH:
-        return AuthError(message, codes=codes)
-    if code in FUNDS:
-        return InsufficientFunds(message, codes=codes)
-    if code in INVALID:
-        return InvalidRequest(message, codes=codes)
-    if code in NOT_EXECUTED:
-        return VenueUnavailable(message, codes=codes)
-    if acting:  # `Unavailable`, `Server Error`, `unknownError`, or a code we do not know
-        return AmbiguousOutcome(message, codes=codes)
-    if code in UNKNOWN_OUTCOME:
-        return VenueUnavailable(message, codes=codes)
-    return VenueRejected(message, codes=codes)
 
 
 def amount_text(amount: Decimal) -> str:
@@ -124,65 +74,119 @@ def amount_text(amount: Decimal) -> str:
     return format(amount, "f")
 
 
+def decode_reply(into: type[T], raw: bytes, method: fm.FuturesMethod) -> T:
+    """The typed reply. A success we cannot read is ambiguous for a call that acts."""
+    decoder = _decoders.get(into)
+    if decoder is None:
+        decoder = _decoders[into] = msgspec.json.Decoder(into)
+    try:
+        return decoder.decode(raw)  # type: ignore[no-any-return]
+    except msgspec.DecodeError as exc:  # ValidationError included
+        error = AmbiguousOutcome if method.acting else VenueUnavailable
+        raise error(f"{method}: unexpected reply shape: {exc}") from exc
+
+
+def check_reply(reply: HttpReply, method: fm.FuturesMethod) -> None:
+    """Nothing for a success; otherwise the error the reply (or its unreadable body) means.
+
+    The account log answers without an envelope, so for it HTTP 200 is the success."""
+    if method.budget == "history" and reply.status == _HTTP_OK:
+        return
+    try:
+        envelope = _envelope.decode(reply.body)
+    except msgspec.DecodeError as exc:
+        if reply.status == _HTTP_TOO_MANY_REQUESTS:
+            raise VenueRateLimited(f"{method}: HTTP 429", codes=("HTTP 429",)) from exc
+        error = AmbiguousOutcome if method.acting else VenueUnavailable
+        raise error(f"{method}: HTTP {reply.status}, reply is not Kraken's envelope") from exc
+    if envelope.result == "success":
+        return
+    raise to_exception(envelope.error or NO_CODE, acting=method.acting, call=str(method))
+
+
 class KrakenFutures:
-    """One account's futures REST access (one Derivatives API key)."""
+    """One account's futures REST access (one Derivatives API key). Every argument is a
+    guarantee: there is no client without credentials, a nonce source, the key's lock and a
+    permit source."""
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        transport: Transport,
         base_url: str,
         *,
         account: str,
         credentials: ApiCredentials,
         nonce: NonceSource,
-        timeout_s: float = 10.0,
+        key_lock: KeyLock,
+        permits: PermitSource,
+        strategy: str | None = None,
+        permit_deadline_s: float = 5.0,
     ) -> None:
-        """`base_url`: scheme and host (`https://futures.kraken.com`); paths add `PREFIX`."""
-        self.session = session
+        """`base_url`: scheme and host (`https://futures.kraken.com`); the methods add paths.
+        `strategy`: the limiter identity the calls are booked for."""
+        self.transport = transport
         self.base_url = base_url.rstrip("/")
         self.account = account
         self.credentials = credentials
         self.nonce = nonce
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._in_order = asyncio.Lock()
+        self.key_lock = key_lock
+        self.permits = permits
+        self.strategy = strategy
+        self.permit_deadline_s = permit_deadline_s
+        self.key_id = key_fingerprint(credentials.key.reveal())
 
     # --- queries ---------------------------------------------------------------------------------
     async def accounts(self) -> AccountsResponse:
         """Every wallet of this account: `cash`, `flex` and single-collateral `fi_*` ones."""
-        raw = await self._call("GET", "/accounts", acting=False)
-        return self._decode(_accounts, raw, "accounts", acting=False)
+        return decode_reply(AccountsResponse, await self._call(fm.ACCOUNTS), fm.ACCOUNTS)
 
     async def subaccounts(self) -> SubaccountsResponse:
         """The master's uid and every sub-account's futures wallets (master key only)."""
-        raw = await self._call("GET", "/subaccounts", acting=False)
-        return self._decode(_subaccounts, raw, "subaccounts", acting=False)
+        return decode_reply(SubaccountsResponse, await self._call(fm.SUBACCOUNTS), fm.SUBACCOUNTS)
 
     async def trading_enabled(self, uid: str) -> bool:
         """Whether sub-account `uid` (its futures uid) may trade; unknown uid: `notFound`."""
-        path = _trading_path(uid)
-        raw = await self._call("GET", path, acting=False)
-        return self._decode(_trading_enabled, raw, "trading-enabled", acting=False).trading_enabled
+        raw = await self._call(fm.TRADING_ENABLED, uid=uid)
+        return decode_reply(TradingEnabled, raw, fm.TRADING_ENABLED).trading_enabled
+
+    async def account_log(
+        self,
+        *,
+        from_id: int | None = None,
+        sort: Literal["asc", "desc"] = "desc",
+        count: int = fm.ACCOUNT_LOG_MAX_COUNT,
+    ) -> AccountLog:
+        """This account's log: `count` entries from entry `from_id` on (inclusive), newest first
+        unless `sort="asc"`. At most `ACCOUNT_LOG_MAX_COUNT` entries, the most one token buys."""
+        if not 1 <= count <= fm.ACCOUNT_LOG_MAX_COUNT:
+            raise ValueError(f"count must be 1 to {fm.ACCOUNT_LOG_MAX_COUNT}, got {count}")
+        query = {"sort": sort, "count": str(count)}
+        if from_id is not None:
+            query["from"] = str(from_id)
+        raw = await self._call(fm.ACCOUNT_LOG, query=query)
+        return decode_reply(AccountLog, raw, fm.ACCOUNT_LOG)
 
     # --- calls that act --------------------------------------------------------------------------
     async def set_trading_enabled(self, uid: str, enabled: bool) -> bool:
         """Switch trading of sub-account `uid` on or off; returns the venue's new value.
 
         Idempotent, so after an `AmbiguousOutcome` sending it again is safe."""
-        query = urllib.parse.urlencode({"tradingEnabled": "true" if enabled else "false"})
-        raw = await self._call("PUT", _trading_path(uid), query=query, acting=True)
-        return self._decode(_trading_enabled, raw, "trading-enabled", acting=True).trading_enabled
+        query = {"tradingEnabled": "true" if enabled else "false"}
+        raw = await self._call(fm.SET_TRADING_ENABLED, uid=uid, query=query)
+        return decode_reply(TradingEnabled, raw, fm.SET_TRADING_ENABLED).trading_enabled
 
     async def transfer(
         self, *, from_account: str, to_account: str, unit: str, amount: Decimal
     ) -> None:
-        """Move `amount` of `unit` between two wallets of this account (`cash`, `flex`, `fi_*`)."""
+        """Move `amount` of `unit` between two wallets of this account (`cash`, `flex`, `fi_*`).
+        Sent once; exactly once is `FuturesTreasury.transfer`."""
         form = {
             "fromAccount": from_account,
             "toAccount": to_account,
             "unit": unit,
             "amount": amount_text(amount),
         }
-        await self._call("POST", "/transfer", form=form, acting=True)
+        await self._call(fm.TRANSFER, form=form)
 
     async def transfer_subaccount(
         self,
@@ -194,7 +198,8 @@ class KrakenFutures:
         unit: str,
         amount: Decimal,
     ) -> None:
-        """Move funds between futures wallets of the master and its sub-accounts (master key)."""
+        """Move funds between futures wallets of the master and its sub-accounts (master key).
+        Sent once; exactly once is `FuturesTreasury.transfer_subaccount`."""
         form = {
             "fromUser": from_user,
             "toUser": to_user,
@@ -203,86 +208,62 @@ class KrakenFutures:
             "unit": unit,
             "amount": amount_text(amount),
         }
-        await self._call("POST", "/transfer/subaccount", form=form, acting=True)
+        await self._call(fm.TRANSFER_SUBACCOUNT, form=form)
 
     # --- the wire --------------------------------------------------------------------------------
     async def _call(
         self,
-        method: str,
-        path: str,
+        method: fm.FuturesMethod,
         *,
-        acting: bool,
-        query: str = "",
-        form: dict[str, str] | None = None,
+        uid: str | None = None,
+        query: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
     ) -> bytes:
-        """The raw bytes of a success reply, or the error the reply (or its absence) means."""
+        """Permit, key lock, nonce, sign, send, check: the raw bytes of a success reply."""
+        path = method.path
+        if uid is not None:
+            path = path.format(uid=urllib.parse.quote(uid, safe=""))
+        query_text = urllib.parse.urlencode(query) if query else ""
         body = urllib.parse.urlencode(form) if form else ""
-        name = f"{method} {path}"
-        attempts = 1 if acting else _QUERY_RETRIES + 1
+        attempts = 1 if method.acting else _QUERY_RETRIES + 1
         for attempt in range(attempts):
+            permit = await self.permits.acquire_for(
+                VenueRequest(method=method),
+                account=self.account,
+                key_id=self.key_id,
+                strategy=self.strategy,
+                deadline_s=self.permit_deadline_s,
+            )
             try:
-                status, raw = await self._send(method, path, query, body)
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                if acting:
-                    log.warning("futures.reply_lost", account=self.account, call=name)
-                    raise AmbiguousOutcome(
-                        f"{name}: no reply ({type(exc).__name__}); the venue may have acted"
-                    ) from exc
-                if attempt == attempts - 1:
-                    raise VenueUnavailable(f"{name}: {type(exc).__name__}") from exc
+                reply = await self._send(method, path, query_text, body)
+            except VenueUnavailable:  # nothing was sent, or a query's reply was lost
+                if method.acting or attempt == attempts - 1:
+                    raise
                 continue
-            self._check(status, raw, name, acting=acting)
-            return raw
+            except AmbiguousOutcome:
+                log.warning("futures.reply_lost", account=self.account, call=str(method))
+                raise
+            try:
+                check_reply(reply, method)
+            except VenueRateLimited as exc:
+                log.warning("futures.rate_limited", account=self.account, call=str(method),
+                            code=exc.codes[0] if exc.codes else None)  # fmt: skip
+                await self.permits.feedback(permit, "futures")
+                raise
+            except AmbiguousOutcome as exc:
+                log.warning("futures.ambiguous", account=self.account, call=str(method),
+                            error=str(exc))  # fmt: skip
+                raise
+            return reply.body
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send(self, method: str, path: str, query: str, body: str) -> tuple[int, bytes]:
-        endpoint = PREFIX + path
-        url = URL(self.base_url + endpoint + (f"?{query}" if query else ""), encoded=True)
-        async with self._in_order:
+    async def _send(self, method: fm.FuturesMethod, path: str, query: str, body: str) -> HttpReply:
+        url = self.base_url + path + (f"?{query}" if query else "")
+        async with self.key_lock.hold(wait_s=self.permit_deadline_s):
             nonce = str(await self.nonce.next())
-            headers = {
-                "APIKey": self.credentials.key.reveal(),
-                "Authent": futures_sign(
-                    self.credentials.secret.reveal(), body or query, nonce, endpoint
-                ),
-                "Nonce": nonce,
-                "User-Agent": _USER_AGENT,
-            }
+            authent = futures_sign(self.credentials.secret.reveal(), body or query, nonce, path)
+            headers = {"APIKey": self.credentials.key.reveal(), "Authent": authent, "Nonce": nonce}
             if body:
                 headers["Content-Type"] = _FORM
-            async with self.session.request(
-                method,
-                url,
-                data=body.encode() if body else None,
-                headers=headers,
-                timeout=self.timeout,
-            ) as resp:
-                return resp.status, await resp.read()
-
-    def _check(self, status: int, raw: bytes, name: str, *, acting: bool) -> None:
-        try:
-            envelope = _envelope.decode(raw)
-        except msgspec.DecodeError as exc:
-            if status == _HTTP_TOO_MANY_REQUESTS:
-                raise VenueRateLimited(f"{name}: HTTP 429", codes=("HTTP 429",)) from exc
-            kind = AmbiguousOutcome if acting else VenueUnavailable
-            raise kind(f"{name}: HTTP {status}, reply is not Kraken's envelope") from exc
-        if envelope.result == "success":
-            return
-        error = to_exception(envelope.error or _NO_CODE, acting=acting, call=name)
-        if isinstance(error, VenueRateLimited | AmbiguousOutcome):
-            log.warning("futures.venue_error", account=self.account, call=name, code=error.codes[0])
-        raise error
-
-    @staticmethod
-    def _decode(decoder: msgspec.json.Decoder[T], raw: bytes, name: str, *, acting: bool) -> T:
-        """The typed reply. A success we cannot read is ambiguous for a call that acts."""
-        try:
-            return decoder.decode(raw)
-        except msgspec.DecodeError as exc:
-            kind = AmbiguousOutcome if acting else VenueUnavailable
-            raise kind(f"{name}: unexpected reply shape: {exc}") from exc
-
-
-def _trading_path(uid: str) -> str:
-    return f"/subaccount/{urllib.parse.quote(uid, safe='')}/trading-enabled"
+            request = HttpRequest(method.verb, url, headers, body.encode() if body else None)
+            return await self.transport.send(request, call=str(method), acting=method.acting)

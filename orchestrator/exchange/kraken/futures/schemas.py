@@ -160,3 +160,32 @@ class TradingEnabled(_Wire, frozen=True):
     result: Literal["success"]
     server_time: datetime
     trading_enabled: bool
+
+
+# --- GET /api/history/v3/account-log -------------------------------------------------------------
+class AccountLogEntry(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False
+):  # snake_case on the wire, unlike the derivatives replies
+    """One change of a wallet of this account (Kraken's `AccountLogEntry`).
+
+    Balances are JSON numbers (doubles) on the wire: decoded as written, but the venue may have
+    rounded them to a double's 15-17 digits. Kraken's schema makes `asset`, `margin_account` and
+    both balances required; we tolerate `null` there too and treat such an entry as unreadable.
+    """
+
+    id: int  # from 1, increasing in the order the log was written
+    booking_uid: str
+    date: datetime
+    info: str  # `subaccount transfer`, `transfer`, `futures trade`, ...
+    asset: str | None  # lower-case altname (`usd`, `xbt`)
+    margin_account: str | None  # the wallet (`cash`, `flex`, `fi_xbtusd`)
+    old_balance: Decimal | None
+    new_balance: Decimal | None
+    execution: str | None = None  # the transfer's or trade's uid
+
+
+class AccountLog(_Wire, frozen=True):
+    """The reply of the account log: no envelope, the caller's own log."""
+
+    account_uid: str
+    logs: list[AccountLogEntry]
