@@ -12,7 +12,8 @@
   (writes refused at maxmemory), and `READONLY` / `MASTERDOWN`: the server we are connected to is
   a replica after a failover. For those two the client's idle connections are dropped first, so
   that the next call reconnects (to the new primary) instead of failing the same way forever.
-- `StoreError`: any other `RedisError` (a script error, a wrong type): a bug or bad data.
+- `StoreError`: a wrong password or a missing ACL permission (a configuration mistake that no
+  retry cures), and any other `RedisError` (a script error, a wrong type): a bug or bad data.
 
 `what` names the operation in the message ("limiter.acquire"), so a log line says who failed.
 The original error is chained (`__cause__`). Cancellation passes through untouched.
@@ -28,6 +29,8 @@ from redis.exceptions import (
     ConnectionError as RedisConnectionError,
 )
 from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -45,6 +48,8 @@ log = get_logger(__name__)
 # A replica answered: reconnecting is the cure. (BusyLoadingError and MaxConnectionsError are
 # ConnectionErrors; the builtin TimeoutError and ConnectionError are OSErrors.)
 _RECONNECT: Final = (ReadOnlyError, MasterDownError)
+# A wrong password or a missing ACL permission is a configuration mistake, not an outage.
+_REFUSED: Final = (AuthenticationError, AuthorizationError)
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, OSError)
 
 
@@ -68,6 +73,11 @@ class redis_errors:
     ) -> None:
         if exc is None:
             return
+        if isinstance(exc, _REFUSED):  # before the ConnectionErrors: waiting will not cure it
+            raise StoreError(
+                f"{self.what}: Redis refused our credentials or permissions ({_describe(exc)}); "
+                "check the user and password of redis.url and the user's ACL"
+            ) from exc
         if isinstance(exc, _RECONNECT):
             await _drop_idle_connections(self.client, self.what)
             raise StoreUnavailable(

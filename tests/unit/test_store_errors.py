@@ -9,6 +9,7 @@ import fakeredis
 import pytest
 from redis.exceptions import (
     AuthenticationError,
+    AuthorizationError,
     BusyLoadingError,
     DataError,
     MasterDownError,
@@ -33,7 +34,6 @@ UNAVAILABLE = [
     MasterDownError("Link with MASTER is down"),
     MaxConnectionsError("Too many connections"),
     RedisConnectionError("No connection available."),  # a BlockingConnectionPool that timed out
-    AuthenticationError("invalid username-password pair"),
     OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
     ConnectionResetError(104, "Connection reset by peer"),
     TimeoutError(),
@@ -52,6 +52,21 @@ async def test_unavailability_is_store_unavailable(
     assert info.value.__cause__ is error
     assert str(info.value).startswith("test.op: ")
     assert type(error).__name__ in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [AuthenticationError("invalid username-password pair"), AuthorizationError("NOPERM")],
+    ids=lambda e: type(e).__name__,
+)
+async def test_refused_credentials_are_a_store_error_not_an_outage(
+    fake_redis: fakeredis.FakeAsyncRedis, error: RedisError
+) -> None:
+    """A wrong password is a configuration mistake: waiting for Redis to come back won't cure it."""
+    with pytest.raises(StoreError, match="credentials or permissions") as info:
+        async with redis_errors(fake_redis, "test.op"):
+            raise error
+    assert type(info.value) is StoreError
 
 
 @pytest.mark.parametrize("error", OTHER, ids=lambda e: type(e).__name__)
