@@ -26,15 +26,15 @@ from typing import Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import (
-    ConnectionError as RedisConnectionError,
-)
-from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
 )
 from redis.exceptions import (
     TimeoutError as RedisTimeoutError,
