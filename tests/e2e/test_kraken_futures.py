@@ -1,6 +1,7 @@
 """The futures client against the simulator over real HTTP: every call, each error code the
 simulator produces mapped into our tree, the venue's own budget; with the shared limiter in
-front, a burst that would overrun the key's budget is paced and never refused."""
+front, a burst that would overrun the key's budget is paced and never refused; and a transfer
+whose reply is lost, garbled or reset after the venue executed it is executed exactly once."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from orchestrator.exchange.kraken.common.nonce import LocalNonce, NonceSource
 from orchestrator.exchange.kraken.common.transport import AiohttpTransport
 from orchestrator.exchange.kraken.futures.client import KrakenFutures
 from orchestrator.exchange.kraken.futures.schemas import CashAccount, FlexAccount, MarginAccount
+from orchestrator.exchange.kraken.futures.treasury import FuturesTreasury
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.permits import PermitSource, Unlimited
 from orchestrator.ratelimit.policy import Policy, futures_scope
@@ -341,3 +343,43 @@ async def test_api_limit_exceeded_fills_the_keys_futures_scope(
     with pytest.raises(VenueRateLimited):
         await futures.transfer(from_account="flex", to_account="cash", unit="usd", amount=CENT)
     assert await limiter.level(futures_scope(futures.key_id)) == pytest.approx(250)
+
+
+# --- exactly once --------------------------------------------------------------------------------
+@pytest.mark.parametrize("fault", ["lost", "garbled", "reset"])
+async def test_a_transfer_whose_reply_fails_after_execution_executes_once(
+    session: aiohttp.ClientSession, sim: RunningSimulator, fault: str
+) -> None:
+    faults = sim.venue.settings.faults
+    setattr(faults, f"{fault}_reply_next", 1)
+    setattr(faults, f"{fault}_reply_methods", ("transfer/subaccount",))
+    limiter = shared_limiter(sim)
+    master = client(session, sim, permits=limiter)
+    treasury = FuturesTreasury(master, clock_of(sim), {"master": master}, confirm_delay_s=0.0)
+    await drive(sim, treasury.transfer_subaccount(
+        from_user="master", to_user=uid(sim, "beta"), from_account="flex", to_account="flex",
+        unit="usd", amount=Decimal("250.0001"),
+    ))  # fmt: skip
+    counts = sim.venue.request_counts
+    assert counts[f"fault:{fault}_reply"] == 1
+    assert counts["futures:transfer/subaccount"] == 1  # never sent again
+    assert wallet(sim, "master", "flex")["ZUSD"] == Decimal("9749.9999")
+    assert wallet(sim, "beta", "flex") == {"ZUSD": Decimal("250.0001")}
+
+
+async def test_a_transfer_refused_before_the_venue_acted_is_sent_again(
+    session: aiohttp.ClientSession, sim: RunningSimulator
+) -> None:
+    """`Unavailable` on a transfer is ambiguous to the client; the log shows nothing new, so the
+    treasury sends it once more, and it executes once."""
+    sim.venue.settings.faults.unavailable_next = 1
+    master = client(session, sim)
+    alpha = client(session, sim, "alpha")
+    treasury = FuturesTreasury(master, clock_of(sim), {"alpha": alpha}, confirm_delay_s=0.0)
+    await drive(sim, treasury.transfer_subaccount(
+        from_user="alpha", to_user="master", from_account="flex", to_account="cash",
+        unit="usd", amount=Decimal(40),
+    ))  # fmt: skip
+    assert sim.venue.request_counts["futures:transfer/subaccount"] == 2
+    assert wallet(sim, "alpha", "flex") == {"ZUSD": Decimal(60)}
+    assert wallet(sim, "master", "cash") == {"ZUSD": Decimal(40)}

@@ -27,6 +27,7 @@ from orchestrator.exchange.kraken.futures import client as futures_module
 from orchestrator.exchange.kraken.futures import errors as errors_module
 from orchestrator.exchange.kraken.futures import methods as methods_module
 from orchestrator.exchange.kraken.futures import schemas as schemas_module
+from orchestrator.exchange.kraken.futures import treasury as treasury_module
 from orchestrator.exchange.kraken.futures.client import amount_text
 from orchestrator.exchange.kraken.futures.errors import to_exception
 from orchestrator.exchange.kraken.futures.schemas import (
@@ -170,7 +171,7 @@ def test_amount_text_is_plain_and_finite() -> None:
 
 
 def test_the_client_never_imports_the_simulator() -> None:
-    for module in (futures_module, errors_module, methods_module, schemas_module):
+    for module in (futures_module, errors_module, methods_module, schemas_module, treasury_module):
         tree = ast.parse(Path(str(module.__file__)).read_text())
         imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
