@@ -165,9 +165,6 @@ class LimitsConfig(_Section, frozen=True):
             le=1,
         ),
     ] = 0.05
-    local_cancel_per_s: Annotated[
-        float, _doc("Cancels per second allowed per account while Redis is down.", gt=0)
-    ] = 0.5
     key_idle_ttl_s: Annotated[int, _doc("Limiter keys expire after this idle time.", gt=0)] = 3600
 
 

@@ -34,6 +34,7 @@ def write_keys(sim: RunningSimulator, path: Path) -> None:
         "accounts": demo_key_file(sim.venue),
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # O_CREAT's mode applies to a new file only; an old one keeps its own
     with os.fdopen(fd, "wb") as f:
         f.write(msgspec.json.format(msgspec.json.encode(data)))
 
