@@ -45,7 +45,7 @@ _JITTER: Final = 0.1
 # Which venue counter a scope is, by the names `policy` gives them (`rest:<key id>`,
 # `trade:<account>:<pair>`, `domain:<pair>`): what a venue rate-limit error names.
 _KIND_PREFIX: Final[Mapping[RateLimitKind, str]] = MappingProxyType(
-    {"rest": "rest:", "trading": "trade:", "domain": "domain:"}
+    {"rest": "rest:", "trading": "trade:", "domain": "domain:", "futures": "futures:"}
 )
 
 

@@ -325,11 +325,6 @@ async def test_the_limiter_paces_a_burst_the_venue_would_refuse(
     assert await limiter.level(futures_scope(futures.key_id)) <= 250
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="ratelimit/redis.py `_KIND_PREFIX` has no 'futures' entry yet ('futures': 'futures:')",
-)
 async def test_api_limit_exceeded_fills_the_keys_futures_scope(
     session: aiohttp.ClientSession, sim: RunningSimulator
 ) -> None:

@@ -23,12 +23,13 @@ from orchestrator.clock import Clock
 from orchestrator.config import Config
 from orchestrator.errors import ConfigError
 from orchestrator.exchange.instruments import Instruments
+from orchestrator.exchange.kraken.common.auth import key_fingerprint
 from orchestrator.exchange.kraken.common.key_lock import SharedKeyLock
 from orchestrator.exchange.kraken.common.nonce import SharedNonce
 from orchestrator.exchange.kraken.common.transport import AiohttpTransport, Transport
 from orchestrator.exchange.kraken.spot.instruments import load_instruments
 from orchestrator.exchange.kraken.spot.reader import KrakenAccountReader
-from orchestrator.exchange.kraken.spot.rest import KrakenPublic, KrakenRest, key_fingerprint
+from orchestrator.exchange.kraken.spot.rest import KrakenPublic, KrakenRest
 from orchestrator.exchange.kraken.spot.trading import KrakenTrading
 from orchestrator.exchange.kraken.spot.treasury import KrakenTreasury
 from orchestrator.metrics import Registry

@@ -108,9 +108,10 @@ async def test_signed_request_carries_nonce_key_and_signature() -> None:
 )
 async def test_transport_loss_after_sending(failure: BaseException) -> None:
     """A query is asked again; a call that acts is never re-sent by the client: ambiguous."""
-    rest, transport, _ = client(answers(failure, ok({"ZUSD": "1.0"})))
+    rest, transport, permits = client(answers(failure, ok({"ZUSD": "1.0"})))
     assert await rest.call(BALANCE) == {"ZUSD": "1.0"}
     assert len(transport.requests) == 2
+    assert len(permits.requests) == 2  # the venue counts the retry: it takes its own permit
     for method in (ADD_ORDER, CANCEL_ORDER, ACCOUNT_TRANSFER, WITHDRAW):
         rest, transport, _ = client(answers(failure))
         with pytest.raises(AmbiguousOutcome):

@@ -30,3 +30,8 @@ def futures_sign(secret_b64: str, post_data: str, nonce: str, endpoint_path: str
     inner = hashlib.sha256((post_data + nonce + path).encode("utf-8")).digest()
     mac = hmac.new(base64.b64decode(secret_b64), inner, hashlib.sha512)
     return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def key_fingerprint(key: str) -> str:
+    """A short, non-reversible name for an API key, for Redis keys and limiter scopes."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -36,7 +36,7 @@ from orchestrator.errors import (
     VenueRateLimited,
     VenueUnavailable,
 )
-from orchestrator.exchange.kraken.common.auth import futures_sign
+from orchestrator.exchange.kraken.common.auth import futures_sign, key_fingerprint
 from orchestrator.exchange.kraken.common.key_lock import KeyLock
 from orchestrator.exchange.kraken.common.nonce import NonceSource
 from orchestrator.exchange.kraken.common.transport import HttpReply, HttpRequest, Transport
@@ -49,7 +49,6 @@ from orchestrator.exchange.kraken.futures.schemas import (
     SubaccountsResponse,
     TradingEnabled,
 )
-from orchestrator.exchange.kraken.spot.rest import key_fingerprint
 from orchestrator.logs import get_logger
 from orchestrator.ratelimit.permits import PermitSource
 from orchestrator.ratelimit.policy import VenueRequest

@@ -14,7 +14,6 @@ the caller reconciles (by `cl_ord_id`, order state, ledgers) before anything is 
 
 from __future__ import annotations
 
-import hashlib
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
@@ -22,7 +21,7 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from orchestrator.errors import AmbiguousOutcome, VenueRateLimited, VenueUnavailable
-from orchestrator.exchange.kraken.common.auth import spot_sign
+from orchestrator.exchange.kraken.common.auth import key_fingerprint, spot_sign
 from orchestrator.exchange.kraken.common.errors import rate_limit_kind, to_exception
 from orchestrator.exchange.kraken.common.key_lock import KeyLock
 from orchestrator.exchange.kraken.common.methods import Method
@@ -52,11 +51,6 @@ def decode_result(into: type[T], raw: msgspec.Raw | bytes, call: str, *, acting:
     except msgspec.DecodeError as exc:  # ValidationError included
         error = AmbiguousOutcome if acting else VenueUnavailable
         raise error(f"{call}: unexpected result shape: {exc}") from exc
-
-
-def key_fingerprint(key_id: str) -> str:
-    """A short, non-reversible name for an API key, for Redis keys and limiter scopes."""
-    return hashlib.sha256(key_id.encode()).hexdigest()[:16]
 
 
 def read_envelope(raw: bytes, call: str, *, acting: bool) -> msgspec.Raw:
@@ -160,15 +154,16 @@ class KrakenRest:
         if request is not None and request.method is not method:
             raise ValueError(f"request describes {request.method}, not {method}")
         wait_s = self.permit_deadline_s if deadline_s is None else deadline_s
-        permit = await self.permits.acquire_for(
-            request or VenueRequest(method=method),
-            account=self.account,
-            key_id=self.key_id,
-            strategy=self.strategy,  # cancels count toward the share, never wait on it
-            deadline_s=wait_s,
-        )
         attempts = 1 if method.acting else _QUERY_RETRIES + 1
         for attempt in range(attempts):
+            # A permit per send: the venue counts a retried query again.
+            permit = await self.permits.acquire_for(
+                request or VenueRequest(method=method),
+                account=self.account,
+                key_id=self.key_id,
+                strategy=self.strategy,  # cancels count toward the share, never wait on it
+                deadline_s=wait_s,
+            )
             try:
                 body = await self._send(method, params or {}, wait_s=wait_s)
                 return read_envelope(body, method.rest, acting=method.acting)
