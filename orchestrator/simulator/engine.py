@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_UP, Decimal
+from decimal import Decimal
 from typing import Any, Final
 
 from orchestrator.clock import Clock
@@ -25,6 +25,7 @@ from orchestrator.simulator.events import (
     rfc3339,
 )
 from orchestrator.simulator.matching import BookSide, Fill, OrderBook
+from orchestrator.simulator.money import buy_hold, fee_on, order_value
 from orchestrator.simulator.orders import (
     Order,
     OrderRequest,
@@ -37,7 +38,6 @@ from orchestrator.simulator.orders import (
 )
 from orchestrator.simulator.stats import PairStats
 
-_HUNDRED: Final = Decimal(100)
 _POST_ONLY_REASON: Final = "Post only order"
 _IOC_REASON: Final = "Immediate or cancel"
 _USER_REASON: Final = "User requested"
@@ -115,16 +115,6 @@ class Engine:
         if cost > 0 and account != MARKET:
             self.limits.charge_trading(account, pair.wsname, cost, self.now_s())
 
-    @staticmethod
-    def _fee_rate(pair: PairSpec, maker: bool) -> Decimal:
-        return (pair.maker_fee_pct if maker else pair.taker_fee_pct) / _HUNDRED
-
-    def _quote_q(self, pair: PairSpec) -> Decimal:
-        return Decimal(1).scaleb(-self.domain.catalog.assets[pair.quote].decimals)
-
-    def _value(self, pair: PairSpec, price: int, volume: int) -> Decimal:
-        return Decimal(price * volume).scaleb(-(pair.pair_decimals + pair.lot_decimals))
-
     # --- order entry ---------------------------------------------------------------------------
     def add_order(self, account: str, req: OrderRequest, *, charge: bool = True) -> PlaceResult:
         """AddOrder / add_order: charge, validate, hold funds, match, rest or close.
@@ -186,14 +176,13 @@ class Engine:
             asset = pair.base
         else:
             if order.price is not None:
-                value = self._value(pair, order.price, order.remaining)
+                value = order_value(pair, order.price, order.remaining)
             else:
                 value = sum(
-                    (self._value(pair, p, v) for p, v in book.walk("buy", order.remaining, None)),
+                    (order_value(pair, p, v) for p, v in book.walk("buy", order.remaining, None)),
                     Decimal(0),
                 )
-            fee = value * self._fee_rate(pair, maker=False)
-            amount = (value + fee).quantize(self._quote_q(pair), rounding=ROUND_UP)
+            amount = buy_hold(self.domain.catalog, pair, value)
             asset = pair.quote
         holder.hold(asset, amount)
         order.hold_asset = asset
@@ -233,7 +222,7 @@ class Engine:
         pair = fill.taker.pair
         catalog = self.domain.catalog
         base_amount = Decimal(fill.volume).scaleb(-pair.lot_decimals)
-        value = self._value(pair, fill.price, fill.volume)
+        value = order_value(pair, fill.price, fill.volume)
         now_s = self.now_s()
         trade_id = self.domain.ids.make("T")
         self.trades_count += 1
@@ -255,9 +244,7 @@ class Engine:
             holder = self.account(order.account)
             fee = Decimal(0)
             if order.account != MARKET:
-                fee = (value * self._fee_rate(pair, maker)).quantize(
-                    self._quote_q(pair), rounding=ROUND_UP
-                )
+                fee = fee_on(catalog, pair, value, maker=maker)
             post = self._poster(holder, trade_id, now_s)
             if order.side == "buy":
                 spent = value + fee
@@ -426,10 +413,7 @@ class Engine:
             needed = Decimal(remaining).scaleb(-pair.lot_decimals)
         else:
             assert new_price is not None  # noqa: S101 - only limit orders are amended
-            value = self._value(pair, new_price, remaining)
-            needed = (value * (1 + self._fee_rate(pair, maker=False))).quantize(
-                self._quote_q(pair), rounding=ROUND_UP
-            )
+            needed = buy_hold(self.domain.catalog, pair, order_value(pair, new_price, remaining))
         delta = needed - order.hold_left
         holder = self.account(order.account)
         if delta > 0:
