@@ -9,7 +9,7 @@ Failure policy: when Redis cannot be reached (or answers with an error: every re
 is translated at one edge, `store.errors.redis_errors`) the limiter fails closed for new risk
 (`LimiterUnavailable`) and lets risk-reducing requests (cancels) through on a local budget: the
 same decision as the script, on the levels this process last saw, charged at each cancel's real
-cost (`_LocalBudget`). It tries Redis again after `retry_after_s`, so service resumes on its own.
+cost (`local_budget.py`). It tries Redis again after `retry_after_s`, so service resumes on its own.
 
 Venue feedback: a permit names the scopes it booked; when the venue still says "rate limit
 exceeded", `feedback(permit, kind)` fills that permit's scope of that kind, for every process.
@@ -20,12 +20,9 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from importlib import resources
-from types import MappingProxyType
 from typing import Final
 
-import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
@@ -35,18 +32,14 @@ from orchestrator.errors import LimiterUnavailable, RateLimited, StoreError, Sto
 from orchestrator.exchange.kraken.common.errors import RateLimitKind
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
-from orchestrator.ratelimit import bucket
+from orchestrator.ratelimit.local_budget import LocalBudget, Seen
+from orchestrator.ratelimit.permits import KIND_PREFIX, Permit
 from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
 from orchestrator.store.errors import redis_errors
 from orchestrator.store.keys import Keys
 
 log = get_logger(__name__)
 _JITTER: Final = 0.1
-# Which venue counter a scope is, by the names `policy` gives them (`rest:<key id>`,
-# `trade:<account>:<pair>`, `domain:<pair>`): what a venue rate-limit error names.
-_KIND_PREFIX: Final[Mapping[RateLimitKind, str]] = MappingProxyType(
-    {"rest": "rest:", "trading": "trade:", "domain": "domain:", "futures": "futures:"}
-)
 
 
 def _lua(name: str) -> str:
@@ -55,26 +48,6 @@ def _lua(name: str) -> str:
 
 ACQUIRE_LUA: Final = _lua("acquire.lua")
 PENALIZE_LUA: Final = _lua("penalize.lua")
-
-
-class Permit(msgspec.Struct, frozen=True):
-    """Proof that a request may be sent now: the charges it booked (each scope with its
-    threshold and decay), its lane, and how long the caller slept for its slot (`waited_s`)."""
-
-    charges: tuple[Charge, ...]
-    lane: Lane
-    waited_s: float
-    fallback: bool = False  # granted by the local budget while Redis was down
-
-    @property
-    def scopes(self) -> tuple[str, ...]:
-        return tuple(c.scope.name for c in self.charges)
-
-    def scopes_of(self, kind: RateLimitKind) -> list[Scope]:
-        """The permit's scopes that are venue counters of `kind` (a CancelAll may book several
-        pairs' trading counters; a request over WS books no REST counter)."""
-        prefix = _KIND_PREFIX[kind]
-        return [c.scope for c in self.charges if c.scope.name.startswith(prefix)]
 
 
 class LimiterMetrics:
@@ -86,74 +59,6 @@ class LimiterMetrics:
         self.cooldowns = r.counter("orch_limiter_cooldowns", "Venue rate-limit errors", ["scope"])
         self.level = r.gauge("orch_limiter_level_ratio", "Scope level / threshold", ["scope"])
         self.redis_down = r.gauge("orch_limiter_redis_down", "1 while Redis is unreachable")
-
-
-@dataclass(slots=True)
-class _Seen:
-    """What this process knows of the counters: from Redis's replies, and its own spending."""
-
-    # The freshest `tat` per scope, on Redis's clock: floors for the script, so that scopes lost
-    # with a Redis restart come back no emptier than this process knew them.
-    tat_floor_s: dict[str, float] = field(default_factory=dict)
-    names: set[str] = field(default_factory=set)  # the scopes Redis (or the venue) told us of
-
-
-class _LocalBudget:
-    """Cancels while Redis cannot decide: `bucket.decide` (the script's own rule, risk-reducing
-    lane) on this process's view of each counter, each charge at its real cost.
-
-    A scope starts from the level this process last saw it at (its `tat` floor, decayed since)
-    or, if it never saw it, from the highest level the limiter's invariant lets new risk leave it
-    at: `threshold x (1 - reserve)` plus the transit allowance. Cancels may use the reserve above
-    that, and no more. Reservations are kept (a cancel waiting for its slot holds it), so
-    concurrent cancels queue. Pure: the caller passes the time, on Redis's clock.
-
-    Only this process's spending is counted: other processes cancelling on the same counters
-    during the outage are not seen (their new risk is refused like ours).
-    """
-
-    def __init__(self, reserve_fraction: float, transit_s: float) -> None:
-        self.reserve_fraction = reserve_fraction
-        self.transit_s = transit_s
-        self._states: dict[str, bucket.ScopeState] = {}
-
-    def _state(self, scope: Scope, now_s: float, seen: _Seen) -> bucket.ScopeState:
-        state = self._states.get(scope.name)
-        if state is None:
-            state = self._states[scope.name] = bucket.ScopeState()
-            if scope.name not in seen.names:  # as full as new risk may have left it, from now on
-                worst = scope.threshold * (1 - self.reserve_fraction)
-                state.tat_s = now_s + worst / scope.decay_per_s + self.transit_s
-        return state.floored(seen.tat_floor_s.get(scope.name, 0.0))
-
-    def decide(
-        self, charges: Sequence[Charge], now_s: float, max_wait_s: float, seen: _Seen
-    ) -> bucket.Decision:
-        """Grant (booking every scope at the send time) or refuse with the wait."""
-        decision = bucket.decide(
-            now_s,
-            [bucket.ScopeCharge(c.scope.threshold, c.scope.decay_per_s, c.cost) for c in charges],
-            [self._state(c.scope, now_s, seen) for c in charges],
-            risk_reducing=True,
-            reserve_fraction=self.reserve_fraction,
-            max_wait_s=max_wait_s,
-            transit_s=self.transit_s,
-        )
-        if decision.granted:
-            for charge, state in zip(charges, decision.scopes, strict=True):
-                self._states[charge.scope.name] = state
-        return decision
-
-    def penalize(self, scope: Scope, now_s: float, cooldown_s: float, seen: _Seen) -> None:
-        """The venue said this counter is full."""
-        state = self._state(scope, now_s, seen)
-        self._states[scope.name] = bucket.penalize(
-            state, scope.threshold, scope.decay_per_s, now_s, cooldown_s
-        )
-
-    def forget(self) -> None:
-        """Redis answers again: it holds the truth (floored by what was spent here)."""
-        self._states.clear()
 
 
 class Limiter:
@@ -184,12 +89,12 @@ class Limiter:
         self.metrics = LimiterMetrics(registry or Registry())
         self._acquire_sha = hashlib.sha1(ACQUIRE_LUA.encode()).hexdigest()  # noqa: S324 - Redis's script id
         self._penalize = redis.register_script(PENALIZE_LUA)
-        self._local = _LocalBudget(limits.risk_reserve_fraction, limits.transit_allowance_s)
+        self._local = LocalBudget(limits.risk_reserve_fraction, limits.transit_allowance_s)
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._down_until_s = 0.0
         self._ttl_ms = limits.key_idle_ttl_s * 1000
         self._script_time = script_time
-        self._seen = _Seen()
+        self._seen = Seen()
         # Redis's clock minus ours, from the last reply: the local budget counts on Redis's clock.
         self._offset_s = 0.0
         # Arguments that never change, formatted once (the hot path builds only the rest).
@@ -332,7 +237,7 @@ class Limiter:
         floors = self._seen.tat_floor_s
         for charge in charges:
             scope = charge.scope
-            is_pool = scope.name.startswith(_KIND_PREFIX["domain"])
+            is_pool = scope.name.startswith(KIND_PREFIX["domain"])
             if is_pool and not pool_name:
                 pool_name = scope.name
             floor = floors.get(scope.name, 0.0)

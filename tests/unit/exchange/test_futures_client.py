@@ -29,9 +29,8 @@ from orchestrator.exchange.kraken.common.nonce import LocalNonce
 from orchestrator.exchange.kraken.common.transport import HttpReply, HttpRequest, MockTransport
 from orchestrator.exchange.kraken.futures import methods as fm
 from orchestrator.exchange.kraken.futures.client import KrakenFutures
-from orchestrator.ratelimit.permits import Unlimited
+from orchestrator.ratelimit.permits import Permit, Unlimited
 from orchestrator.ratelimit.policy import VenueRequest
-from orchestrator.ratelimit.redis import Permit
 from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.auth import futures_authent
 

@@ -28,9 +28,8 @@ from orchestrator.exchange.kraken.common.nonce import LocalNonce
 from orchestrator.exchange.kraken.common.transport import HttpReply, HttpRequest, MockTransport
 from orchestrator.exchange.kraken.spot import schemas as s
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
-from orchestrator.ratelimit.permits import Unlimited
+from orchestrator.ratelimit.permits import Permit, Unlimited
 from orchestrator.ratelimit.policy import VenueRequest
-from orchestrator.ratelimit.redis import Permit
 from orchestrator.secrets import ApiCredentials, Secret
 
 CREDENTIALS = ApiCredentials(key=Secret("unit-key"), secret=Secret("c2VjcmV0"))

@@ -22,8 +22,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orchestrator.clock import ManualClock
 from orchestrator.errors import LimiterUnavailable, RateLimited, StoreError
+from orchestrator.ratelimit.permits import Permit
 from orchestrator.ratelimit.policy import Charge, trading_cost
-from orchestrator.ratelimit.redis import Limiter, Permit
+from orchestrator.ratelimit.redis import Limiter
 from orchestrator.simulator.errors import KrakenError
 from orchestrator.simulator.limits import VenueLimits
 from tests.unit.ratelimit.test_limiter import ACCOUNT, POOL, make, run_until_done
