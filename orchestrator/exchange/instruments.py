@@ -1,9 +1,10 @@
 """One registry of instruments: every name a pair goes by, and its precisions, from one source.
 
-Kraken names a pair three ways (`XXBTZUSD` as the key of AssetPairs, `XBTUSD` its altname, `XBT/USD`
-its WebSocket v2 symbol). Callers hold an `Instrument` and never map names: the REST client
-sends `altname`, WebSocket frames and books use `ws_name`, and the limiter's counters are named
-by `ws_name`, so REST and WebSocket requests of a pair charge the same counters.
+Kraken names a pair four ways: `XXBTZUSD` (the key of AssetPairs), `XBTUSD` (its altname),
+`XBT/USD` (its wsname) and `BTC/USD` (the WebSocket v2 symbol). Callers hold an `Instrument` and
+never map names: the REST client sends `altname`, WebSocket v2 frames and books use `symbol`,
+and the limiter's counters are named by `wsname`, so REST and WebSocket requests of a pair
+charge the same counters.
 
 Prices and quantities leave through `price_text` / `qty_text`, which refuse what Kraken would
 refuse (not finite, more decimals than the pair allows, off the tick, below `ordermin`), so a bad
@@ -23,7 +24,8 @@ from orchestrator.errors import InvalidRequest
 class Instrument(msgspec.Struct, frozen=True, kw_only=True):
     rest_name: str  # the key of AssetPairs (`XXBTZUSD`)
     altname: str  # what REST requests send (`XBTUSD`)
-    ws_name: str  # WebSocket v2 symbol, book and limiter name (`XBT/USD`)
+    wsname: str  # AssetPairs' wsname (`XBT/USD`): the limiter's name of the pair
+    symbol: str  # WebSocket v2 symbol (`BTC/USD`): frames and books
     base: str  # asset codes as balances name them (`XXBT`, `ZUSD`)
     quote: str
     price_decimals: int
@@ -36,7 +38,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
         """The wire text of a limit price; refuses prices Kraken would refuse."""
         self._check(price, "price", self.price_decimals)
         if price <= 0 or price % self.tick_size != 0:
-            raise InvalidRequest(f"{self.ws_name}: price {price} is not a positive multiple "
+            raise InvalidRequest(f"{self.wsname}: price {price} is not a positive multiple "
                                  f"of the tick {self.tick_size}")  # fmt: skip
         return format(price, "f")
 
@@ -44,18 +46,18 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
         """The wire text of an order volume; refuses volumes Kraken would refuse."""
         self._check(qty, "volume", self.qty_decimals)
         if qty < self.ordermin:
-            raise InvalidRequest(f"{self.ws_name}: volume {qty} is below ordermin {self.ordermin}")
+            raise InvalidRequest(f"{self.wsname}: volume {qty} is below ordermin {self.ordermin}")
         return format(qty, "f")
 
     def _check(self, value: Decimal, what: str, decimals: int) -> None:
         if not value.is_finite():
-            raise InvalidRequest(f"{self.ws_name}: {what} {value} is not a finite number")
+            raise InvalidRequest(f"{self.wsname}: {what} {value} is not a finite number")
         try:
             exact = value == value.quantize(Decimal(1).scaleb(-decimals))
         except InvalidOperation:  # more digits than the context holds: no venue takes that
-            raise InvalidRequest(f"{self.ws_name}: {what} {value} is out of range") from None
+            raise InvalidRequest(f"{self.wsname}: {what} {value} is out of range") from None
         if not exact:
-            raise InvalidRequest(f"{self.ws_name}: {what} {value} has more than {decimals} "
+            raise InvalidRequest(f"{self.wsname}: {what} {value} has more than {decimals} "
                                  "decimals")  # fmt: skip
 
 
@@ -67,11 +69,12 @@ class Instruments:
         self._all: list[Instrument] = []
         for instrument in instruments:
             self._all.append(instrument)
-            for name in (instrument.rest_name, instrument.altname, instrument.ws_name):
+            names = (instrument.rest_name, instrument.altname, instrument.wsname, instrument.symbol)
+            for name in names:
                 self._by_name[name] = instrument
 
     def get(self, name: str) -> Instrument:
-        """The instrument called `name` (any of its three names)."""
+        """The instrument called `name` (any of its four names)."""
         try:
             return self._by_name[name]
         except KeyError:

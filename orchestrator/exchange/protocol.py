@@ -64,7 +64,7 @@ class OrderRef(msgspec.Struct, frozen=True, kw_only=True):
 class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     txid: str
     cl_ord_id: str | None
-    pair: str  # the instrument's ws_name
+    pair: str  # the instrument's wsname
     side: Side
     order_type: str
     status: OrderStatus

@@ -98,7 +98,7 @@ class VenueRequest(msgspec.Struct, frozen=True, kw_only=True):
     """What the limiter needs to know of one request to the venue.
 
     `method` is the row of Kraken's method table (WS trading uses the same rows with
-    `via_ws=True`, which skips the REST counter). `pair` is the instrument's `ws_name`, the one
+    `via_ws=True`, which skips the REST counter). `pair` is the instrument's `wsname`, the one
     name every counter of a pair goes by. `order_ages_s` are, for cancels and amends, the ages of
     the orders touched since they were placed or last amended (None for orders that never
     rested); for CancelAll, the `(pair, age)` of every open order it will cancel goes in

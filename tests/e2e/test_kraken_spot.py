@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator.clock import ManualClock
 from orchestrator.exchange.kraken.account import KrakenDomain
+from orchestrator.exchange.kraken.ws.book_store import BookStore
 from orchestrator.exchange.protocol import AccountReader, OrderSpec, TradingVenue, Treasury
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from tests.sim_domains import open_sim_domain
@@ -137,6 +138,22 @@ async def test_transfers_and_withdrawals(domain: KrakenDomain) -> None:
     [state] = await treasury.withdraw_status("XBT")
     assert (state.refid, state.status) == (withdrawal.refid, "Initial")
     await treasury.create_subaccount("desk-2", "desk2@example.com")
+
+
+def test_one_registry_names_every_pair_for_rest_ws_limiter_and_books(
+    domain: KrakenDomain, sim: RunningSimulator
+) -> None:
+    xbt = domain.instruments.get("XBTUSD")
+    assert (xbt.rest_name, xbt.altname, xbt.wsname, xbt.symbol) == (
+        "XXBTZUSD", "XBTUSD", "XBT/USD", "BTC/USD",
+    )  # fmt: skip
+    for name in ("XXBTZUSD", "XBT/USD", "BTC/USD"):
+        assert domain.instruments.get(name) is xbt
+    assert domain.instruments.get("ETH/XBT").symbol == "ETH/BTC"
+    for instrument in domain.instruments:  # the simulator's own v2 names agree with ours
+        assert instrument.symbol == sim.venue.catalog.pair(instrument.wsname).symbol
+    book = BookStore().add_instrument(xbt, 10)
+    assert (book.symbol, book.precision.price_decimals) == ("BTC/USD", xbt.price_decimals)
 
 
 def test_a_strategy_account_has_no_treasury(domain: KrakenDomain) -> None:

@@ -25,7 +25,7 @@ from orchestrator.exchange.protocol import OrderSpec
 from orchestrator.ratelimit.permits import Unlimited
 from orchestrator.secrets import ApiCredentials, Secret
 
-XBT_USD = Instrument(rest_name="XXBTZUSD", altname="XBTUSD", ws_name="XBT/USD", base="XXBT",
+XBT_USD = Instrument(rest_name="XXBTZUSD", altname="XBTUSD", wsname="XBT/USD", symbol="BTC/USD", base="XXBT",
                      quote="ZUSD", price_decimals=1, qty_decimals=8, tick_size=Decimal("0.1"),
                      ordermin=Decimal("0.0001"), costmin=Decimal("0.5"))  # fmt: skip
 Fault = str  # "lost" (timeout), "reset" (connection closed), "garbled" (not the envelope)

@@ -10,13 +10,13 @@ from orchestrator.exchange.protocol import OrderSpec, OrderState
 
 
 def order_state(txid: str, order: s.KrakenOrder, instruments: Instruments) -> OrderState:
-    """Kraken's order as the protocol's `OrderState`, its pair by the registry's `ws_name`."""
+    """Kraken's order as the protocol's `OrderState`, its pair by the registry's `wsname`."""
     pair = order.descr.pair
     limit = order.descr.price if order.descr.ordertype == "limit" else None
     return OrderState(
         txid=txid,
         cl_ord_id=order.cl_ord_id,
-        pair=instruments.get(pair).ws_name if pair in instruments else pair,
+        pair=instruments.get(pair).wsname if pair in instruments else pair,
         side="buy" if order.descr.type == "buy" else "sell",
         order_type=order.descr.ordertype,
         status=order.status,  # type: ignore[arg-type]  # Kraken's five statuses

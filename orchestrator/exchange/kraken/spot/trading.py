@@ -64,7 +64,7 @@ class KrakenTrading:
 
     async def place(self, spec: OrderSpec) -> OrderRef:
         params = add_order_params(spec)
-        request = VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.ws_name)
+        request = VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.wsname)
         deadline_s = 0.0
 
         async def send() -> str:
@@ -102,7 +102,7 @@ class KrakenTrading:
             params["order_qty"] = ref.instrument.qty_text(volume)
         if price is not None:
             params["limit_price"] = ref.instrument.price_text(price)
-        request = VenueRequest(method=m.AMEND_ORDER, pair=ref.instrument.ws_name,
+        request = VenueRequest(method=m.AMEND_ORDER, pair=ref.instrument.wsname,
                                order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
 
         async def send() -> str:
@@ -125,7 +125,7 @@ class KrakenTrading:
                         rested_s=self.clock.time())  # fmt: skip
 
     async def cancel(self, ref: OrderRef) -> bool:
-        request = VenueRequest(method=m.CANCEL_ORDER, pair=ref.instrument.ws_name,
+        request = VenueRequest(method=m.CANCEL_ORDER, pair=ref.instrument.wsname,
                                order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
 
         async def send() -> bool:
@@ -148,7 +148,7 @@ class KrakenTrading:
 
     async def cancel_all(self, resting: Sequence[OrderRef]) -> int:
         now_s = self.clock.time()
-        ages = tuple((ref.instrument.ws_name, ref.age_s(now_s)) for ref in resting)
+        ages = tuple((ref.instrument.wsname, ref.age_s(now_s)) for ref in resting)
         request = VenueRequest(method=m.CANCEL_ALL, cancel_all=ages)
 
         async def send() -> int:

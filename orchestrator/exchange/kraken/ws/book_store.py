@@ -12,6 +12,7 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from orchestrator.exchange.instruments import Instrument
 from orchestrator.exchange.kraken.ws.book import (
     U32,
     BookEvent,
@@ -82,6 +83,13 @@ class BookStore:
         self._books[symbol] = book
         self._update_ok[symbol] = (BookEvent(symbol, "update", True),)  # immutable: shared
         return book
+
+    def add_instrument(self, instrument: Instrument, depth: int) -> L2Book:
+        """The book of an instrument of the registry: its v2 symbol and decimals."""
+        precision = PairPrecision(
+            price_decimals=instrument.price_decimals, qty_decimals=instrument.qty_decimals
+        )
+        return self.add_book(instrument.symbol, depth, precision)
 
     def remove_book(self, symbol: str) -> None:
         self._books.pop(symbol, None)
