@@ -19,6 +19,7 @@ from aiohttp import web
 from orchestrator.clock import Clock, ManualClock, RealClock
 from orchestrator.logs import get_logger
 from orchestrator.simulator import admin, futures_history, http, ws
+from orchestrator.simulator.errors import SimulatorBug
 from orchestrator.simulator.futures_rest import add_routes as add_futures_routes
 from orchestrator.simulator.http import STEP_LISTENERS_KEY
 from orchestrator.simulator.settings import SimSettings
@@ -84,8 +85,8 @@ async def _run_markets(sim: RunningSimulator) -> None:
         now_s = clock.monotonic()
         try:
             sim.step(now_s - last_s)
-        except Exception:
-            log.exception("sim.market_step_failed")
+        except Exception as exc:
+            sim.venue.record_internal_error("market_step_failed", exc)
         last_s = now_s
 
 
@@ -96,8 +97,14 @@ async def open_simulator(
     host: str = "127.0.0.1",
     port: int = 0,
     clock: Clock | None = None,
+    strict: bool = True,
 ) -> AsyncIterator[RunningSimulator]:
-    """Serve a fresh venue for the life of the block (port 0: any free port)."""
+    """Serve a fresh venue for the life of the block (port 0: any free port).
+
+    `strict`: a bug of the simulator met while serving (answered `EGeneral:Internal error`, as
+    Kraken would) raises `SimulatorBug` when the block ends, so the test that met it fails
+    naming it, instead of as a timeout somewhere in the client. The standalone server logs them.
+    """
     venue = build_venue(settings or SimSettings(), clock or RealClock())
     app = build_app(venue)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -121,3 +128,5 @@ async def open_simulator(
                 await stepper
         await runner.cleanup()
         log.info("sim.stopped", url=sim.rest_url)
+    if strict and venue.internal_errors:
+        raise SimulatorBug(venue.internal_errors)

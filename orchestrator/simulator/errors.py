@@ -53,3 +53,12 @@ class KrakenError(Exception):
         self.code = code
         self.detail = detail
         super().__init__(code if detail is None else f"{code} ({detail})")
+
+
+class SimulatorBug(RuntimeError):
+    """The simulator met bugs of its own while serving (see `open_simulator(strict=True)`)."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        shown = "; ".join(self.errors[:5]) + (" ..." if len(self.errors) > 5 else "")
+        super().__init__(f"the simulator failed {len(self.errors)} time(s): {shown}")

@@ -124,8 +124,8 @@ async def account_log(request: web.Request) -> web.Response:
         query = parse_query(params)
     except KrakenError as exc:
         return _refusal(venue, exc.code, 400 if exc.code == FUTURES_INVALID_ARGUMENT else 401)
-    except Exception:
-        log.exception("sim.futures_history_failed")
+    except Exception as exc:
+        venue.record_internal_error("futures_history_failed", exc)
         return _refusal(venue, SERVER_ERROR, 500)
     wait_s = request.app[HISTORY_BUDGET_KEY].charge(
         key.key, flog.cost(query.count), venue.clock.time()

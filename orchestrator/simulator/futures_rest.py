@@ -340,8 +340,8 @@ def endpoint(
             fields = handler(Call(venue, key, request.method, params, dict(request.match_info)))
         except KrakenError as exc:
             return _error(venue, exc.code)
-        except Exception:
-            log.exception("sim.futures_failed", endpoint=name)
+        except Exception as exc:
+            venue.record_internal_error("futures_failed", exc)
             return _error(venue, SERVER_ERROR)
         reply = _reply(venue, fields)
         fault = choose(venue.settings.faults, venue.rng, name, acting=request.method != "GET")

@@ -112,7 +112,7 @@ def _error_reply(venue: Venue, exc: Exception, method: str) -> web.Response:
     if isinstance(exc, _TooLarge):
         count_error(venue, _TOO_LARGE)
         return envelope(errors=[_TOO_LARGE], status=413)
-    log.exception("sim.request_failed", method=method)  # a bug of ours: never the client's
+    venue.record_internal_error(f"request {method}", exc)  # a bug of ours: never the client's
     count_error(venue, INTERNAL_ERROR)
     return envelope(errors=[INTERNAL_ERROR])
 

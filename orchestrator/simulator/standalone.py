@@ -71,7 +71,7 @@ async def run_standalone(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with open_simulator(settings, host=host, port=port) as sim:
+    async with open_simulator(settings, host=host, port=port, strict=False) as sim:
         write_keys(sim, keys_file)
         print(f"simulator REST    {sim.rest_url}/0/public/Time", flush=True)
         print(f"simulator WS      {sim.ws_public_url}  (private: {sim.ws_private_url})", flush=True)

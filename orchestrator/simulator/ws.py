@@ -121,8 +121,8 @@ class WsHub:
                 self._dispatch(conn, req)
             except KrakenError as exc:
                 conn.fail(req, exc.code)
-            except Exception:
-                log.exception("sim.ws_request_failed", method=req.method)
+            except Exception as exc:
+                self.venue.record_internal_error("ws_request_failed", exc)
                 conn.fail(req, INTERNAL_ERROR)
 
     def _parse(self, conn: Connection, frame: str | bytes, time_in: str) -> Request | None:
@@ -185,8 +185,8 @@ class WsHub:
         try:
             self.publish()
             self._keep_alive()
-        except Exception:
-            log.exception("sim.ws_step_failed")
+        except Exception as exc:
+            self.venue.record_internal_error("ws_step_failed", exc)
 
     def publish(self) -> None:
         if self._publish_handle is not None:
@@ -202,8 +202,8 @@ class WsHub:
                 if status_changed:
                     conn.send(self._status_message(conn.connection_id))
                 ws_public.publish(conn, timestamp, trades)
-            except Exception:
-                log.exception("sim.ws_publish_failed", connection_id=conn.connection_id)
+            except Exception as exc:
+                self.venue.record_internal_error("ws_publish_failed", exc)
 
     def _keep_alive(self) -> None:
         now_s = self.venue.clock.monotonic()
@@ -229,8 +229,8 @@ class WsHub:
         self._publish_handle = None
         try:
             self.publish()
-        except Exception:
-            log.exception("sim.ws_publish_failed")
+        except Exception as exc:
+            self.venue.record_internal_error("ws_publish_failed", exc)
 
     # --- engine listeners (must never raise into the engine) -----------------------------------
     def _on_level(self, pair_key: str, side: str, price: int, qty: int) -> None:
@@ -243,8 +243,8 @@ class WsHub:
             if self.connections:
                 self._unpublished_trades.setdefault(pair.key, []).append(item)
                 self._publish_soon()
-        except Exception:
-            log.exception("sim.ws_trade_failed", symbol=pair.symbol)
+        except Exception as exc:
+            self.venue.record_internal_error("ws_trade_failed", exc)
 
     def _on_execution(self, account: str, event: dict[str, Any]) -> None:
         try:
@@ -252,14 +252,14 @@ class WsHub:
             if event.get("exec_type") == "trade":
                 self.fills.add(account, item)
             ws_private.forward_execution(self.connections.values(), account, item)
-        except Exception:
-            log.exception("sim.ws_execution_failed", account=account)
+        except Exception as exc:
+            self.venue.record_internal_error("ws_execution_failed", exc)
 
     def _on_ledger(self, account: str, entry: dict[str, Any]) -> None:
         try:
             ws_private.forward_ledger(self.connections.values(), account, entry)
-        except Exception:
-            log.exception("sim.ws_ledger_failed", account=account)
+        except Exception as exc:
+            self.venue.record_internal_error("ws_ledger_failed", exc)
 
 
 _METHODS: Final = frozenset({"ping", "subscribe", "unsubscribe", *ws_private.TRADING})
@@ -299,8 +299,8 @@ async def _serve(request: web.Request, *, private: bool) -> web.WebSocketRespons
             await writer
         except asyncio.CancelledError:
             pass
-        except Exception:
-            log.exception("sim.ws_writer_failed", connection_id=conn.connection_id)
+        except Exception as exc:
+            hub.venue.record_internal_error("ws_writer_failed", exc)
         with contextlib.suppress(ConnectionResetError):
             await ws.close()
     return ws

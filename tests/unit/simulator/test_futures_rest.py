@@ -240,6 +240,9 @@ async def test_a_broken_wallet_answers_server_error_and_the_server_lives_on(
     flex(futures.venue, "beta")["NOPE"] = Decimal(1)
     assert await futures.error("GET", "/accounts", as_="beta") == "Server Error"
     await futures.ok("GET", "/accounts", as_="alpha")
+    # The planted bug is recorded (a test meeting one by accident fails at the simulator's exit).
+    assert [e.split(":")[0] for e in futures.venue.internal_errors] == ["futures_failed"]
+    futures.venue.internal_errors.clear()
 
 
 # --- authentication --------------------------------------------------------------------------------
