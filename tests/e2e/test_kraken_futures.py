@@ -210,8 +210,8 @@ async def test_subaccount_transfer_between_users_and_the_account_log(
     [
         ({"amount": Decimal(20_000)}, InsufficientFunds, "insufficientFunds"),
         ({"unit": "nope"}, InvalidRequest, "invalidUnit"),
-        ({"amount": Decimal(0)}, InvalidRequest, "invalidAmount"),
-        ({"amount": Decimal(-1)}, InvalidRequest, "invalidAmount"),
+        ({"amount": Decimal(0)}, InvalidRequest, None),  # refused before sending
+        ({"amount": Decimal(-1)}, InvalidRequest, None),
         ({"amount": Decimal("0.00001")}, InvalidRequest, "invalidAmount"),  # USD has 4 decimals
         ({"from_account": "fi_ethusd"}, InvalidRequest, "invalidAccount"),
         ({"to_account": "flex"}, InvalidRequest, "invalidAccount"),  # flex -> flex
@@ -223,14 +223,14 @@ async def test_transfer_refusals_map_and_move_nothing(
     sim: RunningSimulator,
     change: dict[str, Any],
     error: type[VenueError],
-    code: str,
+    code: str | None,
 ) -> None:
     before = dict(wallet(sim, "master", "flex"))
     args: dict[str, Any] = {"from_account": "flex", "to_account": "cash", "unit": "usd",
                             "amount": Decimal(1)} | change  # fmt: skip
     with pytest.raises(error) as raised:
         await client(session, sim).transfer(**args)
-    assert raised.value.codes == (code,)
+    assert raised.value.codes == ((code,) if code else ())
     assert wallet(sim, "master", "flex") == before
     assert wallet(sim, "master", "cash") == {}
 

@@ -23,12 +23,12 @@ from orchestrator.errors import (
     VenueRejected,
     VenueUnavailable,
 )
+from orchestrator.exchange.kraken.common.amounts import amount_text
 from orchestrator.exchange.kraken.futures import client as futures_module
 from orchestrator.exchange.kraken.futures import errors as errors_module
 from orchestrator.exchange.kraken.futures import methods as methods_module
 from orchestrator.exchange.kraken.futures import schemas as schemas_module
 from orchestrator.exchange.kraken.futures import treasury as treasury_module
-from orchestrator.exchange.kraken.futures.client import amount_text
 from orchestrator.exchange.kraken.futures.errors import to_exception
 from orchestrator.exchange.kraken.futures.schemas import (
     AccountLog,
@@ -162,10 +162,10 @@ def test_error_code_table(
     assert type(to_exception(code, acting=True, call="POST /transfer")) is as_action
 
 
-def test_amount_text_is_plain_and_finite() -> None:
+def test_amount_text_is_plain_finite_and_positive() -> None:
     assert amount_text(Decimal("1E+2")) == "100"
     assert amount_text(Decimal("0.00000001")) == "0.00000001"
-    for bad in ("NaN", "Infinity", "-Infinity"):
+    for bad in ("NaN", "Infinity", "-Infinity", "0", "-5"):
         with pytest.raises(InvalidRequest):
             amount_text(Decimal(bad))
 

@@ -32,10 +32,10 @@ import msgspec
 
 from orchestrator.errors import (
     AmbiguousOutcome,
-    InvalidRequest,
     VenueRateLimited,
     VenueUnavailable,
 )
+from orchestrator.exchange.kraken.common.amounts import amount_text
 from orchestrator.exchange.kraken.common.auth import futures_sign, key_fingerprint
 from orchestrator.exchange.kraken.common.key_lock import KeyLock
 from orchestrator.exchange.kraken.common.nonce import NonceSource
@@ -64,13 +64,6 @@ _FORM: Final = "application/x-www-form-urlencoded"
 _envelope = msgspec.json.Decoder(Envelope)
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 T = TypeVar("T")
-
-
-def amount_text(amount: Decimal) -> str:
-    """Plain decimal text for the wire (`100`, never `1E+2`); NaN and infinities are refused."""
-    if not amount.is_finite():
-        raise InvalidRequest(f"amount {amount} is not a finite number")
-    return format(amount, "f")
 
 
 def decode_reply(into: type[T], raw: bytes, method: fm.FuturesMethod) -> T:

@@ -18,17 +18,11 @@ from decimal import Decimal
 from orchestrator.clock import Clock
 from orchestrator.errors import InvalidRequest
 from orchestrator.exchange.kraken.common import methods as m
+from orchestrator.exchange.kraken.common.amounts import amount_text
 from orchestrator.exchange.kraken.common.reconcile import act_once
 from orchestrator.exchange.kraken.spot import schemas as s
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.exchange.protocol import AccountReader, Transfer, Withdrawal, WithdrawalState
-
-
-def amount_text(amount: Decimal) -> str:
-    """Plain decimal text for the wire (`100`, never `1E+2`); only finite positive amounts."""
-    if not amount.is_finite() or amount <= 0:
-        raise InvalidRequest(f"amount {amount} is not a finite positive number")
-    return format(amount, "f")
 
 
 class KrakenTreasury:
