@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, NoReturn
@@ -33,11 +32,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from orchestrator.clock import Clock
-from orchestrator.errors import AmbiguousOutcome, VenueUnavailable
-from orchestrator.exchange.kraken.common.errors import to_exception
-from orchestrator.exchange.kraken.common.methods import BY_WS_NAME
+from orchestrator.errors import VenueUnavailable
 from orchestrator.exchange.kraken.ws.book import BookEvent
 from orchestrator.exchange.kraken.ws.book_store import BookStore
+from orchestrator.exchange.kraken.ws.requests import PendingRequests, unanswered
 from orchestrator.exchange.kraken.ws.schemas import (
     BalanceSnapshot,
     Execution,
@@ -74,12 +72,6 @@ BookHandler = Callable[[BookEvent], None]
 ExecutionHandler = Callable[[Execution], None]
 BalanceHandler = Callable[[BalanceSnapshot | LedgerUpdate], None]
 TokenSource = Callable[[], Awaitable[str]]
-
-
-def _acting(method: str) -> bool:
-    """Whether a WS method changes state at the venue (Kraken's method table)."""
-    row = BY_WS_NAME.get(method)
-    return row is not None and row.acting
 
 
 class _LinkDown(VenueUnavailable):
@@ -134,8 +126,7 @@ class KrakenWs:
         self.last_frame_s = clock.monotonic()  # any frame: data, heartbeat, reply
         self._ws: ClientConnection | None = None
         self._connected = asyncio.Event()
-        self._pending: dict[int, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
-        self._req_ids = itertools.count(1)
+        self._pending = PendingRequests()
         self._closing = False
         self._stop = asyncio.Event()  # ends a backoff wait at `close()`
         self._resyncs: dict[str, Subscription] = {}  # books asking for a fresh snapshot
@@ -221,7 +212,7 @@ class KrakenWs:
         self._ws = None
         self._connected.clear()
         self._resyncs.clear()  # reconnecting resubscribes every book
-        self._fail_pending()
+        self._pending.fail_all("connection lost before the reply")
 
     def _tell_stale(self) -> None:
         events, self._untold = self._untold, ()
@@ -289,7 +280,7 @@ class KrakenWs:
             return
         with contextlib.suppress(TimeoutError):
             async with self.clock.timeout(budget_s):
-                await self._send({"method": "ping", "req_id": next(self._req_ids)})
+                await self._send({"method": "ping", "req_id": self._pending.next_id()})
 
     # --- frames ------------------------------------------------------------------------------
     def handle_frame(self, frame: bytes) -> None:
@@ -366,27 +357,11 @@ class KrakenWs:
             await self._send({"method": "subscribe", "params": subscription.params(None)})
 
     def _on_reply(self, head: _Head, frame: bytes) -> None:
-        pending = self._pending.pop(head.req_id, None) if head.req_id is not None else None
-        if pending is None:
-            if head.success is False:
-                log.warning("ws.request_failed", method=head.method, error=head.error)
-            return
-        method, future = pending
-        if future.done():
-            return
-        if head.success is False:
-            code = head.error or "EGeneral:Unknown error"
-            acting = _acting(method)
-            future.set_exception(to_exception([code], acting=acting, method=method))
-        else:
-            future.set_result(_any.decode(frame))
-
-    def _fail_pending(self) -> None:
-        for method, future in self._pending.values():
-            if not future.done():
-                error = AmbiguousOutcome if _acting(method) else VenueUnavailable
-                future.set_exception(error(f"{method}: connection lost before the reply"))
-        self._pending.clear()
+        failed = head.success is False
+        error = (head.error or "EGeneral:Unknown error") if failed else None
+        answered = self._pending.resolve(head.req_id, error, None if failed else _any.decode(frame))
+        if failed and not answered:
+            log.warning("ws.request_failed", method=head.method, error=head.error)
 
     async def _send(self, message: dict[str, Any]) -> None:
         """Send on the link; `VenueUnavailable` (never a websockets error) when it is down."""
@@ -409,15 +384,12 @@ class KrakenWs:
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send a method with a `req_id` and wait for its reply (mapped errors raise)."""
-        req_id = next(self._req_ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[req_id] = (method, future)
+        req_id, future = self._pending.open(method)
         try:
             await self._send({"method": method, "params": params, "req_id": req_id})
             async with self.clock.timeout(self.request_timeout_s):
                 return await future
         except TimeoutError as exc:
-            error = AmbiguousOutcome if _acting(method) else VenueUnavailable
-            raise error(f"{method}: no reply in {self.request_timeout_s} s") from exc
+            raise unanswered(method, f"no reply in {self.request_timeout_s} s") from exc
         finally:
-            self._pending.pop(req_id, None)
+            self._pending.forget(req_id)
