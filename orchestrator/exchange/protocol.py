@@ -108,7 +108,8 @@ class Transfer(msgspec.Struct, frozen=True, kw_only=True):
 
 class Withdrawal(msgspec.Struct, frozen=True, kw_only=True):
     refid: str
-    approval_request_id: str | None  # set: completion waits for an Organization approval
+    approval_request_id: str | None  # Organizations: the approval it waits for, when known
+    awaiting_approval: bool = False  # completion waits for an Organization approval
 
 
 class WithdrawalState(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,6 +11,7 @@ import fakeredis
 import pytest
 
 from orchestrator.clock import RealClock
+from orchestrator.errors import AmbiguousOutcome
 from orchestrator.exchange.kraken.account import KrakenDomain
 from orchestrator.exchange.protocol import OrderSpec
 from orchestrator.simulator.app import RunningSimulator, open_simulator
@@ -105,3 +106,26 @@ async def test_transfer_and_withdrawal_execute_once(
     withdrawal = await domain.treasury.withdraw("XBT", "desk-wallet", Decimal("0.1"))
     assert sent(sim, "Withdraw") == 1
     assert list(sim.venue.funding.withdrawals) == [withdrawal.refid]
+
+
+async def test_a_pending_transfer_whose_reply_is_lost_is_never_sent_again(
+    domain: KrakenDomain, sim: RunningSimulator
+) -> None:
+    """A pending transfer shows in no ledger yet: a miss is not a certain "not executed", so
+    the outcome stays ambiguous (for the journal) instead of a second transfer."""
+    sim.venue.funding.settings.transfer_mode = "pending"
+    strike(sim, "lost", "AccountTransfer")
+    with pytest.raises(AmbiguousOutcome, match="never re-sent on a guess"):
+        await domain.treasury.account_transfer("ZUSD", Decimal("12.5"), "master", "mm-xbt")
+    assert sent(sim, "AccountTransfer") == 1
+    assert len(sim.venue.funding.transfers) == 1
+
+
+async def test_a_withdrawal_awaiting_approval_is_reported_so_after_reconciling(
+    domain: KrakenDomain, sim: RunningSimulator
+) -> None:
+    sim.venue.funding.settings.organization_mode = True
+    strike(sim, "lost", "Withdraw")
+    withdrawal = await domain.treasury.withdraw("XBT", "desk-wallet", Decimal("0.1"))
+    assert sent(sim, "Withdraw") == 1
+    assert withdrawal.awaiting_approval
