@@ -3,7 +3,8 @@
 It is redis-py's asyncio `Lock` (an owner token under SET NX PX, released and extended by owner
 only), with two additions: the lease is renewed in the background while the block runs, so a
 request longer than one lease keeps it; and every Redis error leaves as `StoreUnavailable`, so
-callers decide what to do without Redis (the key lock falls back to a local lock).
+callers decide what to do without Redis (the key lock falls back to a local lock). Once the
+block has run, nothing Redis does (a lost lease, an outage) raises: the request is already out.
 
 A holder that dies (kill -9) keeps the mutex for at most one lease; waiters poll every `poll_s`
 and give up at their own deadline (`wait_s`).
@@ -17,9 +18,8 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 import redis.asyncio as aioredis
-from redis.exceptions import LockError
 
-from orchestrator.errors import StoreError, StoreUnavailable
+from orchestrator.errors import StoreError
 from orchestrator.logs import get_logger
 from orchestrator.store.errors import redis_errors
 
@@ -43,8 +43,8 @@ class RedisMutex:
 
     @contextlib.asynccontextmanager
     async def hold(self, *, wait_s: float) -> AsyncIterator[None]:
-        """Hold the mutex for the block. `MutexBusy` after `wait_s`; `StoreUnavailable` when
-        Redis cannot answer (before the block runs, never after)."""
+        """Hold the mutex for the block. `MutexBusy` after `wait_s`; `StoreError` when Redis
+        cannot answer or refuses (before the block runs, never after it)."""
         lock = self.redis.lock(
             self.name,
             timeout=self.lease_s,
@@ -60,8 +60,7 @@ class RedisMutex:
             yield
         finally:
             renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+            await asyncio.wait([renewal])  # never raises: an outer cancellation stays one
             await self._release(lock)
 
     async def _renew(self, lock: aioredis.lock.Lock) -> None:
@@ -72,7 +71,7 @@ class RedisMutex:
             try:
                 async with redis_errors(self.redis, f"mutex {self.name}"):
                     await lock.reacquire()
-            except (StoreUnavailable, LockError) as exc:
+            except StoreError as exc:  # unreachable, or the lease is lost (LockError)
                 log.warning("mutex.renew_failed", name=self.name, error=str(exc))
                 return
 
@@ -80,6 +79,7 @@ class RedisMutex:
         try:
             async with redis_errors(self.redis, f"mutex {self.name}"):
                 await lock.release()
-        except (StoreUnavailable, LockError) as exc:
-            # Lost or unreachable: the lease expires on its own within `lease_s`.
+        except StoreError as exc:
+            # Unreachable, or the lease is lost (LockError): it expires on its own within
+            # `lease_s`. Never raised: the request the mutex guarded has already gone out.
             log.warning("mutex.release_failed", name=self.name, error=str(exc))

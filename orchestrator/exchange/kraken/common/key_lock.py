@@ -5,9 +5,10 @@ mutex (store/mutex.py) does. The lease is longer than the longest request it gua
 while held, so a slow venue never lets a second process in; a holder killed with -9 delays the
 others by at most one lease. Waiting is bounded by the caller's deadline.
 
-Cancels must reach the venue even when Redis does not answer: then the key lock is the local
-lock alone (and the nonce comes from the local fallback, see nonce.py). Two processes cut off from
-Redis may then interleave on one key; a nonce window on the key absorbs that (docs/outcomes.md).
+Cancels must reach the venue even when Redis does not answer (or answers with an error): then
+the key lock is the local lock alone (and the nonce comes from the local fallback, see
+nonce.py). Two processes cut off from Redis may then interleave on one key; a nonce window on
+the key absorbs that (docs/outcomes.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
-from orchestrator.errors import StoreUnavailable, VenueUnavailable
+from orchestrator.errors import StoreError, VenueUnavailable
 from orchestrator.logs import get_logger
 from orchestrator.store.keys import Keys
 from orchestrator.store.mutex import MutexBusy, RedisMutex
@@ -77,7 +78,7 @@ class SharedKeyLock:
                 await stack.enter_async_context(self._mutex.hold(wait_s=max(0.0, wait_s)))
             except MutexBusy as exc:
                 raise VenueUnavailable(f"API key busy: {exc}") from exc
-            except StoreUnavailable as exc:
+            except StoreError as exc:  # unreachable, or refusing (BUSY, a failover, an ACL)
                 if not self._fallback:
                     log.warning("key_lock.local_fallback", reason=str(exc))
                 self._fallback = True

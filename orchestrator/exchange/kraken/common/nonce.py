@@ -20,7 +20,7 @@ from typing import Final, Protocol
 
 import redis.asyncio as aioredis
 
-from orchestrator.errors import StoreUnavailable
+from orchestrator.errors import StoreError
 from orchestrator.logs import get_logger
 from orchestrator.store.errors import redis_errors
 from orchestrator.store.keys import Keys
@@ -67,7 +67,7 @@ class SharedNonce:
     fallback while Redis is unreachable."""
 
     def __init__(self, redis: aioredis.Redis, keys: Keys, key_id: str) -> None:
-        """`key_id`: the key's fingerprint (`rest.key_fingerprint`), never the key itself."""
+        """`key_id`: the key's fingerprint (`common.auth.key_fingerprint`), never the key."""
         self._redis = redis
         self._key = keys.nonce(key_id)
         self._script = redis.register_script(_ALLOCATE)
@@ -80,7 +80,7 @@ class SharedNonce:
         try:
             async with redis_errors(self._redis, "nonce"):
                 nonce = int(await self._script(keys=[self._key], args=[self._last]))
-        except StoreUnavailable as exc:
+        except StoreError as exc:  # unreachable, or refusing: cancels must still go out
             return self._next_local(exc)
         # Measured from before the call, the lead is over- rather than under-estimated.
         self._lead_us = max(self._lead_us, nonce - before_us)
@@ -90,7 +90,7 @@ class SharedNonce:
         self._last = max(self._last, nonce)
         return self._last
 
-    def _next_local(self, exc: StoreUnavailable) -> int:
+    def _next_local(self, exc: StoreError) -> int:
         if not self._local_mode:
             self._local_mode = True
             log.warning("nonce.local_fallback", key=self._key, reason=str(exc))

@@ -23,8 +23,8 @@ from orchestrator.clock import Clock
 from orchestrator.errors import (
     AmbiguousOutcome,
     LimiterUnavailable,
+    OrchestratorError,
     RateLimited,
-    VenueError,
     VenueRateLimited,
     VenueUnavailable,
 )
@@ -85,7 +85,7 @@ async def _settle(
             await clock.sleep(delay_s)
             delay_s *= 2
             continue
-        except VenueError as exc:
+        except OrchestratorError as exc:  # any other failure of the lookup: still unknown
             raise AmbiguousOutcome(f"{what}: cannot reconcile ({exc})") from exc
         return found
     return None  # pragma: no cover - the loop returns or raises
