@@ -8,8 +8,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from orchestrator.clock import ManualClock
+from orchestrator.errors import AmbiguousOutcome, VenueUnavailable
 from orchestrator.exchange.kraken.ws.book import BookEvent, PairPrecision
 from orchestrator.exchange.kraken.ws.book_store import BookStore
 from orchestrator.exchange.kraken.ws.client import KrakenWs
@@ -110,3 +112,21 @@ def test_a_dropped_link_makes_every_whole_book_stale_at_once() -> None:
     )  # already stale: no news, no event
     assert books.stale_symbols == ["BTC/USD", "ETH/USD", "XBT/EUR"]
     assert books.mark_all_stale("closed") == ()
+
+
+class _ClosesOnSend:
+    """A connection whose send fails on a close, as websockets does when the link dies while
+    the frame drains: the frame may already be on the wire."""
+
+    async def send(self, text: str) -> None:
+        raise ConnectionClosed(None, None)
+
+
+async def test_a_send_cut_by_a_close_is_ambiguous_for_trading_only() -> None:
+    client = KrakenWs("ws://127.0.0.1:9/unused", clock=ManualClock())
+    client._ws = _ClosesOnSend()  # type: ignore[assignment]  # the socket seam, nothing else
+    with pytest.raises(AmbiguousOutcome, match="link lost while sending"):
+        await client.request("add_order", {"symbol": "BTC/USD"})
+    with pytest.raises(VenueUnavailable) as info:
+        await client.request("ping", {})
+    assert not isinstance(info.value, AmbiguousOutcome)

@@ -78,9 +78,10 @@ class _LinkDown(VenueUnavailable):
     """The link dropped, or cannot come up now: `run()` reopens it after a backoff. `reason`
     (silent, closed, unreachable, no_token) goes into the books' `stale` events."""
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: str, sent_maybe: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
+        self.sent_maybe = sent_maybe  # the failed send may have put the frame on the wire
 
 
 class KrakenWs:
@@ -371,7 +372,8 @@ class KrakenWs:
         try:
             await ws.send(_encode(message).decode())  # text frames, as Kraken expects
         except ConnectionClosed as exc:
-            raise _LinkDown(f"closed: {exc}", reason="closed") from exc
+            # The frame may have been written before the drain saw the close: `sent_maybe`.
+            raise _LinkDown(f"closed: {exc}", reason="closed", sent_maybe=True) from exc
 
     # --- subscriptions and requests ------------------------------------------------------------
     async def subscribe(self, subscription: Subscription) -> None:
@@ -391,5 +393,9 @@ class KrakenWs:
                 return await future
         except TimeoutError as exc:
             raise unanswered(method, f"no reply in {self.request_timeout_s} s") from exc
+        except _LinkDown as exc:
+            if exc.sent_maybe:  # a trading method may have reached the venue
+                raise unanswered(method, f"link lost while sending ({exc})") from exc
+            raise
         finally:
             self._pending.forget(req_id)
