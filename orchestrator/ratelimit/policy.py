@@ -104,6 +104,8 @@ class VenueRequest(msgspec.Struct, frozen=True, kw_only=True):
     rested); for CancelAll, the `(pair, age)` of every open order it will cancel goes in
     `cancel_all`. A futures request carries a row of the futures table (futures/methods.py)
     and nothing else: it is charged on its key's futures budget (the last section below).
+    `for_risk_reducing`: a query made to settle a cancel (its reconciliation) rides the cancel's
+    lane, so it is never refused as new risk (while Redis is down, say).
     """
 
     method: Method | FuturesMethod
@@ -112,10 +114,11 @@ class VenueRequest(msgspec.Struct, frozen=True, kw_only=True):
     batch_size: int = 0
     cancel_all: tuple[tuple[str, float | None], ...] = ()
     via_ws: bool = False
+    for_risk_reducing: bool = False
 
     @property
     def lane(self) -> Lane:
-        return self.method.lane
+        return "risk_reducing" if self.for_risk_reducing else self.method.lane
 
 
 class Policy:

@@ -3,12 +3,14 @@ garbles or cuts the reply; the trading venue and the treasury reconcile before a
 
 from __future__ import annotations
 
+import datetime
 import json
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
+import msgspec
 import pytest
 
 from orchestrator.clock import ManualClock
@@ -22,7 +24,8 @@ from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.exchange.kraken.spot.trading import KrakenTrading
 from orchestrator.exchange.kraken.spot.treasury import KrakenTreasury
 from orchestrator.exchange.protocol import OrderSpec
-from orchestrator.ratelimit.permits import Unlimited
+from orchestrator.ratelimit.permits import Permit, Unlimited
+from orchestrator.ratelimit.policy import VenueRequest
 from orchestrator.secrets import ApiCredentials, Secret
 
 XBT_USD = Instrument(rest_name="XXBTZUSD", altname="XBTUSD", wsname="XBT/USD", symbol="BTC/USD", base="XXBT",
@@ -36,6 +39,8 @@ class ScriptedVenue:
     maps a method to the fault its next reply suffers, after the venue acted."""
 
     def __init__(self) -> None:
+        self.clock: ManualClock | None = None
+        self.deadlines_ahead_s: list[float] = []  # `deadline` minus the time it arrived
         self.faults: dict[str, list[Fault]] = {}
         self.sent: list[str] = []
         self.orders: dict[str, dict[str, Any]] = {}
@@ -45,6 +50,9 @@ class ScriptedVenue:
         method = request.url.rsplit("/", 1)[1]
         form = {k: v[0] for k, v in parse_qs((request.body or b"").decode()).items()}
         self.sent.append(method)
+        if "deadline" in form and self.clock is not None:
+            at = datetime.datetime.fromisoformat(form["deadline"].replace("Z", "+00:00"))
+            self.deadlines_ahead_s.append(at.timestamp() - self.clock.time())
         result = getattr(self, method)(form)
         faults = self.faults.get(method)
         fault = faults.pop(0) if faults else None
@@ -90,6 +98,12 @@ class ScriptedVenue:
         self.orders[form["txid"]]["status"] = "canceled"
         return {"count": 1}
 
+    def CancelAll(self, form: dict[str, str]) -> Any:
+        cancelled = [o for o in self.orders.values() if o["status"] == "open"]
+        for o in cancelled:
+            o["status"] = "canceled"
+        return {"count": len(cancelled)}
+
     def AccountTransfer(self, form: dict[str, str]) -> Any:
         refid = f"T{len(self.ledger)}"
         self.ledger[f"L{len(self.ledger)}"] = {"refid": refid, "time": 1.0, "type": "transfer",
@@ -101,15 +115,33 @@ class ScriptedVenue:
         return {"ledger": self.ledger, "count": len(self.ledger)}
 
 
-def wire(venue: ScriptedVenue) -> tuple[KrakenTrading, KrakenTreasury]:
+class SlowPermits(Unlimited):
+    """Grants after `wait_s` of the clock, and records each request's method and lane."""
+
+    def __init__(self, clock: ManualClock, wait_s: float = 0.0) -> None:
+        self.clock = clock
+        self.wait_s = wait_s
+        self.lanes: list[tuple[str, str]] = []
+
+    async def acquire_for(self, request: VenueRequest, **kw: Any) -> Permit:
+        self.lanes.append((str(request.method), request.lane))
+        await self.clock.sleep(self.wait_s)
+        return await super().acquire_for(request, **kw)
+
+
+def wire(
+    venue: ScriptedVenue, permit_wait_s: float = 0.0
+) -> tuple[KrakenTrading, KrakenTreasury, SlowPermits]:
+    clock = ManualClock(autojump=True)  # waiting out an order's deadline takes no real time
+    venue.clock = clock
+    permits = SlowPermits(clock, permit_wait_s)
     rest = KrakenRest(MockTransport(venue), "https://api.example", account="a", nonce=LocalNonce(),
                       credentials=ApiCredentials(key=Secret("k"), secret=Secret("c2VjcmV0")),
-                      key_lock=LocalKeyLock(), permits=Unlimited())  # fmt: skip
-    clock = ManualClock(autojump=True)  # waiting out an order's deadline takes no real time
+                      key_lock=LocalKeyLock(), permits=permits)  # fmt: skip
     instruments = Instruments([XBT_USD])
     reader = KrakenAccountReader(rest, instruments)
     return (KrakenTrading(rest, clock, instruments, confirm_delay_s=0.0),
-            KrakenTreasury(rest, clock, {"a": reader}, confirm_delay_s=0.0))  # fmt: skip
+            KrakenTreasury(rest, clock, {"a": reader}, confirm_delay_s=0.0), permits)  # fmt: skip
 
 
 SPEC = OrderSpec(instrument=XBT_USD, side="buy", order_type="limit", volume=Decimal("0.01"),
@@ -119,7 +151,7 @@ SPEC = OrderSpec(instrument=XBT_USD, side="buy", order_type="limit", volume=Deci
 @pytest.mark.parametrize("fault", ["lost", "reset", "garbled"])
 async def test_each_acting_call_executes_once(fault: Fault) -> None:
     venue = ScriptedVenue()
-    trading, treasury = wire(venue)
+    trading, treasury, _ = wire(venue)
     venue.faults = {m: [fault] for m in ("AddOrder", "AmendOrder", "CancelOrder",
                                          "AccountTransfer")}  # fmt: skip
     ref = await trading.place(SPEC)
@@ -136,7 +168,7 @@ async def test_each_acting_call_executes_once(fault: Fault) -> None:
 
 async def test_a_call_the_venue_never_got_is_sent_again() -> None:
     venue = ScriptedVenue()
-    trading, _ = wire(venue)
+    trading, _, _ = wire(venue)
     real_add = venue.AddOrder
     dropped = [True]
 
@@ -153,8 +185,32 @@ async def test_a_call_the_venue_never_got_is_sent_again() -> None:
 
 async def test_a_venue_that_cannot_answer_leaves_the_outcome_ambiguous() -> None:
     venue = ScriptedVenue()
-    trading, _ = wire(venue)
+    trading, _, _ = wire(venue)
     venue.faults = {"AddOrder": ["lost"], "OpenOrders": ["lost"] * 20}
     with pytest.raises(AmbiguousOutcome, match="cannot reconcile"):
         await trading.place(SPEC)
     assert venue.sent.count("AddOrder") == 1
+
+
+async def test_deadline_is_stamped_after_every_wait() -> None:
+    """A permit that takes 4 s (of a 5 s deadline) must not eat into the deadline Kraken sees:
+    it is stamped when the request is signed, not when the call began."""
+    venue = ScriptedVenue()
+    trading, _, _ = wire(venue, permit_wait_s=4.0)
+    ref = await trading.place(SPEC)
+    await trading.amend(ref, price=Decimal("50001.0"))
+    assert venue.deadlines_ahead_s == [pytest.approx(5.0, abs=0.01)] * 2
+
+
+async def test_a_cancels_lookups_ride_the_cancels_lane() -> None:
+    """Settling a cancel must not be refused as new risk (as it would be with Redis down)."""
+    venue = ScriptedVenue()
+    trading, _, permits = wire(venue)
+    ref = await trading.place(SPEC)
+    venue.faults = {"CancelOrder": ["lost"], "CancelAll": ["lost"]}
+    assert await trading.cancel(ref) is True
+    other = await trading.place(msgspec.structs.replace(SPEC, cl_ord_id="c-2"))
+    assert await trading.cancel_all([other]) == 1
+    settling = [lane for method, lane in permits.lanes if method in ("QueryOrders", "OpenOrders")]
+    assert settling
+    assert set(settling) == {"risk_reducing"}

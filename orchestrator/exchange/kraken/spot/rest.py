@@ -15,7 +15,7 @@ the caller reconciles (by `cl_ord_id`, order state, ledgers) before anything is 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -35,6 +35,7 @@ from orchestrator.secrets import ApiCredentials
 _QUERY_RETRIES: Final = 2
 _FORM: Final = "application/x-www-form-urlencoded"
 
+Stamp = Callable[[], Mapping[str, str]]
 _envelope = msgspec.json.Decoder(Envelope)
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 T = TypeVar("T")
@@ -122,10 +123,11 @@ class KrakenRest:
         *,
         request: VenueRequest | None = None,
         deadline_s: float | None = None,
+        stamp: Stamp | None = None,
     ) -> Any:
         """A signed call returning the decoded `result` as builtins (prefer `call_as`)."""
         return msgspec.json.decode(
-            await self._private(method, params, request=request, deadline_s=deadline_s)
+            await self._private(method, params, request=request, deadline_s=deadline_s, stamp=stamp)
         )
 
     async def call_as(
@@ -136,9 +138,14 @@ class KrakenRest:
         *,
         request: VenueRequest | None = None,
         deadline_s: float | None = None,
+        stamp: Stamp | None = None,
     ) -> T:
-        """A signed call whose `result` is decoded into `into` (a `schemas` Struct)."""
-        raw = await self._private(method, params, request=request, deadline_s=deadline_s)
+        """A signed call whose `result` is decoded into `into` (a `schemas` Struct).
+
+        `stamp`: parameters computed at the moment of signing, after every wait (permit, key
+        lock), such as Kraken's `deadline` for an order."""
+        raw = await self._private(method, params, request=request, deadline_s=deadline_s,
+                                  stamp=stamp)  # fmt: skip
         return decode_result(into, raw, method.rest, acting=method.acting)
 
     async def _private(
@@ -148,6 +155,7 @@ class KrakenRest:
         *,
         request: VenueRequest | None,
         deadline_s: float | None,
+        stamp: Stamp | None,
     ) -> msgspec.Raw:
         """Permit, key lock, nonce, sign, send, check. `request` describes the call to the
         limiter when the method is priced by more than its name (pair, order ages)."""
@@ -165,7 +173,7 @@ class KrakenRest:
                 deadline_s=wait_s,
             )
             try:
-                body = await self._send(method, params or {}, wait_s=wait_s)
+                body = await self._send(method, params or {}, stamp, wait_s=wait_s)
                 return read_envelope(body, method.rest, acting=method.acting)
             except VenueRateLimited as exc:
                 kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
@@ -176,11 +184,14 @@ class KrakenRest:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send(self, method: Method, params: Mapping[str, Any], *, wait_s: float) -> bytes:
+    async def _send(
+        self, method: Method, params: Mapping[str, Any], stamp: Stamp | None, *, wait_s: float
+    ) -> bytes:
         path = f"/0/private/{method.rest}"
         async with self.key_lock.hold(wait_s=wait_s):
             nonce = await self.nonce.next()
-            body = urllib.parse.urlencode({"nonce": nonce, **params}).encode()
+            stamped = {**params, **stamp()} if stamp is not None else params
+            body = urllib.parse.urlencode({"nonce": nonce, **stamped}).encode()
             headers = {
                 "API-Key": self.credentials.key.reveal(),
                 "API-Sign": spot_sign(self.credentials.secret.reveal(), path, nonce, body),

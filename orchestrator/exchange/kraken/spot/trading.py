@@ -33,6 +33,38 @@ MAX_DEADLINE_AHEAD_S: Final = 60.0
 DEADLINE_MARGIN_S: Final = 1.0
 
 
+# The queries that settle a cancel ride the cancel's lane: never refused as new risk.
+_SETTLING_A_CANCEL: Final = {
+    method: VenueRequest(method=method, for_risk_reducing=True)
+    for method in (m.QUERY_ORDERS, m.OPEN_ORDERS)
+}
+
+
+class _Deadline:
+    """Kraken's `deadline` for one order request: stamped when the request is signed (after
+    every wait), so it arrives well within Kraken's 2-60 s; once it (and our clock slack) has
+    passed, the engine can no longer execute the request, so a lookup miss is final."""
+
+    def __init__(self, clock: Clock, ahead_s: float) -> None:
+        self.clock = clock
+        self.ahead_s = ahead_s
+        self.at_s: float | None = None
+
+    def stamp(self) -> dict[str, str]:
+        self.at_s = self.clock.time() + self.ahead_s
+        return {"deadline": rfc3339(self.at_s)}
+
+    async def wait_out(self) -> bool:
+        """Sleep until the request can no longer execute; whether there was anything to wait."""
+        if self.at_s is None:
+            return False  # never signed: never sent
+        late_s = self.at_s + DEADLINE_MARGIN_S - self.clock.time()
+        if late_s <= 0:
+            return False
+        await self.clock.sleep(late_s)
+        return True
+
+
 def rfc3339(time_s: float) -> str:
     """`2026-12-01T20:15:12.345Z`: the form Kraken's `deadline` takes."""
     moment = datetime.datetime.fromtimestamp(time_s, tz=datetime.UTC)
@@ -65,24 +97,18 @@ class KrakenTrading:
     async def place(self, spec: OrderSpec) -> OrderRef:
         params = add_order_params(spec)
         request = VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.wsname)
-        deadline_s = 0.0
+        deadline = _Deadline(self.clock, self.order_deadline_s)
 
         async def send() -> str:
-            # Kraken's `deadline` bounds the ambiguity: past it the engine refuses the order, so
-            # a lookup that misses after it (and the margin) means "never executed".
-            nonlocal deadline_s
-            deadline_s = self.clock.time() + self.order_deadline_s
-            params["deadline"] = rfc3339(deadline_s)
-            result = await self.rest.call_as(s.AddOrderResult, m.ADD_ORDER, params, request=request)
+            result = await self.rest.call_as(s.AddOrderResult, m.ADD_ORDER, params,
+                                             request=request, stamp=deadline.stamp)  # fmt: skip
             if len(result.txid) != 1:
                 raise AmbiguousOutcome(f"AddOrder {spec.cl_ord_id}: reply has no single txid")
             return result.txid[0]
 
         async def lookup() -> str | None:
             found = await find_order(self.rest, spec.cl_ord_id)
-            late_s = deadline_s + DEADLINE_MARGIN_S - self.clock.time()
-            if found is None and late_s > 0:
-                await self.clock.sleep(late_s)  # it may still be queued: wait out its deadline
+            if found is None and await deadline.wait_out():  # it may still have been queued
                 found = await find_order(self.rest, spec.cl_ord_id)
             return None if found is None else found[0]
 
@@ -104,19 +130,26 @@ class KrakenTrading:
             params["limit_price"] = ref.instrument.price_text(price)
         request = VenueRequest(method=m.AMEND_ORDER, pair=ref.instrument.wsname,
                                order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+        deadline = _Deadline(self.clock, self.order_deadline_s)
+
+        def amended(order: OrderState) -> bool:
+            if order.status in _GONE:  # closed meanwhile: whether ours came first is unknown
+                raise UnknownOrder(f"AmendOrder {ref.txid}: the order is {order.status}")
+            return (volume is None or order.volume == volume) and (
+                price is None or order.price == price
+            )
 
         async def send() -> str:
-            result = await self.rest.call_as(s.AmendResult, m.AMEND_ORDER, params, request=request)
+            result = await self.rest.call_as(s.AmendResult, m.AMEND_ORDER, params,
+                                             request=request, stamp=deadline.stamp)  # fmt: skip
             return result.amend_id
 
         async def lookup() -> str | None:
-            order = await self._order(ref.txid)
-            if order.status in _GONE:
-                raise UnknownOrder(f"AmendOrder {ref.txid}: the order is {order.status}")
-            matches = (volume is None or order.volume == volume) and (
-                price is None or order.price == price
-            )
-            return "reconciled" if matches else None
+            if amended(await self._order(ref.txid)):
+                return "reconciled"
+            if await deadline.wait_out() and amended(await self._order(ref.txid)):
+                return "reconciled"
+            return None
 
         await act_once(f"AmendOrder {ref.txid}", send, lookup, clock=self.clock,
                        confirm_delay_s=self.confirm_delay_s)  # fmt: skip
@@ -138,7 +171,7 @@ class KrakenTrading:
             return result.count > 0
 
         async def lookup() -> bool | None:
-            order = await self._order(ref.txid)
+            order = await self._order(ref.txid, for_cancel=True)
             if order.status == "canceled":
                 return True
             return False if order.status in _GONE else None
@@ -155,7 +188,9 @@ class KrakenTrading:
             return (await self.rest.call_as(s.CancelResult, m.CANCEL_ALL, request=request)).count
 
         async def lookup() -> int | None:
-            still_open = await self.rest.call_as(s.OpenOrders, m.OPEN_ORDERS)
+            still_open = await self.rest.call_as(
+                s.OpenOrders, m.OPEN_ORDERS, request=_SETTLING_A_CANCEL[m.OPEN_ORDERS]
+            )
             return len(resting) if not still_open.open else None
 
         return await act_once("CancelAll", send, lookup, clock=self.clock,
@@ -175,8 +210,12 @@ class KrakenTrading:
         found = await find_order(self.rest, cl_ord_id)
         return None if found is None else order_state(*found, self.instruments)
 
-    async def _order(self, txid: str) -> OrderState:
-        result = await self.rest.call_as(dict[str, s.KrakenOrder], m.QUERY_ORDERS, {"txid": txid})
+    async def _order(self, txid: str, *, for_cancel: bool = False) -> OrderState:
+        """The order's state now; `for_cancel`: settling a cancel, on the cancel's lane."""
+        request = _SETTLING_A_CANCEL[m.QUERY_ORDERS] if for_cancel else None
+        result = await self.rest.call_as(
+            dict[str, s.KrakenOrder], m.QUERY_ORDERS, {"txid": txid}, request=request
+        )
         if txid not in result:
             raise UnknownOrder(f"QueryOrders: no order {txid}")
         return order_state(txid, result[txid], self.instruments)
