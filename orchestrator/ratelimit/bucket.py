@@ -37,13 +37,15 @@ INFINITE_WAIT_S = math.inf
 
 @dataclass(frozen=True, slots=True)
 class ScopeCharge:
-    """One scope of a request: its counter's threshold and decay, the cost here, and whether it
-    is the domain pool (fair shares apply there)."""
+    """One scope of a request: its counter's threshold and decay, the cost here, whether it
+    is the domain pool (fair shares apply there), and whether the venue takes it past the
+    threshold (`uncapped`: CancelAll's cancel costs, Decision): then it goes now, booked in full."""
 
     threshold: float
     decay_per_s: float
     cost: float
     is_pool: bool = False
+    uncapped: bool = False
 
 
 @dataclass(slots=True)
@@ -115,6 +117,8 @@ def decide(
     send_s = now_s
     binding = -1
     for i, (charge, state) in enumerate(zip(charges, states, strict=True)):
+        if charge.uncapped:
+            continue  # never refused at the venue: it fits now, whatever the level
         limit = charge.threshold * headroom - charge.decay_per_s * transit_s
         fit_s = _earliest_fit_s(state.tat_s, limit, charge.cost, charge.decay_per_s, now_s)
         fit_s = max(fit_s, state.cool_until_s)

@@ -53,7 +53,12 @@ class LocalBudget:
         """Grant (booking every scope at the send time) or refuse with the wait."""
         decision = bucket.decide(
             now_s,
-            [bucket.ScopeCharge(c.scope.threshold, c.scope.decay_per_s, c.cost) for c in charges],
+            [
+                bucket.ScopeCharge(
+                    c.scope.threshold, c.scope.decay_per_s, c.cost, uncapped=c.uncapped
+                )
+                for c in charges
+            ],
             [self._state(c.scope, now_s, seen) for c in charges],
             risk_reducing=True,
             reserve_fraction=self.reserve_fraction,

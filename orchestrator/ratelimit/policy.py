@@ -92,6 +92,7 @@ class Scope(msgspec.Struct, frozen=True):
 class Charge(msgspec.Struct, frozen=True):
     scope: Scope
     cost: float
+    uncapped: bool = False  # the venue takes it past the threshold (CancelAll's cancel costs)
 
 
 class VenueRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,10 +142,12 @@ class Policy:
         name = "domain:*" if self.limits.domain_scope == "all" else f"domain:{pair}"
         return Scope(name, k * self.table.trade_threshold, k * self.table.trade_decay_per_s)
 
-    def _trading(self, account: str, pair: str, cost: float) -> list[Charge]:
-        charges = [Charge(self.domain_scope(pair), cost)]
+    def _trading(
+        self, account: str, pair: str, cost: float, *, uncapped: bool = False
+    ) -> list[Charge]:
+        charges = [Charge(self.domain_scope(pair), cost, uncapped)]
         if self.limits.per_account_cap:
-            charges.insert(0, Charge(self.trade_scope(account, pair), cost))
+            charges.insert(0, Charge(self.trade_scope(account, pair), cost, uncapped))
         return charges
 
     def trading_cost_of(self, request: VenueRequest) -> float:
@@ -178,9 +181,11 @@ class Policy:
             per_pair: dict[str, float] = {}
             for pair, age in request.cancel_all:
                 per_pair[pair] = per_pair.get(pair, 0) + trading_cost("cancel", age)
+            # The venue takes a CancelAll at any level, charging past the threshold (Decision,
+            # docs/kraken/rate-limits.md): it goes at once, and the counters book it in full.
             for pair, cost in sorted(per_pair.items()):
                 if cost:
-                    charges.extend(self._trading(account, pair, cost))
+                    charges.extend(self._trading(account, pair, cost, uncapped=True))
         elif method.trading != "none":
             if request.pair is None:
                 raise ValueError(f"{method} needs a pair")
@@ -196,7 +201,9 @@ def _merge(charges: Sequence[Charge]) -> list[Charge]:
     for charge in charges:
         seen = merged.get(charge.scope.name)
         merged[charge.scope.name] = (
-            charge if seen is None else Charge(charge.scope, seen.cost + charge.cost)
+            charge
+            if seen is None
+            else Charge(charge.scope, seen.cost + charge.cost, seen.uncapped and charge.uncapped)
         )
     return list(merged.values())
 

@@ -242,7 +242,8 @@ class Limiter:
                 pool_name = scope.name
             floor = floors.get(scope.name, 0.0)
             packed.append(
-                f"{self._scope_arg(scope)}{float(charge.cost)!r} {int(is_pool)} {floor!r}"
+                f"{self._scope_arg(scope)}{float(charge.cost)!r} {int(is_pool)} {floor!r} "
+                f"{int(charge.uncapped)}"
             )
         weight = self.weights.get(strategy or "", 0.0)
         fair = bool(strategy and weight > 0 and pool_name)

@@ -8,7 +8,8 @@
 -- ARGV[3] reserve_fraction   ARGV[4] max_wait_s   ARGV[5] ttl_ms   ARGV[6] transit_s
 -- ARGV[7] strategy ("" = none)   ARGV[8] weight   ARGV[9] total_weight   ARGV[10] active_window_s
 -- ARGV[11] the scopes, packed (one argument is far cheaper to send than five per scope):
---          "threshold decay_per_s cost is_pool tat_floor" per scope, scopes joined by "|".
+--          "threshold decay_per_s cost is_pool tat_floor uncapped" per scope, joined by "|";
+--          uncapped 1: the venue takes it past the threshold (CancelAll): it fits now.
 -- tat_floor: the caller's last known tat of the scope; state lost with a Redis restart comes
 -- back no lower than what the freshest caller saw (0 when unknown).
 -- Returns {granted 0|1, wait_s, binding scope index (0 = none), now_s, tat_1 .. tat_n};
@@ -44,7 +45,7 @@ local send_s = now_s
 local binding = 0
 for packed in string.gmatch(ARGV[11], '[^|]+') do
   n = n + 1
-  local t, d, c, p, f = string.match(packed, '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local t, d, c, p, f, u = string.match(packed, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   thresholds[n], decays[n], costs[n] = tonumber(t), tonumber(d), tonumber(c)
   if p == '1' and pool == 0 then pool = n end
   local stored = redis.call('GET', KEYS[n])
@@ -56,7 +57,8 @@ for packed in string.gmatch(ARGV[11], '[^|]+') do
   tats[n] = math.max(tat, tonumber(f))
   cools[n] = cool
   local limit = thresholds[n] * headroom - decays[n] * transit_s
-  local fit = math.max(earliest_fit(tats[n], limit, costs[n], decays[n]), cool)
+  local fit = now_s
+  if u ~= '1' then fit = math.max(earliest_fit(tats[n], limit, costs[n], decays[n]), cool) end
   if fit > send_s then
     send_s = fit
     binding = n

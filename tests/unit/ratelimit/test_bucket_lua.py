@@ -38,6 +38,7 @@ class Step:
     penalize: bool
     floor_ahead_s: float | None  # a caller that knows a fresher (higher) tat than Redis holds
     transit_s: float
+    uncapped: bool  # a risk-reducing request the venue takes past the threshold (CancelAll)
 
 
 steps = st.lists(
@@ -52,6 +53,7 @@ steps = st.lists(
         penalize=st.integers(0, 9).map(lambda n: n == 0),  # one step in ten is venue feedback
         floor_ahead_s=st.sampled_from([None, None, None, -1.0, 0.5, 3.0, 60.0]),
         transit_s=st.sampled_from([0.0, 0.05, 0.3]),
+        uncapped=st.integers(0, 4).map(lambda n: n == 0),
     ),
     min_size=1,
     max_size=60,
@@ -77,8 +79,10 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
     now_s = start_s
     for step in steps:
         now_s += step.dt_s
+        uncapped = step.uncapped and step.risk_reducing
         charges = [
-            ScopeCharge(SCOPES[i][1], SCOPES[i][2], step.cost, SCOPES[i][3]) for i in step.scopes
+            ScopeCharge(SCOPES[i][1], SCOPES[i][2], step.cost, SCOPES[i][3], uncapped)
+            for i in step.scopes
         ]
         keys = [f"s:{SCOPES[i][0]}" for i in step.scopes]
         if step.penalize:
@@ -96,7 +100,8 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             for i in step.scopes
         ]
         packed = "|".join(
-            f"{_fmt(c.threshold)} {_fmt(c.decay_per_s)} {_fmt(c.cost)} {int(c.is_pool)} {_fmt(f)}"
+            f"{_fmt(c.threshold)} {_fmt(c.decay_per_s)} {_fmt(c.cost)} {int(c.is_pool)} {_fmt(f)} "
+            f"{int(c.uncapped)}"
             for c, f in zip(charges, floors, strict=True)
         )
         if step.strategy and has_pool:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from orchestrator.clock import ManualClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import LimiterUnavailable, RateLimited
-from orchestrator.exchange.kraken.common.methods import CANCEL_ORDER
+from orchestrator.exchange.kraken.common.methods import ADD_ORDER, CANCEL_ALL, CANCEL_ORDER
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Charge, Policy, Scope, VenueRequest
 from orchestrator.ratelimit.redis import Limiter
@@ -320,3 +320,19 @@ def test_weights_are_capped_at_what_one_account_can_use() -> None:
         {"big": 4.0, "small": 1.0}, LimitsConfig(per_account_cap=False)
     )
     assert uncapped == {"big": 4.0, "small": 1.0}
+
+
+async def test_a_cancel_all_costlier_than_the_threshold_goes_at_once_and_books_in_full(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
+) -> None:
+    """The venue takes CancelAll at any level: 20 young orders (cost 160 > 125) are not refused
+    forever; the counters book all of it, so what follows waits for the venue's own decay."""
+    limiter = make(fake_redis, clock, per_account_cap=True)
+    young = tuple(("XBT/USD", 1.0) for _ in range(20))
+    request = VenueRequest(method=CANCEL_ALL, cancel_all=young)
+    permit = await limiter.acquire_for(request, account="a", key_id="k", deadline_s=0.0)
+    assert permit.waited_s == 0.0
+    assert await limiter.level(limiter.policy.trade_scope("a", "XBT/USD")) == pytest.approx(160)
+    add = VenueRequest(method=ADD_ORDER, pair="XBT/USD")
+    with pytest.raises(RateLimited):
+        await limiter.acquire_for(add, account="a", key_id="k", deadline_s=1.0)
