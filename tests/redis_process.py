@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -42,8 +43,19 @@ class RedisProcess:
             time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
 
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs (connections stay open, nothing answers), as in a
+        partition or a stalled host: no refusal, only silence."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a stopped process dies only once resumed
             self.proc.kill()
             self.proc.wait()
             self.proc = None

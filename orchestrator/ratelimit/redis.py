@@ -17,6 +17,7 @@ exceeded", `feedback(permit, kind)` fills that permit's scope of that kind, for 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ from orchestrator.ratelimit.local_budget import LocalBudget, Seen
 from orchestrator.ratelimit.permits import KIND_PREFIX, Permit
 from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
 from orchestrator.store.errors import redis_errors
+from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
 
 log = get_logger(__name__)
@@ -75,8 +77,13 @@ class Limiter:
         active_window_s: float = 10.0,
         retry_after_s: float = 0.5,
         script_time: Callable[[], float] | None = None,
+        health: RedisHealth | None = None,
+        risk_reducing_timeout_s: float = 0.5,
     ) -> None:
-        """`script_time` is for tests only: the scripts then use it instead of Redis TIME."""
+        """`health`: the process's shared verdict on Redis (the nonces and key locks read it
+        too); `risk_reducing_timeout_s`: how long a cancel waits on Redis before it takes the
+        local budget (a hung Redis must not hold a cancel for a socket timeout).
+        `script_time` is for tests only: the scripts then use it instead of Redis TIME."""
         self.redis = redis
         self.keys = keys
         self.policy = policy
@@ -91,7 +98,9 @@ class Limiter:
         self._penalize = redis.register_script(PENALIZE_LUA)
         self._local = LocalBudget(limits.risk_reserve_fraction, limits.transit_allowance_s)
         self._rng = random.Random()  # noqa: S311 - jitter, not security
-        self._down_until_s = 0.0
+        self.health = health or RedisHealth(clock, Registry(), retry_after_s=retry_after_s)
+        self.risk_reducing_timeout_s = risk_reducing_timeout_s
+        self._fell_back = False  # decided without Redis since it last answered
         self._ttl_ms = limits.key_idle_ttl_s * 1000
         self._script_time = script_time
         self._seen = Seen()
@@ -198,11 +207,14 @@ class Limiter:
     async def _decide(
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
     ) -> tuple[bool, float, int]:
-        if self.clock.monotonic() < self._down_until_s:
+        if self.health.is_down():
             raise StoreUnavailable("limiter: Redis marked down; retrying shortly")
         keys, args = self._script_call(charges, lane, max_wait_s, strategy)
+        # A cancel waits on Redis briefly: past that it takes the local budget (the timeout's
+        # TimeoutError is an OSError, which the edge reads as "unavailable").
+        timeout_s = self.risk_reducing_timeout_s if lane == "risk_reducing" else None
         try:
-            async with redis_errors(self.redis, "limiter.acquire"):
+            async with redis_errors(self.redis, "limiter.acquire"), asyncio.timeout(timeout_s):
                 # EVALSHA directly (redis-py's Script wrapper costs ~5 us a call); NOSCRIPT after
                 # a restart or SCRIPT FLUSH falls back to loading the script once more.
                 try:
@@ -210,12 +222,14 @@ class Limiter:
                 except NoScriptError:
                     self._acquire_sha = await self.redis.script_load(ACQUIRE_LUA)
                     reply = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
-        except StoreUnavailable:
-            self._down_until_s = self.clock.monotonic() + self.retry_after_s
+        except StoreUnavailable as exc:
+            self.health.mark_down("limiter", str(exc))
+            self._fell_back = True
             self.metrics.redis_down.set(1)
             raise
-        if self._down_until_s:
-            self._down_until_s = 0.0
+        self.health.mark_up()
+        if self._fell_back:
+            self._fell_back = False
             self._local.forget()
             self.metrics.redis_down.set(0)
             log.info("limiter.redis_recovered")

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.clock import RealClock
 from orchestrator.errors import LimiterUnavailable
-from orchestrator.exchange.protocol import OrderSpec
+from orchestrator.exchange.protocol import OrderRef, OrderSpec
 from orchestrator.simulator.app import open_simulator
 from orchestrator.store.connection import redis_client
 from tests.redis_process import RedisProcess, own_redis_server
@@ -73,4 +73,39 @@ async def test_redis_killed_with_ten_orders_open_cancel_all_reaches_the_venue(
                     cl_ord_id="after",
                 )
             )
+    await redis.aclose()
+
+
+async def test_redis_hung_cancels_still_reach_the_venue_promptly(server: RedisProcess) -> None:
+    """Redis stopped (SIGSTOP: it accepts nothing, refuses nothing), with the product's 2 s
+    socket timeout: a cancel-all and five concurrent cancels on one key all land within 3 s,
+    not a socket timeout per Redis call in turn."""
+    redis = redis_client(server.url, socket_connect_timeout=2.0, socket_timeout=2.0)
+    async with open_simulator(domain_settings(2)) as sim, \
+            open_sim_domain(sim, redis, RealClock()) as domain:  # fmt: skip
+        instrument = domain.instruments.get("XBT/USD")
+
+        async def place(name: str, i: int) -> OrderRef:
+            spec = OrderSpec(instrument=instrument, side="buy", order_type="limit",
+                             volume=Decimal("0.001"), price=Decimal(30000 + i),
+                             cl_ord_id=f"hung-{name}-{i}")  # fmt: skip
+            return await domain.account(name).trading.place(spec)
+
+        s0 = [await place("s0", i) for i in range(5)]
+        s1 = [await place("s1", i) for i in range(5)]
+        server.pause()
+        try:
+            started_s = time.monotonic()
+            results = await asyncio.gather(
+                domain.account("s0").trading.cancel_all(s0),
+                *(domain.account("s1").trading.cancel(ref) for ref in s1),
+            )
+            elapsed_s = time.monotonic() - started_s
+        finally:
+            server.resume()
+        assert results == [5, True, True, True, True, True]
+        assert all(sim.venue.engine.open_orders(a) == {} for a in ("s0", "s1"))
+        assert elapsed_s < 3.0, elapsed_s
+        assert sim.venue.request_counts.get("error:EAPI:Invalid nonce", 0) == 0
+        assert sim.venue.limits.rejections() == {}
     await redis.aclose()

@@ -30,6 +30,7 @@ from orchestrator.metrics import Registry
 from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.store.connection import redis_client
+from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
 from tests.sim_domains import domain_settings
 
@@ -142,7 +143,13 @@ async def test_slow_venue_raises_no_raw_redis_error(
 def _hold_forever(redis_url: str, namespace: str, key_id: str, lease_s: float, ready: str) -> None:
     async def main() -> None:
         redis = redis_client(redis_url)
-        lock = SharedKeyLock(redis, Keys(namespace), key_id, lease_s=lease_s)
+        lock = SharedKeyLock(
+            redis,
+            Keys(namespace),
+            key_id,
+            lease_s=lease_s,
+            health=RedisHealth(RealClock(), Registry()),
+        )
         async with lock.hold(wait_s=5.0):
             Path(ready).write_text("held")  # noqa: ASYNC240 - a tiny file, once
             await asyncio.sleep(3600)
@@ -164,7 +171,9 @@ async def test_a_holder_killed_with_minus_9_delays_others_by_at_most_one_lease(
         assert time.monotonic() < deadline, "the holder never took the lock"
         await asyncio.sleep(0.02)
     redis: aioredis.Redis = redis_client(redis_server)
-    lock = SharedKeyLock(redis, keys, "k1", lease_s=lease_s)
+    lock = SharedKeyLock(
+        redis, keys, "k1", lease_s=lease_s, health=RedisHealth(RealClock(), Registry())
+    )
     await asyncio.sleep(lease_s * 1.5)  # past one lease: the live holder renewed it
     with pytest.raises(VenueUnavailable, match="busy"):
         async with lock.hold(wait_s=0.1):

@@ -36,6 +36,7 @@ from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy
 from orchestrator.ratelimit.redis import Limiter
 from orchestrator.secrets import ApiCredentials
+from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
 
 # The key lock's lease outlives the longest request it guards by this much (nonce, signing).
@@ -89,9 +90,10 @@ async def open_kraken(
     keys = Keys(config.redis.namespace)
     weights = {s.name: s.weight for s in config.strategies if s.enabled}
     strategy_of = {s.account: s.name for s in config.strategies if s.enabled}
+    health = RedisHealth(clock, registry)  # one verdict on Redis for limiter, nonces, locks
     limiter = Limiter(redis, keys, Policy(config.venue.tier, config.limits), clock,
                       limits=config.limits, weights=weights, registry=registry,
-                      script_time=script_time)  # fmt: skip
+                      script_time=script_time, health=health)  # fmt: skip
     timeout_s = config.venue.request_timeout_s
     async with contextlib.AsyncExitStack() as stack:
         if transport is None:
@@ -110,8 +112,10 @@ async def open_kraken(
                 base_url,
                 account=account.name,
                 credentials=creds,
-                nonce=SharedNonce(redis, keys, key_id),
-                key_lock=SharedKeyLock(redis, keys, key_id, lease_s=timeout_s + LEASE_MARGIN_S),
+                nonce=SharedNonce(redis, keys, key_id, health),
+                key_lock=SharedKeyLock(
+                    redis, keys, key_id, lease_s=timeout_s + LEASE_MARGIN_S, health=health
+                ),
                 permits=limiter,
                 strategy=strategy_of.get(account.name),
             )

@@ -9,7 +9,10 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from orchestrator.clock import ManualClock
 from orchestrator.exchange.kraken.common.nonce import SharedNonce
+from orchestrator.metrics import Registry
+from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
 
 AHEAD_US = 30_000_000  # Redis's clock 30 s ahead of ours: other processes got nonces that high
@@ -43,7 +46,8 @@ async def test_local_nonces_stay_above_redis_and_redis_resumes_above_them(
     failure: Exception,
 ) -> None:
     redis = ScriptedRedis()
-    nonce = SharedNonce(redis, Keys("t"), "k")  # type: ignore[arg-type]
+    health = RedisHealth(ManualClock(), Registry(), retry_after_s=0.0)  # ask Redis every time
+    nonce = SharedNonce(redis, Keys("t"), "k", health)  # type: ignore[arg-type]
     from_redis = [await nonce.next() for _ in range(3)]
     redis.failure = failure
     local = [await nonce.next() for _ in range(3)]  # Redis down (or refusing)

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 
 from orchestrator.errors import StoreError, VenueUnavailable
 from orchestrator.logs import get_logger
+from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
 from orchestrator.store.mutex import MutexBusy, RedisMutex
 
@@ -58,8 +59,13 @@ class LocalKeyLock:
 class SharedKeyLock:
     """For a key several processes use: the local lock, then the Redis mutex."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, key_id: str, *, lease_s: float) -> None:
-        """`lease_s`: longer than the longest request (the REST timeout plus a margin)."""
+    def __init__(
+        self, redis: aioredis.Redis, keys: Keys, key_id: str, *, lease_s: float,
+        health: RedisHealth,
+    ) -> None:  # fmt: skip
+        """`lease_s`: longer than the longest request (the REST timeout plus a margin).
+        `health`: the process's verdict on Redis; while it is down, the local lock alone."""
+        self._health = health
         self._local = LocalKeyLock()
         self._mutex = RedisMutex(redis, keys.key_mutex(key_id), lease_s=lease_s)
         self._fallback = False
@@ -74,16 +80,23 @@ class SharedKeyLock:
     @contextlib.asynccontextmanager
     async def _shared(self, wait_s: float) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            try:
-                await stack.enter_async_context(self._mutex.hold(wait_s=max(0.0, wait_s)))
-            except MutexBusy as exc:
-                raise VenueUnavailable(f"API key busy: {exc}") from exc
-            except StoreError as exc:  # unreachable, or refusing (BUSY, a failover, an ACL)
-                if not self._fallback:
-                    log.warning("key_lock.local_fallback", reason=str(exc))
-                self._fallback = True
+            if self._health.is_down():
+                self._fall_back("Redis marked down")
             else:
-                if self._fallback:
-                    log.info("key_lock.redis_recovered")
-                self._fallback = False
+                try:
+                    await stack.enter_async_context(self._mutex.hold(wait_s=max(0.0, wait_s)))
+                except MutexBusy as exc:
+                    raise VenueUnavailable(f"API key busy: {exc}") from exc
+                except StoreError as exc:  # unreachable, or refusing (BUSY, a failover, an ACL)
+                    self._health.mark_down("key_lock", str(exc))
+                    self._fall_back(str(exc))
+                else:
+                    if self._fallback:
+                        log.info("key_lock.redis_recovered")
+                    self._fallback = False
             yield
+
+    def _fall_back(self, reason: str) -> None:
+        if not self._fallback:
+            log.warning("key_lock.local_fallback", reason=reason)
+        self._fallback = True

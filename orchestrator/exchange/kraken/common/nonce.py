@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from orchestrator.errors import StoreError
 from orchestrator.logs import get_logger
 from orchestrator.store.errors import redis_errors
+from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
 
 log = get_logger(__name__)
@@ -66,9 +67,11 @@ class SharedNonce:
     """One shared counter per API key (named by its non-secret id) in Redis, with a local
     fallback while Redis is unreachable."""
 
-    def __init__(self, redis: aioredis.Redis, keys: Keys, key_id: str) -> None:
-        """`key_id`: the key's fingerprint (`common.auth.key_fingerprint`), never the key."""
+    def __init__(self, redis: aioredis.Redis, keys: Keys, key_id: str, health: RedisHealth) -> None:
+        """`key_id`: the key's fingerprint (`common.auth.key_fingerprint`), never the key.
+        `health`: the process's verdict on Redis; while it is down, nonces are local at once."""
         self._redis = redis
+        self._health = health
         self._key = keys.nonce(key_id)
         self._script = redis.register_script(_ALLOCATE)
         self._last = 0  # the last nonce this process used, from Redis or not
@@ -76,12 +79,15 @@ class SharedNonce:
         self._local_mode = False
 
     async def next(self) -> int:
+        if self._health.is_down():
+            return self._next_local("Redis marked down")
         before_us = _local_us()
         try:
             async with redis_errors(self._redis, "nonce"):
                 nonce = int(await self._script(keys=[self._key], args=[self._last]))
         except StoreError as exc:  # unreachable, or refusing: cancels must still go out
-            return self._next_local(exc)
+            self._health.mark_down("nonce", str(exc))
+            return self._next_local(str(exc))
         # Measured from before the call, the lead is over- rather than under-estimated.
         self._lead_us = max(self._lead_us, nonce - before_us)
         if self._local_mode:
@@ -90,9 +96,9 @@ class SharedNonce:
         self._last = max(self._last, nonce)
         return self._last
 
-    def _next_local(self, exc: StoreError) -> int:
+    def _next_local(self, reason: str) -> int:
         if not self._local_mode:
             self._local_mode = True
-            log.warning("nonce.local_fallback", key=self._key, reason=str(exc))
+            log.warning("nonce.local_fallback", key=self._key, reason=reason)
         self._last = max(_local_us() + self._lead_us, self._last + 1)
         return self._last

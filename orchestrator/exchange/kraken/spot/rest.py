@@ -14,6 +14,7 @@ the caller reconciles (by `cl_ord_id`, order state, ledgers) before anything is 
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
@@ -165,6 +166,8 @@ class KrakenRest:
         attempts = 1 if method.acting else _QUERY_RETRIES + 1
         for attempt in range(attempts):
             # A permit per send: the venue counts a retried query again.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait_s  # one deadline for the permit and the key together
             permit = await self.permits.acquire_for(
                 request or VenueRequest(method=method),
                 account=self.account,
@@ -173,7 +176,8 @@ class KrakenRest:
                 deadline_s=wait_s,
             )
             try:
-                body = await self._send(method, params or {}, stamp, wait_s=wait_s)
+                left_s = max(0.0, deadline - loop.time())
+                body = await self._send(method, params or {}, stamp, wait_s=left_s)
                 return read_envelope(body, method.rest, acting=method.acting)
             except VenueRateLimited as exc:
                 kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
