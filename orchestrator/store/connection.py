@@ -25,10 +25,10 @@ log = get_logger(__name__)
 Redis = aioredis.Redis
 _PACKABLE: Final = (bytes, str, int, float)
 # Connections per process. Opened only as concurrent callers need them (one per task awaiting
-# Redis: a limiter call per strategy, nonce and key-lock calls per API key, whose BLPOP holds one
-# while it waits), so this is a ceiling, not a cost: above what any process we run needs at once
-# (200 strategies with their keys), and low enough that a dozen processes stay well inside
-# Redis's default `maxclients` (10 000) even if one of them runs away.
+# Redis: a limiter call per strategy, nonce and key-lock calls per API key; the key lock polls,
+# so a waiter holds none between polls), so this is a ceiling, not a cost: above what any
+# process we run needs at once (200 strategies with their keys), and low enough that a dozen
+# processes stay well inside Redis's default `maxclients` (10 000) even if one runs away.
 MAX_CONNECTIONS: Final = 512
 POOL_TIMEOUT_S: Final = 2.0  # a full pool: wait this long for a connection, then unavailable
 

@@ -16,11 +16,11 @@ class KrakenAccountReader:
     """`AccountReader` for one Kraken account."""
 
     def __init__(self, rest: KrakenRest, instruments: Instruments) -> None:
-        self.rest = rest
+        self._rest = rest
         self.instruments = instruments
 
     async def balances(self) -> dict[str, Balance]:
-        result = await self.rest.call_as(dict[str, s.BalanceEx], m.BALANCE_EX)
+        result = await self._rest.call_as(dict[str, s.BalanceEx], m.BALANCE_EX)
         return {
             asset: Balance(asset=asset, total=entry.balance, held=entry.hold_trade)
             for asset, entry in result.items()
@@ -30,7 +30,7 @@ class KrakenAccountReader:
         self, *, asset: str | None = None, type_: str | None = None
     ) -> list[LedgerEntry]:
         params = {k: v for k, v in (("asset", asset), ("type", type_)) if v is not None}
-        result = await self.rest.call_as(s.Ledgers, m.LEDGERS, params)
+        result = await self._rest.call_as(s.Ledgers, m.LEDGERS, params)
         return [
             LedgerEntry(id=ledger_id, refid=e.refid, time_s=e.time, type=e.type, subtype=e.subtype,
                         asset=e.asset, amount=e.amount, fee=e.fee, balance=e.balance)
@@ -38,7 +38,7 @@ class KrakenAccountReader:
         ]  # fmt: skip
 
     async def query_orders(self, txids: Sequence[str]) -> list[OrderState]:
-        result = await self.rest.call_as(
+        result = await self._rest.call_as(
             dict[str, s.KrakenOrder], m.QUERY_ORDERS, {"txid": ",".join(txids)}
         )
         return [order_state(txid, o, self.instruments) for txid, o in result.items()]

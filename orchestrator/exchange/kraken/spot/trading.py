@@ -88,7 +88,7 @@ class KrakenTrading:
         if not MIN_DEADLINE_AHEAD_S <= order_deadline_s <= MAX_DEADLINE_AHEAD_S:
             raise ValueError(f"order_deadline_s must be within {MIN_DEADLINE_AHEAD_S} to "
                              f"{MAX_DEADLINE_AHEAD_S} s, got {order_deadline_s}")  # fmt: skip
-        self.rest = rest
+        self._rest = rest
         self.clock = clock
         self.instruments = instruments
         self.confirm_delay_s = confirm_delay_s
@@ -100,16 +100,16 @@ class KrakenTrading:
         deadline = _Deadline(self.clock, self.order_deadline_s)
 
         async def send() -> str:
-            result = await self.rest.call_as(s.AddOrderResult, m.ADD_ORDER, params,
+            result = await self._rest.call_as(s.AddOrderResult, m.ADD_ORDER, params,
                                              request=request, stamp=deadline.stamp)  # fmt: skip
             if len(result.txid) != 1:
                 raise AmbiguousOutcome(f"AddOrder {spec.cl_ord_id}: reply has no single txid")
             return result.txid[0]
 
         async def lookup() -> str | None:
-            found = await find_order(self.rest, spec.cl_ord_id)
+            found = await find_order(self._rest, spec.cl_ord_id)
             if found is None and await deadline.wait_out():  # it may still have been queued
-                found = await find_order(self.rest, spec.cl_ord_id)
+                found = await find_order(self._rest, spec.cl_ord_id)
             return None if found is None else found[0]
 
         txid = await act_once(f"AddOrder {spec.cl_ord_id}", send, lookup, clock=self.clock,
@@ -140,7 +140,7 @@ class KrakenTrading:
             )
 
         async def send() -> str:
-            result = await self.rest.call_as(s.AmendResult, m.AMEND_ORDER, params,
+            result = await self._rest.call_as(s.AmendResult, m.AMEND_ORDER, params,
                                              request=request, stamp=deadline.stamp)  # fmt: skip
             return result.amend_id
 
@@ -163,7 +163,7 @@ class KrakenTrading:
 
         async def send() -> bool:
             try:
-                result = await self.rest.call_as(
+                result = await self._rest.call_as(
                     s.CancelResult, m.CANCEL_ORDER, {"txid": ref.txid}, request=request
                 )
             except UnknownOrder:
@@ -185,10 +185,10 @@ class KrakenTrading:
         request = VenueRequest(method=m.CANCEL_ALL, cancel_all=ages)
 
         async def send() -> int:
-            return (await self.rest.call_as(s.CancelResult, m.CANCEL_ALL, request=request)).count
+            return (await self._rest.call_as(s.CancelResult, m.CANCEL_ALL, request=request)).count
 
         async def lookup() -> int | None:
-            still_open = await self.rest.call_as(
+            still_open = await self._rest.call_as(
                 s.OpenOrders, m.OPEN_ORDERS, request=_SETTLING_A_CANCEL[m.OPEN_ORDERS]
             )
             return len(resting) if not still_open.open else None
@@ -197,23 +197,23 @@ class KrakenTrading:
                               confirm_delay_s=self.confirm_delay_s)  # fmt: skip
 
     async def dead_man_switch(self, timeout_s: int) -> str:
-        result = await self.rest.call_as(
+        result = await self._rest.call_as(
             s.DeadManResult, m.CANCEL_ALL_AFTER, {"timeout": timeout_s}
         )
         return result.triggerTime
 
     async def open_orders(self) -> list[OrderState]:
-        result = await self.rest.call_as(s.OpenOrders, m.OPEN_ORDERS)
+        result = await self._rest.call_as(s.OpenOrders, m.OPEN_ORDERS)
         return [order_state(txid, o, self.instruments) for txid, o in result.open.items()]
 
     async def find_order(self, cl_ord_id: str) -> OrderState | None:
-        found = await find_order(self.rest, cl_ord_id)
+        found = await find_order(self._rest, cl_ord_id)
         return None if found is None else order_state(*found, self.instruments)
 
     async def _order(self, txid: str, *, for_cancel: bool = False) -> OrderState:
         """The order's state now; `for_cancel`: settling a cancel, on the cancel's lane."""
         request = _SETTLING_A_CANCEL[m.QUERY_ORDERS] if for_cancel else None
-        result = await self.rest.call_as(
+        result = await self._rest.call_as(
             dict[str, s.KrakenOrder], m.QUERY_ORDERS, {"txid": txid}, request=request
         )
         if txid not in result:
