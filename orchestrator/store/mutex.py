@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -52,9 +53,15 @@ class RedisMutex:
             blocking_timeout=max(wait_s, self.poll_s),
             thread_local=False,
         )
-        async with redis_errors(self.redis, f"mutex {self.name}"):
-            if not await lock.acquire():
-                raise MutexBusy(f"{self.name} held by another process for more than {wait_s} s")
+        token = secrets.token_hex(16).encode()  # ours, so a lease whose reply was lost is undone
+        try:
+            async with redis_errors(self.redis, f"mutex {self.name}"):
+                acquired = await lock.acquire(token=token)
+        except StoreError:
+            await self._undo(lock, token)
+            raise
+        if not acquired:
+            raise MutexBusy(f"{self.name} held by another process for more than {wait_s} s")
         renewal = asyncio.get_running_loop().create_task(self._renew(lock))
         try:
             yield
@@ -74,6 +81,15 @@ class RedisMutex:
             except StoreError as exc:  # unreachable, or the lease is lost (LockError)
                 log.warning("mutex.renew_failed", name=self.name, error=str(exc))
                 return
+
+    async def _undo(self, lock: aioredis.lock.Lock, token: bytes) -> None:
+        """The SET may have landed though its reply did not: free the lease if it is ours, at
+        once, or it blocks every process for `lease_s`. Best effort, briefly: Redis is ailing."""
+        try:
+            async with redis_errors(self.redis, f"mutex {self.name}"), asyncio.timeout(0.2):
+                await lock.do_release(token)
+        except StoreError as exc:
+            log.info("mutex.undo_skipped", name=self.name, error=str(exc))
 
     async def _release(self, lock: aioredis.lock.Lock) -> None:
         try:

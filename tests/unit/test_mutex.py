@@ -6,8 +6,9 @@ from __future__ import annotations
 import fakeredis
 import pytest
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from orchestrator.errors import StoreError
+from orchestrator.errors import StoreError, StoreUnavailable
 from orchestrator.store.mutex import MutexBusy, RedisMutex
 
 
@@ -47,3 +48,21 @@ async def test_redis_refusing_is_a_store_error_before_the_block(
     with pytest.raises(StoreError, match="BUSY"):
         async with RedisMutex(fake_redis, "m", lease_s=5.0).hold(wait_s=0.1):
             pytest.fail("the block must not run")
+
+
+async def test_a_lease_whose_reply_was_lost_is_undone(
+    fake_redis: fakeredis.FakeAsyncRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SET landed, its reply did not: left alone, the lease would block every process for
+    a whole lease; the mutex frees it at once (it knows its own token)."""
+    real_set = fake_redis.set
+
+    async def set_then_lose_reply(*args: object, **kwargs: object) -> object:
+        await real_set(*args, **kwargs)  # type: ignore[arg-type]
+        raise RedisTimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(fake_redis, "set", set_then_lose_reply)
+    with pytest.raises(StoreUnavailable):
+        async with RedisMutex(fake_redis, "m", lease_s=30.0).hold(wait_s=0.1):
+            pytest.fail("the block must not run")
+    assert await fake_redis.exists("m") == 0
