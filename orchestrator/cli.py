@@ -117,13 +117,15 @@ def _config_path(arg: Path | None) -> Path | None:
 
 async def _check(config: Config, base_dir: Path) -> None:
     credentials = resolve_credentials(config, base_dir=base_dir)
+    futures = resolve_credentials(config, base_dir=base_dir, futures=True)
     operators = resolve_operator_secrets(config, base_dir=base_dir)
     async with open_redis(config.redis) as redis:
         info = await redis.info("server")
     print(f"config ok: {len(config.accounts)} accounts, {len(config.strategies)} strategies")
     venue = config.venue
     print(f"venue: {venue.kind} (tier {venue.tier}, embedded: {venue.is_embedded})")
-    print(f"secrets resolved: {len(credentials)} accounts, {len(operators)} operators")
+    print(f"secrets resolved: {len(credentials)} accounts ({len(futures)} with futures keys), "
+          f"{len(operators)} operators")  # fmt: skip
     server = info.get("redis_version", "?")
     print(f"redis ok: {safe_url(config.redis.url)} (server {server})")
 

@@ -120,6 +120,13 @@ class AccountConfig(_Section, frozen=True):
     api_secret: Annotated[
         SecretRef | None, _doc("API secret reference; required unless the venue is embedded.")
     ] = None
+    futures_api_key: Annotated[
+        SecretRef | None,
+        _doc("Derivatives (futures) API key reference; with its secret, futures clients exist."),
+    ] = None
+    futures_api_secret: Annotated[
+        SecretRef | None, _doc("Derivatives (futures) API secret reference.")
+    ] = None
 
     @property
     def venue_id(self) -> str:

@@ -135,6 +135,11 @@ def _check_accounts(config: Config) -> None:
         if account.name in seen:
             raise _Invalid(f"accounts[{i}].name", f"duplicate account name {account.name!r}")
         seen.add(account.name)
+        if (account.futures_api_key is None) != (account.futures_api_secret is None):
+            missing = (
+                "futures_api_secret" if account.futures_api_secret is None else "futures_api_key"
+            )
+            raise _Invalid(f"accounts[{i}].{missing}", "futures keys come as a key and a secret")
         if not venue.is_embedded:
             for field in ("api_key", "api_secret"):
                 if getattr(account, field) is None:

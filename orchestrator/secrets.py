@@ -126,25 +126,28 @@ def _read_secret_file(path: Path, field_path: str) -> str:
 
 
 def resolve_credentials(
-    config: Config, *, environ: Mapping[str, str] | None = None, base_dir: Path | None = None
+    config: Config,
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    futures: bool = False,
 ) -> dict[str, ApiCredentials]:
-    """Resolve the API credentials of every account that references them, by account name."""
+    """Resolve the API credentials of every account that references them, by account name:
+    the spot keys, or with `futures` the Derivatives keys (`futures_api_key`/`_secret`)."""
+    prefix = "futures_api" if futures else "api"
     out: dict[str, ApiCredentials] = {}
     for i, account in enumerate(config.accounts):
-        if account.api_key is None or account.api_secret is None:
+        key_ref = getattr(account, f"{prefix}_key")
+        secret_ref = getattr(account, f"{prefix}_secret")
+        if key_ref is None or secret_ref is None:
             continue
-        key = resolve_secret(
-            account.api_key, f"accounts[{i}].api_key", environ=environ, base_dir=base_dir
-        )
-        secret = resolve_secret(
-            account.api_secret, f"accounts[{i}].api_secret", environ=environ, base_dir=base_dir
-        )
+        field = f"accounts[{i}].{prefix}"
+        key = resolve_secret(key_ref, f"{field}_key", environ=environ, base_dir=base_dir)
+        secret = resolve_secret(secret_ref, f"{field}_secret", environ=environ, base_dir=base_dir)
         try:
             base64.b64decode(secret.reveal(), validate=True)
         except (binascii.Error, ValueError):
-            raise SecretError(
-                f"accounts[{i}].api_secret", f"{account.api_secret} is not base64 text"
-            ) from None
+            raise SecretError(f"{field}_secret", f"{secret_ref} is not base64 text") from None
         out[account.name] = ApiCredentials(key=key, secret=secret)
     return out
 

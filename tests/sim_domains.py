@@ -38,6 +38,7 @@ def sim_config(sim: RunningSimulator, *, namespace: str = "orch", **sections: ob
     raw: dict[str, object] = {
         "redis": {"namespace": namespace},
         "venue": {"kind": "simulator", "embedded": True, "rest_url": sim.rest_url,
+                  "futures_url": sim.futures_url,
                   "tier": sim.venue.settings.tier, "request_timeout_s": 2.0},
         "accounts": accounts,
     } | sections  # fmt: skip
@@ -58,7 +59,8 @@ async def open_sim_domain(
     `manual_time`: the limiter reads `clock` (the simulator's manual clock), not Redis TIME."""
     config = config or sim_config(sim)
     credentials = {a.name: credentials_of(sim, a.name) for a in config.accounts}
+    # The simulator's keys serve its futures API too (Kraken issues separate Derivatives keys).
     async with open_kraken(config, credentials, redis=redis, clock=clock, registry=Registry(),
-                           transport=transport,
+                           futures_credentials=credentials, transport=transport,
                            script_time=clock.time if manual_time else None) as domain:  # fmt: skip
         yield domain

@@ -15,6 +15,7 @@ from orchestrator.errors import AmbiguousOutcome
 from orchestrator.exchange.kraken.account import KrakenDomain
 from orchestrator.exchange.protocol import OrderSpec
 from orchestrator.simulator.app import RunningSimulator, open_simulator
+from orchestrator.simulator.settings import AccountSeed, SimSettings
 from tests.sim_domains import open_sim_domain
 
 FAULTS = ("lost", "garbled", "reset")
@@ -129,3 +130,32 @@ async def test_a_withdrawal_awaiting_approval_is_reported_so_after_reconciling(
     withdrawal = await domain.treasury.withdraw("XBT", "desk-wallet", Decimal("0.1"))
     assert sent(sim, "Withdraw") == 1
     assert withdrawal.awaiting_approval
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_a_futures_transfer_through_the_wiring_executes_once(fault: str) -> None:
+    """The wiring builds every account's futures client (on the shared limiter's futures
+    budget) and the master's futures treasury; its transfer is reconciled from the account log."""
+    funded = SimSettings(accounts=(
+        AccountSeed(name="master", role="master", futures_flex={"ZUSD": Decimal(1000)}),
+        AccountSeed(name="mm-xbt"),
+    ))  # fmt: skip
+    redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    async with open_simulator(funded) as sim, open_sim_domain(sim, redis, RealClock()) as domain:
+        treasury = domain.futures_treasury
+        assert treasury is not None
+        treasury.confirm_delay_s = 0.01
+        strike(sim, fault, "transfer/subaccount")
+        await treasury.transfer_subaccount(from_user="master", to_user="mm-xbt",
+                                           from_account="flex", to_account="flex", unit="usd",
+                                           amount=Decimal(7))  # fmt: skip
+        counts = sim.venue.request_counts
+        assert counts.get("fault:lost_reply", 0) + counts.get("fault:garbled_reply", 0) + \
+            counts.get("fault:reset_reply", 0) == 1  # fmt: skip
+        transfers = [n for n in counts if "transfer/subaccount" in n]
+        assert [counts[n] for n in transfers] == [1], counts
+        master = domain.account("master").futures
+        assert master is not None
+        flex = (await master.accounts()).accounts["flex"]
+        assert flex.currencies["USD"].quantity == Decimal(993)  # type: ignore[union-attr]
+    await redis.aclose()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import parse_config
-from orchestrator.errors import SecretError
+from orchestrator.errors import ConfigError, SecretError
 from orchestrator.secrets import (
     Secret,
     resolve_credentials,
@@ -175,3 +175,20 @@ def test_non_utf8_environment_value_names_field_and_variable() -> None:
 def test_safe_url_masks_every_password(url: str, shown: str) -> None:
     assert safe_url(url) == shown
     assert "ter2" not in safe_url(url)  # no piece of the password either
+
+
+def test_futures_keys_resolve_apart_and_come_in_pairs() -> None:
+    raw = kraken_config()
+    account = raw["accounts"][0]  # type: ignore[index]
+    account |= {"futures_api_key": "env:F_KEY", "futures_api_secret": "env:F_SECRET"}
+    environ = {"M_KEY": "spot", "M_SECRET": SECRET_B64, "F_KEY": "deriv", "F_SECRET": SECRET_B64}
+    config = parse_config(raw)
+    assert resolve_credentials(config, environ=environ)["m"].key.reveal() == "spot"
+    futures = resolve_credentials(config, environ=environ, futures=True)
+    assert futures["m"].key.reveal() == "deriv"
+    with pytest.raises(SecretError, match=r"accounts\[0\].futures_api_secret"):
+        resolve_credentials(config, environ={"F_KEY": "deriv", "F_SECRET": "not base64!"},
+                            futures=True)  # fmt: skip
+    del account["futures_api_secret"]
+    with pytest.raises(ConfigError, match=r"accounts\[0\].futures_api_secret: futures keys come"):
+        parse_config(raw)

@@ -27,6 +27,8 @@ from orchestrator.exchange.kraken.common.auth import key_fingerprint
 from orchestrator.exchange.kraken.common.key_lock import SharedKeyLock
 from orchestrator.exchange.kraken.common.nonce import SharedNonce
 from orchestrator.exchange.kraken.common.transport import AiohttpTransport, Transport
+from orchestrator.exchange.kraken.futures.client import KrakenFutures
+from orchestrator.exchange.kraken.futures.treasury import FuturesTreasury
 from orchestrator.exchange.kraken.spot.instruments import load_instruments
 from orchestrator.exchange.kraken.spot.reader import KrakenAccountReader
 from orchestrator.exchange.kraken.spot.rest import KrakenPublic, KrakenRest
@@ -45,13 +47,14 @@ LEASE_MARGIN_S: Final = 2.0
 
 @dataclass(frozen=True, slots=True)
 class KrakenAccount:
-    """The clients of one account (its own API key)."""
+    """The clients of one account (its own API keys)."""
 
     name: str
-    venue_id: str  # what AccountTransfer's `from` / `to` name
+    venue_id: str  # what AccountTransfer's `from` / `to` (and futures' fromUser/toUser) name
     rest: KrakenRest
     trading: KrakenTrading
     reader: KrakenAccountReader
+    futures: KrakenFutures | None  # with the account's Derivatives key, when it has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,7 @@ class KrakenDomain:
     instruments: Instruments
     accounts: Mapping[str, KrakenAccount]
     treasury: KrakenTreasury
+    futures_treasury: FuturesTreasury | None  # when the master has a Derivatives key
 
     def account(self, name: str) -> KrakenAccount:
         try:
@@ -81,11 +85,13 @@ async def open_kraken(
     redis: aioredis.Redis,
     clock: Clock,
     registry: Registry,
+    futures_credentials: Mapping[str, ApiCredentials] | None = None,
     transport: Transport | None = None,
     script_time: Callable[[], float] | None = None,
 ) -> AsyncIterator[KrakenDomain]:
     """The domain's clients for the life of the block. `credentials` by account name (resolved
-    secrets, or the embedded simulator's keys). For tests only: `transport` replaces HTTP, and
+    secrets, or the embedded simulator's keys); `futures_credentials` the Derivatives keys of
+    the accounts that trade futures. For tests only: `transport` replaces HTTP, and
     `script_time` makes the limiter read a manual clock instead of Redis TIME."""
     keys = Keys(config.redis.namespace)
     weights = {s.name: s.weight for s in config.strategies if s.enabled}
@@ -102,34 +108,48 @@ async def open_kraken(
         base_url = config.venue.rest_url
         instruments = await load_instruments(KrakenPublic(transport, base_url))
         accounts: dict[str, KrakenAccount] = {}
+        lease_s = timeout_s + LEASE_MARGIN_S
+
+        def ordering(creds: ApiCredentials, api: str = "") -> tuple[SharedNonce, SharedKeyLock]:
+            """Nonces and the key lock of one API key, shared by every process using it (spot
+            and futures count nonces apart, so a key used on both gets two of each)."""
+            key_id = api + key_fingerprint(creds.key.reveal())
+            return (SharedNonce(redis, keys, key_id, health),
+                    SharedKeyLock(redis, keys, key_id, lease_s=lease_s, health=health))  # fmt: skip
+
         for account in config.accounts:
             creds = credentials.get(account.name)
             if creds is None:
                 continue
-            key_id = key_fingerprint(creds.key.reveal())
-            rest = KrakenRest(
-                transport,
-                base_url,
-                account=account.name,
-                credentials=creds,
-                nonce=SharedNonce(redis, keys, key_id, health),
-                key_lock=SharedKeyLock(
-                    redis, keys, key_id, lease_s=timeout_s + LEASE_MARGIN_S, health=health
-                ),
-                permits=limiter,
-                strategy=strategy_of.get(account.name),
-            )
+            nonce, key_lock = ordering(creds)
+            strategy = strategy_of.get(account.name)
+            rest = KrakenRest(transport, base_url, account=account.name, credentials=creds,
+                              nonce=nonce, key_lock=key_lock, permits=limiter,
+                              strategy=strategy)  # fmt: skip
+            futures = None
+            futures_creds = (futures_credentials or {}).get(account.name)
+            if futures_creds is not None:
+                nonce, key_lock = ordering(futures_creds, "futures-")
+                futures = KrakenFutures(transport, config.venue.futures_url, account=account.name,
+                                        credentials=futures_creds, nonce=nonce, key_lock=key_lock,
+                                        permits=limiter, strategy=strategy)  # fmt: skip
             accounts[account.name] = KrakenAccount(
                 name=account.name,
                 venue_id=account.venue_id,
                 rest=rest,
                 trading=KrakenTrading(rest, clock, instruments),
                 reader=KrakenAccountReader(rest, instruments),
+                futures=futures,
             )
         master = config.master
         if master.name not in accounts:
             raise ConfigError("accounts", f"the master account {master.name!r} has no credentials")
         readers = {a.venue_id: a.reader for a in accounts.values()}
         treasury = KrakenTreasury(accounts[master.name].rest, clock, readers)
+        logs = {a.venue_id: a.futures for a in accounts.values() if a.futures is not None}
+        master_futures = accounts[master.name].futures
+        futures_treasury = (
+            None if master_futures is None else FuturesTreasury(master_futures, clock, logs)
+        )
         yield KrakenDomain(limiter=limiter, instruments=instruments, accounts=accounts,
-                           treasury=treasury)  # fmt: skip
+                           treasury=treasury, futures_treasury=futures_treasury)  # fmt: skip
