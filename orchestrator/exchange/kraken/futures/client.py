@@ -36,10 +36,9 @@ from orchestrator.errors import (
     VenueUnavailable,
 )
 from orchestrator.exchange.kraken.common.amounts import amount_text
-from orchestrator.exchange.kraken.common.auth import futures_sign, key_fingerprint
-from orchestrator.exchange.kraken.common.key_lock import KeyLock
-from orchestrator.exchange.kraken.common.nonce import NonceSource
-from orchestrator.exchange.kraken.common.transport import HttpReply, HttpRequest, Transport
+from orchestrator.exchange.kraken.common.auth import futures_sign
+from orchestrator.exchange.kraken.common.signed import SignedClient
+from orchestrator.exchange.kraken.common.transport import HttpReply, HttpRequest
 from orchestrator.exchange.kraken.futures import methods as fm
 from orchestrator.exchange.kraken.futures.errors import NO_CODE, to_exception
 from orchestrator.exchange.kraken.futures.schemas import (
@@ -50,9 +49,7 @@ from orchestrator.exchange.kraken.futures.schemas import (
     TradingEnabled,
 )
 from orchestrator.logs import get_logger
-from orchestrator.ratelimit.permits import PermitSource
 from orchestrator.ratelimit.policy import VenueRequest
-from orchestrator.secrets import ApiCredentials
 
 log = get_logger(__name__)
 
@@ -96,36 +93,10 @@ def check_reply(reply: HttpReply, method: fm.FuturesMethod) -> None:
     raise to_exception(envelope.error or NO_CODE, acting=method.acting, call=str(method))
 
 
-class KrakenFutures:
+class KrakenFutures(SignedClient):
     """One account's futures REST access (one Derivatives API key). Every argument is a
     guarantee: there is no client without credentials, a nonce source, the key's lock and a
     permit source."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        base_url: str,
-        *,
-        account: str,
-        credentials: ApiCredentials,
-        nonce: NonceSource,
-        key_lock: KeyLock,
-        permits: PermitSource,
-        strategy: str | None = None,
-        permit_deadline_s: float = 5.0,
-    ) -> None:
-        """`base_url`: scheme and host (`https://futures.kraken.com`); the methods add paths.
-        `strategy`: the limiter identity the calls are booked for."""
-        self.transport = transport
-        self.base_url = base_url.rstrip("/")
-        self.account = account
-        self.credentials = credentials
-        self.nonce = nonce
-        self.key_lock = key_lock
-        self.permits = permits
-        self.strategy = strategy
-        self.permit_deadline_s = permit_deadline_s
-        self.key_id = key_fingerprint(credentials.key.reveal())
 
     # --- queries ---------------------------------------------------------------------------------
     async def accounts(self) -> AccountsResponse:

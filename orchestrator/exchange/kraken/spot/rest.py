@@ -22,16 +22,13 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from orchestrator.errors import AmbiguousOutcome, VenueRateLimited, VenueUnavailable
-from orchestrator.exchange.kraken.common.auth import key_fingerprint, spot_sign
+from orchestrator.exchange.kraken.common.auth import spot_sign
 from orchestrator.exchange.kraken.common.errors import rate_limit_kind, to_exception
-from orchestrator.exchange.kraken.common.key_lock import KeyLock
 from orchestrator.exchange.kraken.common.methods import Method
-from orchestrator.exchange.kraken.common.nonce import NonceSource
+from orchestrator.exchange.kraken.common.signed import SignedClient
 from orchestrator.exchange.kraken.common.transport import HttpRequest, Transport
 from orchestrator.exchange.kraken.spot.schemas import Envelope
-from orchestrator.ratelimit.permits import PermitSource
 from orchestrator.ratelimit.policy import VenueRequest
-from orchestrator.secrets import ApiCredentials
 
 _QUERY_RETRIES: Final = 2
 _FORM: Final = "application/x-www-form-urlencoded"
@@ -88,34 +85,9 @@ class KrakenPublic:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-class KrakenRest:
+class KrakenRest(SignedClient):
     """One account's signed REST access (one API key). Every argument is a guarantee: there is
     no client without credentials, a nonce source, the key's lock and a permit source."""
-
-    def __init__(
-        self,
-        transport: Transport,
-        base_url: str,
-        *,
-        account: str,
-        credentials: ApiCredentials,
-        nonce: NonceSource,
-        key_lock: KeyLock,
-        permits: PermitSource,
-        strategy: str | None = None,
-        permit_deadline_s: float = 5.0,
-    ) -> None:
-        """`strategy`: the limiter identity whose fair share the calls count toward."""
-        self.transport = transport
-        self.base_url = base_url.rstrip("/")
-        self.account = account
-        self.credentials = credentials
-        self.nonce = nonce
-        self.key_lock = key_lock
-        self.permits = permits
-        self.strategy = strategy
-        self.permit_deadline_s = permit_deadline_s
-        self.key_id = key_fingerprint(credentials.key.reveal())
 
     async def call(
         self,
