@@ -60,7 +60,6 @@ class LimiterMetrics:
         self.wait_s = r.histogram("orch_limiter_wait_seconds", "Wait per permit", ["lane"])
         self.cooldowns = r.counter("orch_limiter_cooldowns", "Venue rate-limit errors", ["scope"])
         self.level = r.gauge("orch_limiter_level_ratio", "Scope level / threshold", ["scope"])
-        self.redis_down = r.gauge("orch_limiter_redis_down", "1 while Redis is unreachable")
 
 
 class Limiter:
@@ -92,13 +91,14 @@ class Limiter:
         self.total_weight = sum((weights or {}).values())
         self.weights = self.effective_weights(weights or {}, limits)
         self.active_window_s = active_window_s
-        self.retry_after_s = retry_after_s
-        self.metrics = LimiterMetrics(registry or Registry())
+        registry = registry or Registry()
+        self.metrics = LimiterMetrics(registry)
         self._acquire_sha = hashlib.sha1(ACQUIRE_LUA.encode()).hexdigest()  # noqa: S324 - Redis's script id
         self._penalize = redis.register_script(PENALIZE_LUA)
         self._local = LocalBudget(limits.risk_reserve_fraction, limits.transit_allowance_s)
         self._rng = random.Random()  # noqa: S311 - jitter, not security
-        self.health = health or RedisHealth(clock, Registry(), retry_after_s=retry_after_s)
+        # Without a shared verdict (tests, benchmarks), one of its own, `retry_after_s` long.
+        self.health = health or RedisHealth(clock, registry, retry_after_s=retry_after_s)
         self.risk_reducing_timeout_s = risk_reducing_timeout_s
         self._fell_back = False  # decided without Redis since it last answered
         self._ttl_ms = limits.key_idle_ttl_s * 1000
@@ -137,6 +137,11 @@ class Limiter:
             return dict(weights)
         cap = total / limits.domain_multiplier
         return {name: min(weight, cap) for name, weight in weights.items()}
+
+    @property
+    def retry_after_s(self) -> float:
+        """How long Redis is skipped after it failed (the shared verdict's setting)."""
+        return self.health.retry_after_s
 
     def _now_arg(self) -> str:
         return "" if self._script_time is None else repr(self._script_time())
@@ -225,13 +230,11 @@ class Limiter:
         except StoreUnavailable as exc:
             self.health.mark_down("limiter", str(exc))
             self._fell_back = True
-            self.metrics.redis_down.set(1)
             raise
         self.health.mark_up()
         if self._fell_back:
             self._fell_back = False
             self._local.forget()
-            self.metrics.redis_down.set(0)
             log.info("limiter.redis_recovered")
         self._offset_s = float(reply[3]) - self.clock.time()
         floors, seen = self._seen.tat_floor_s, self._seen.names

@@ -21,7 +21,7 @@ class RedisHealth:
         self.clock = clock
         self.retry_after_s = retry_after_s
         self._down_until_s = 0.0
-        self._down = registry.gauge("orch_redis_down", "1 while Redis is taken as unreachable")
+        self.gauge = registry.gauge("orch_redis_down", "1 while Redis is taken as unreachable")
 
     def is_down(self) -> bool:
         """Whether to skip Redis now (it failed less than `retry_after_s` ago)."""
@@ -31,10 +31,10 @@ class RedisHealth:
         if not self._down_until_s:
             log.warning("redis.down", what=what, reason=reason)
         self._down_until_s = self.clock.monotonic() + self.retry_after_s
-        self._down.set(1)
+        self.gauge.set(1)
 
     def mark_up(self) -> None:
         if self._down_until_s:
             log.info("redis.up")
             self._down_until_s = 0.0
-            self._down.set(0)
+            self.gauge.set(0)

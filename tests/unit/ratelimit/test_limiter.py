@@ -246,7 +246,7 @@ async def test_fails_closed_without_redis_and_recovers(clock: ManualClock) -> No
         [Charge(POOL, 1)], lane="risk_reducing", deadline_s=1, account="a"
     )
     assert permit.fallback
-    assert limiter.metrics.redis_down.get() == 1
+    assert limiter.health.gauge.get() == 1
     await broken.aclose()
 
 

@@ -219,7 +219,7 @@ async def test_redis_back_counts_what_was_spent_and_forgets_the_local_view(
     trade = limiter.policy.trade_scope("a", PAIR)
     expected = 5 * 8 - 2.34 * limiter.retry_after_s  # what this process spent, decayed
     assert await limiter.level(trade) == pytest.approx(expected)
-    assert limiter.metrics.redis_down.get() == 0
+    assert limiter.health.gauge.get() == 0
     assert venue.rejections == 0
     await redis.aclose()
 
