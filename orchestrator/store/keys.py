@@ -54,6 +54,20 @@ class Keys:
         """Mutex letting one process at a time send with an API key (nonce order)."""
         return f"{self.namespace}:keylock:{_part(key_id, 'key id')}"
 
+    # --- orders --------------------------------------------------------------------------------
+    def order_journal(self, account: str) -> str:
+        """Hash cl_ord_id -> journal entry of every order intent of one account whose outcome
+        is not settled yet; written before the order is sent, reconciled at start."""
+        return f"{self.namespace}:orders:{_part(account, 'account')}:pending"
+
+    def order_outcomes(self, account: str) -> str:
+        """Capped stream of settled journal entries of one account (what became of each)."""
+        return f"{self.namespace}:orders:{_part(account, 'account')}:settled"
+
+    def service_events(self) -> str:
+        """Capped stream of service events the control plane reads (strategy failures, ...)."""
+        return f"{self.namespace}:events"
+
     # --- transfers ----------------------------------------------------------------------------
     def transfer(self, transfer_id: str) -> str:
         """Journal entry (hash) of one rebalancing transfer."""
