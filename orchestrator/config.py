@@ -133,6 +133,25 @@ class AccountConfig(_Section, frozen=True):
         return self.account_id if self.account_id is not None else self.name
 
 
+class RiskConfig(_Section, frozen=True):
+    max_order_notional: Annotated[
+        Decimal | None, _doc("Largest order value (volume x price) in the quote currency.")
+    ] = None
+    max_open_orders: Annotated[int, _doc("Most orders open at once (pending included).", ge=0)] = 20
+    max_position: Annotated[
+        dict[str, Decimal],
+        _doc("Largest absolute position per pair (`XBT/USD` -> base units) after a fill."),
+    ] = {}
+    price_band_pct: Annotated[
+        float, _doc("A limit price farther than this from the mid is refused (percent).", gt=0)
+    ] = 5.0
+    max_daily_loss: Annotated[
+        Decimal | None,
+        _doc("Past this loss (realized + unrealized, UTC day) the strategy is paused and its "
+             "orders cancelled (quote currency)."),
+    ] = None  # fmt: skip
+
+
 class StrategyConfig(_Section, frozen=True):
     name: Annotated[Name, _doc("Unique strategy name; also its limiter identity.")]
     module: Annotated[
@@ -146,7 +165,21 @@ class StrategyConfig(_Section, frozen=True):
     pairs: Annotated[list[str], _doc("Pairs it trades, in WS form (`XBT/USD`).", min_length=1)]
     weight: Annotated[float, _doc("Fair share of the domain pool under contention.", gt=0)] = 1.0
     enabled: Annotated[bool, _doc("A disabled strategy is loaded but not started.")] = True
-    params: Annotated[dict[str, Any], _doc("Free-form parameters handed to the strategy.")] = {}
+    params: Annotated[
+        dict[str, Any], _doc("The strategy's parameters, checked against its `Params` Struct.")
+    ] = {}
+    risk: Annotated[RiskConfig, _doc("Pre-trade risk limits of this strategy.")] = RiskConfig()
+    cancel_on_stop: Annotated[
+        bool, _doc("Cancel the strategy's orders when it stops (shutdown included).")
+    ] = True
+    orphans: Annotated[
+        Literal["cancel", "adopt"],
+        _doc("Open orders found on the sub-account that no journal knows: cancel or adopt them."),
+    ] = "cancel"
+    callback_budget_ms: Annotated[
+        float, _doc("Time budget of one callback; overrunning it repeatedly stops the strategy.",
+                    gt=0)
+    ] = 50.0  # fmt: skip
 
 
 class LimitsConfig(_Section, frozen=True):
@@ -210,6 +243,33 @@ class ControlConfig(_Section, frozen=True):
     ] = []
 
 
+class ServiceConfig(_Section, frozen=True):
+    shutdown_timeout_s: Annotated[
+        float, _doc("SIGTERM/SIGINT: the most time a clean shutdown may take.", gt=0)
+    ] = 10.0
+    order_entry: Annotated[
+        Literal["ws", "rest"], _doc("Order entry over the private WebSocket (REST when it is "
+                                    "down) or over REST only.")
+    ] = "ws"  # fmt: skip
+    book_depth: Annotated[
+        Literal[10, 25, 100, 500, 1000], _doc("Depth of the books the market-data hub keeps.")
+    ] = 10
+    dead_man_timeout_s: Annotated[
+        int, _doc("Kraken's cancel-all-after countdown each worker keeps armed.", ge=10, le=86400)
+    ] = 60
+    dead_man_refresh_s: Annotated[
+        float, _doc("How often a healthy worker re-arms it (at most a third of the timeout).",
+                    gt=0)
+    ] = 20.0  # fmt: skip
+    restart_budget: Annotated[
+        int, _doc("Restarts of a failed component allowed within `restart_window_s`.", ge=0)
+    ] = 5
+    restart_window_s: Annotated[float, _doc("Window of the restart budget.", gt=0)] = 300.0
+    status_interval_s: Annotated[
+        float, _doc("Interval of the status line logged (and printed without a terminal).", gt=0)
+    ] = 5.0
+
+
 class MetricsConfig(_Section, frozen=True):
     enabled: Annotated[bool, _doc("Serve Prometheus `/metrics` and `/healthz`.")] = True
     host: Annotated[str, _doc("Listen address.")] = "127.0.0.1"
@@ -227,6 +287,7 @@ class Config(_Section, frozen=True):
     limits: Annotated[LimitsConfig, _doc("Rate-limit model settings.")] = LimitsConfig()
     rebalancer: Annotated[RebalancerConfig, _doc("Automatic transfers.")] = RebalancerConfig()
     control: Annotated[ControlConfig, _doc("Operator commands.")] = ControlConfig()
+    service: Annotated[ServiceConfig, _doc("The trading service's runtime.")] = ServiceConfig()
     metrics: Annotated[MetricsConfig, _doc("Metrics and health endpoint.")] = MetricsConfig()
 
     def account(self, name: str) -> AccountConfig:

@@ -28,6 +28,7 @@ def check_relations(config: Config, source: str) -> None:
         _check_strategies(config)
         _check_rebalancer(config)
         _check_operators(config)
+        _check_service(config)
     except _Invalid as exc:
         raise ConfigError(exc.path, exc.reason, source=source) from None
 
@@ -212,3 +213,13 @@ def _check_operators(config: Config) -> None:
         if operator.name in seen:
             raise _Invalid(f"control.operators[{i}].name", f"duplicate operator {operator.name!r}")
         seen.add(operator.name)
+
+
+def _check_service(config: Config) -> None:
+    service = config.service
+    if service.dead_man_refresh_s * 3 > service.dead_man_timeout_s:
+        raise _Invalid(
+            "service.dead_man_refresh_s",
+            f"{service.dead_man_refresh_s} s is more than a third of dead_man_timeout_s "
+            f"({service.dead_man_timeout_s} s): one late refresh would let the venue cancel",
+        )
