@@ -1,0 +1,1 @@
+"""The market-data hub: one public WebSocket per process, books fanned out to the workers."""

@@ -1,0 +1,1 @@
+"""The runtime: supervision of components with a restart budget, signals and shutdown."""

@@ -1,0 +1,1 @@
+"""The replay harness: the live worker, order manager and risk code against an in-process venue."""
