@@ -40,10 +40,11 @@ _SETTLING_A_CANCEL: Final = {
 }
 
 
-class _Deadline:
+class Deadline:
     """Kraken's `deadline` for one order request: stamped when the request is signed (after
-    every wait), so it arrives well within Kraken's 2-60 s; once it (and our clock slack) has
-    passed, the engine can no longer execute the request, so a lookup miss is final."""
+    every wait), so it arrives well within Kraken's 2-60 s (0.5-60 s over WebSocket, stamped
+    just before sending); once it (and our clock slack) has passed, the engine can no longer
+    execute the request, so a lookup miss is final."""
 
     def __init__(self, clock: Clock, ahead_s: float) -> None:
         self.clock = clock
@@ -97,7 +98,7 @@ class KrakenTrading:
     async def place(self, spec: OrderSpec) -> OrderRef:
         params = add_order_params(spec)
         request = VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.wsname)
-        deadline = _Deadline(self.clock, self.order_deadline_s)
+        deadline = Deadline(self.clock, self.order_deadline_s)
 
         async def send() -> str:
             result = await self._rest.call_as(s.AddOrderResult, m.ADD_ORDER, params,
@@ -130,7 +131,7 @@ class KrakenTrading:
             params["limit_price"] = ref.instrument.price_text(price)
         request = VenueRequest(method=m.AMEND_ORDER, pair=ref.instrument.wsname,
                                order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
-        deadline = _Deadline(self.clock, self.order_deadline_s)
+        deadline = Deadline(self.clock, self.order_deadline_s)
 
         def amended(order: OrderState) -> bool:
             if order.status in _GONE:  # closed meanwhile: whether ours came first is unknown
@@ -145,9 +146,9 @@ class KrakenTrading:
             return result.amend_id
 
         async def lookup() -> str | None:
-            if amended(await self._order(ref.txid)):
+            if amended(await self.order(ref.txid)):
                 return "reconciled"
-            if await deadline.wait_out() and amended(await self._order(ref.txid)):
+            if await deadline.wait_out() and amended(await self.order(ref.txid)):
                 return "reconciled"
             return None
 
@@ -171,7 +172,7 @@ class KrakenTrading:
             return result.count > 0
 
         async def lookup() -> bool | None:
-            order = await self._order(ref.txid, for_cancel=True)
+            order = await self.order(ref.txid, for_cancel=True)
             if order.status == "canceled":
                 return True
             return False if order.status in _GONE else None
@@ -202,16 +203,19 @@ class KrakenTrading:
         )
         return result.triggerTime
 
-    async def open_orders(self) -> list[OrderState]:
-        result = await self._rest.call_as(s.OpenOrders, m.OPEN_ORDERS)
+    async def open_orders(self, *, for_cancel: bool = False) -> list[OrderState]:
+        """`for_cancel`: settling a cancel, on the cancel's lane."""
+        request = _SETTLING_A_CANCEL[m.OPEN_ORDERS] if for_cancel else None
+        result = await self._rest.call_as(s.OpenOrders, m.OPEN_ORDERS, request=request)
         return [order_state(txid, o, self.instruments) for txid, o in result.open.items()]
 
     async def find_order(self, cl_ord_id: str) -> OrderState | None:
         found = await find_order(self._rest, cl_ord_id)
         return None if found is None else order_state(*found, self.instruments)
 
-    async def _order(self, txid: str, *, for_cancel: bool = False) -> OrderState:
-        """The order's state now; `for_cancel`: settling a cancel, on the cancel's lane."""
+    async def order(self, txid: str, *, for_cancel: bool = False) -> OrderState:
+        """The order's state now (the lookup of amends and cancels, also over WebSocket);
+        `for_cancel`: settling a cancel, on the cancel's lane."""
         request = _SETTLING_A_CANCEL[m.QUERY_ORDERS] if for_cancel else None
         result = await self._rest.call_as(
             dict[str, s.KrakenOrder], m.QUERY_ORDERS, {"txid": txid}, request=request

@@ -172,6 +172,11 @@ class KrakenWs:
         if self._ws is not None:
             await self._ws.close()
 
+    @property
+    def connected(self) -> bool:
+        """Whether the link is up and subscribed now: a request would be sent, not refused."""
+        return self._connected.is_set()
+
     async def wait_connected(self, timeout_s: float = 10.0) -> None:
         """Until the link is up and subscribed; `TimeoutError` after `timeout_s` of the clock."""
         async with self.clock.timeout(timeout_s):

@@ -8,6 +8,7 @@ permit booked, for every process.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -31,8 +32,16 @@ class KrakenWsTrading:
         self.account = account
         self.strategy = strategy
 
-    async def trade(self, request: VenueRequest, params: dict[str, Any]) -> dict[str, Any]:
-        """Send `request.method` over the connection and return the reply frame."""
+    async def trade(
+        self,
+        request: VenueRequest,
+        params: dict[str, Any],
+        *,
+        stamp: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Send `request.method` over the connection and return the reply frame. `stamp`:
+        parameters computed once the permit is granted, just before sending (Kraken's
+        `deadline`, which a wait for the permit must not eat into)."""
         method = request.method
         if not isinstance(method, Method) or method.ws is None or not method.acting:
             raise ValueError(f"{method} is not a WebSocket trading method")
@@ -44,8 +53,9 @@ class KrakenWsTrading:
             key_id="",  # no REST counter is charged over WebSocket
             strategy=self.strategy,
         )
+        stamped = params if stamp is None else params | dict(stamp())
         try:
-            return await self.ws.request(name, params | {"token": token})
+            return await self.ws.request(name, stamped | {"token": token})
         except VenueRateLimited as exc:
             kind = rate_limit_kind(exc.codes[0]) if exc.codes else None
             await self.permits.feedback(permit, kind)  # the scopes this request booked
