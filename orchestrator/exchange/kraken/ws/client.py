@@ -68,6 +68,7 @@ _any = msgspec.json.Decoder()
 _encode = msgspec.json.Encoder().encode
 
 EventHandler = Callable[[str, dict[str, Any]], None]
+RawHandler = Callable[[str, bytes], None]  # a frame left undecoded: the handler decodes it typed
 BookHandler = Callable[[BookEvent], None]
 ExecutionHandler = Callable[[Execution], None]
 BalanceHandler = Callable[[BalanceSnapshot | LedgerUpdate], None]
@@ -93,6 +94,7 @@ class KrakenWs:
         books: BookStore | None = None,
         token: TokenSource | None = None,
         on_event: EventHandler | None = None,
+        on_raw: RawHandler | None = None,
         on_book: BookHandler | None = None,
         on_execution: ExecutionHandler | None = None,
         on_balance: BalanceHandler | None = None,
@@ -113,6 +115,7 @@ class KrakenWs:
         self._token_source = token
         self._token: str | None = None  # fetched once per connection (REST call, REST counter)
         self._on_event = on_event
+        self._on_raw = on_raw  # takes other channels' frames instead of `on_event`
         self._on_book = on_book
         self._on_execution = on_execution
         self._on_balance = on_balance
@@ -331,8 +334,11 @@ class KrakenWs:
                 return
             for balance in balances:
                 self._on_balance(balance)
-        elif channel not in (None, "heartbeat") and self._on_event is not None:
-            self._on_event(channel, _any.decode(frame))
+        elif channel not in (None, "heartbeat"):
+            if self._on_raw is not None:
+                self._on_raw(channel, frame)
+            elif self._on_event is not None:
+                self._on_event(channel, _any.decode(frame))
 
     def _unexpected_shape(self, channel: str, exc: msgspec.DecodeError) -> None:
         self.counters["malformed"] += 1
@@ -388,6 +394,14 @@ class KrakenWs:
             private = subscription.channel in PRIVATE_CHANNELS
             token = await self._current_token() if private else None
             await self._send({"method": "subscribe", "params": subscription.params(token)})
+
+    async def unsubscribe(self, channel: str, symbol: str | None) -> None:
+        """Want it no more (nor its pending resync); unsubscribe now if connected."""
+        subscription = self.wanted.pop((channel, symbol), None)
+        if channel == "book" and symbol is not None:
+            self._resyncs.pop(symbol, None)
+        if subscription is not None and self._ws is not None:
+            await self._send({"method": "unsubscribe", "params": subscription.unsubscribe_params()})
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send a method with a `req_id` and wait for its reply (mapped errors raise)."""
