@@ -97,6 +97,10 @@ class SettledEntry(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None
     settled_s: float
 
+    @property
+    def cl_ord_id(self) -> str:
+        return self.entry.cl_ord_id
+
 
 _ENCODER: Final = msgspec.json.Encoder()
 _ENTRY: Final = msgspec.json.Decoder(JournalEntry)

@@ -97,7 +97,7 @@ async def test_settle_moves_the_entry_to_the_outcomes_newest_first(
     )  # fmt: skip
     assert (oldest.entry, oldest.outcome, oldest.txid) == (entry("a"), "placed", "OABC-1")
     assert before_s - 1 <= oldest.settled_s <= newest.settled_s <= time.time() + 1
-    assert [s.entry.cl_ord_id for s in await journal.settled(count=1)] == ["c"]
+    assert [s.cl_ord_id for s in await journal.settled(count=1)] == ["c"]
 
 
 async def test_settle_is_idempotent(journal: OrderJournal) -> None:
