@@ -11,13 +11,14 @@ negatives, zero, `Decimal("1e400")` and non-Decimals are refused with a reason, 
 what passes here is what the venue client will accept). Arithmetic runs in a fixed decimal
 context, whatever the caller's thread set.
 
-Market orders have no price: they need a mid, and the mid stands in for their price in the
-cost, notional and balance checks (an estimate: a market buy may cost more than that).
+Market orders have no limit price: they need a mid, and their `price`, when the caller gives
+one, is an estimate of what they may cost (the worker passes the band's edge); without one the
+mid stands in. The estimate prices the cost, notional and balance checks; it is neither banded
+nor held to the tick (it is not sent).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import decimal
 import math
 from collections.abc import Mapping
@@ -50,7 +51,7 @@ class PlaceIntent:
     side: Side
     order_type: OrderType
     volume: Decimal
-    price: Decimal | None  # None for a market order
+    price: Decimal | None  # the limit price; for a market order None or an estimate (not sent)
     time_in_force: TimeInForce = "GTC"
     post_only: bool = False
 
@@ -81,10 +82,10 @@ def check_amend(
 ) -> str | None:
     """The reason to refuse amending the order `was` into `intent_after_amend`, or None.
 
-    Both describe the order's remaining volume (what it holds before and would hold after), and
-    `state` still counts `was` among the open orders, holds and open volume: the checks see the
-    state without it, plus the amended order. An amend adds no order, so max_open_orders does
-    not apply; everything else does, on the new price and volume."""
+    `state` is built as for a new order, *without* the order being amended: its count, its open
+    volume and its hold are not in it, so the amended order is checked in its place, as if new.
+    An amend adds no order, so max_open_orders does not apply; everything else does, on the
+    new price and volume. `was` says what may not change (pair, side, type, flags)."""
     after = intent_after_amend
     if was.order_type != "limit":
         return f"amend: a {was.order_type} order cannot be amended"
@@ -92,19 +93,7 @@ def check_amend(
     changed = [name for name in fixed if getattr(after, name) != getattr(was, name)]
     if changed:
         return f"amend: only price and volume change, not {', '.join(changed)}"
-    try:
-        with decimal.localcontext(_CONTEXT):
-            asset, held = order_hold(was)
-            without_was = dataclasses.replace(
-                state,
-                open_orders=state.open_orders - 1,
-                open_buy=state.open_buy - (was.volume if was.side == "buy" else _ZERO),
-                open_sell=state.open_sell - (was.volume if was.side == "sell" else _ZERO),
-                available={**state.available, asset: state.available.get(asset, _ZERO) + held},
-            )
-    except (ArithmeticError, TypeError, ValueError) as exc:
-        return f"amend: the order's current volume or price is not usable ({exc!r})"
-    return _guarded(limits, after, without_was, amending=True)
+    return _guarded(limits, after, state, amending=True)
 
 
 def order_hold(intent: PlaceIntent, estimated_price: Decimal | None = None) -> tuple[str, Decimal]:
@@ -192,10 +181,11 @@ def _check(
     price = intent.price if intent.price is not None else mid
     if price is None:  # unreachable: a limit order has a price (_shape), a market one the mid
         return "price: no price and no mid"
+    limit_price = intent.price if intent.order_type == "limit" else None
     return (
         _instrument(intent, price)
         or _reducing(intent, state)
-        or _price_band(limits, intent, mid)
+        or _price_band(limits, intent.instrument, limit_price, mid)
         or _notional(limits, intent, price)
         or (None if amending else _open_orders(limits, state))
         or _position(limits, intent, state)
@@ -223,8 +213,6 @@ def _shape(intent: PlaceIntent) -> str | None:
         return f"time_in_force: {intent.time_in_force!r} is not one of GTC, IOC"
     if intent.order_type == "limit" and intent.price is None:
         return "price: a limit order needs a price"
-    if intent.order_type == "market" and intent.price is not None:
-        return "price: a market order takes no price"
     if intent.order_type == "market" and intent.post_only:
         return "post_only: a market order cannot be post-only"
     return None
@@ -246,7 +234,7 @@ def _instrument(intent: PlaceIntent, price: Decimal) -> str | None:
     instrument = intent.instrument
     try:
         instrument.qty_text(intent.volume)
-        if intent.price is not None:
+        if intent.order_type == "limit" and intent.price is not None:
             instrument.price_text(intent.price)
     except InvalidRequest as exc:
         return f"instrument: {exc}"
@@ -278,11 +266,12 @@ def _reducing(intent: PlaceIntent, state: RiskState) -> str | None:
             f"{_n(intent.volume)} would be {_n(after)}")  # fmt: skip
 
 
-def _price_band(limits: RiskConfig, intent: PlaceIntent, mid: Decimal | None) -> str | None:
-    price = intent.price
-    if price is None:  # a market order: no price to band
+def _price_band(
+    limits: RiskConfig, instrument: Instrument, price: Decimal | None, mid: Decimal | None
+) -> str | None:
+    if price is None:  # a market order: no limit price to band
         return None
-    pair = intent.instrument.wsname
+    pair = instrument.wsname
     band_pct = Decimal(repr(limits.price_band_pct))
     if mid is None:
         return f"price_band: no mid on {pair} to check price {_n(price)} against"

@@ -304,6 +304,26 @@ def test_an_order_needs_its_hold_available(
     assert check_place(LIMITS, intent, state(available=available)) == reason
 
 
+def test_a_market_orders_price_is_an_estimate_priced_not_banded_nor_ticked() -> None:
+    """The worker prices a market order at the band's edge: off the tick, at the edge, it is
+    not refused for that; its cost, notional and hold are counted at it."""
+    edge = order(volume="0.1", price="31500.05", order_type="market")
+    assert check_place(LIMITS, edge, STATE) is None
+    assert check_place(LIMITS, edge, state(available={"ZUSD": Decimal(3000)})) == (
+        "balance: buy 0.1 XBT/USD needs 3150.005 ZUSD, 3000 available"
+    )
+    assert check_place(LIMITS, order(volume="0.3", price="34000", order_type="market"), STATE) == (
+        "max_order_notional: 0.3 x 34000 = 10200 ZUSD above 10000"
+    )
+    assert check_place(LIMITS, order(price=Decimal("NaN"), order_type="market"), STATE) == (
+        "price: NaN is not a positive finite number"
+    )
+    no_mid = state(mid=None)  # an estimate is no book: a market order still needs a mid
+    assert check_place(LIMITS, edge, no_mid) == (
+        "mid: a market order on XBT/USD needs a mid, and the book has none"
+    )
+
+
 def test_order_hold() -> None:
     assert order_hold(order(volume="0.25", price="30000")) == ("ZUSD", Decimal(7500))
     assert order_hold(order("sell", volume="0.25")) == ("XXBT", Decimal("0.25"))
@@ -354,7 +374,6 @@ def test_hostile_prices_are_refused(price: Any, check: str) -> None:
     ("intent", "reason"),
     [
         (order(price=None, order_type="limit"), "price: a limit order needs a price"),
-        (order(order_type="market"), "price: a market order takes no price"),
         (order(price=None, post_only=True), "post_only: a market order cannot be post-only"),
         (order("BUY"), "side: 'BUY' is not one of buy, sell"),
         (order(order_type="stop"), "order_type: 'stop' is not one of limit, market"),
@@ -420,21 +439,21 @@ def test_the_callers_decimal_context_does_not_change_the_verdict() -> None:
 # --- amend ------------------------------------------------------------------------------------
 
 
-def test_an_amend_is_checked_without_the_order_it_changes() -> None:
-    """The buy of 0.1 at 30000 holds 3000 of the 3000 ZUSD: a cheaper or equal amend fits in
-    its own hold; a bigger one needs what is not there."""
+def test_an_amend_is_checked_in_the_place_of_the_order_it_changes() -> None:
+    """The state is without the amended order: its 3000 ZUSD hold is available to the amend,
+    and it adds no order, so five others open do not refuse it."""
     was = order(volume="0.1", price="30000")
-    holding = state(available={"ZUSD": Decimal(0)}, open_orders=5, open_buy=Decimal("0.1"))
-    assert check_amend(LIMITS, order(volume="0.1", price="29000"), holding, was=was) is None
-    assert check_amend(LIMITS, order(volume="0.2", price="30000"), holding, was=was) == (
+    others = state(available={"ZUSD": Decimal(3000)}, open_orders=5)
+    assert check_amend(LIMITS, order(volume="0.1", price="29000"), others, was=was) is None
+    assert check_amend(LIMITS, order(volume="0.2", price="30000"), others, was=was) == (
         "balance: buy 0.2 XBT/USD needs 6000 ZUSD, 3000 available"
     )
-    assert check_place(LIMITS, order(), holding) == "max_open_orders: 5 open or pending, limit 5"
+    assert check_place(LIMITS, order(), others) == "max_open_orders: 5 open or pending, limit 5"
 
 
 def test_an_amend_counts_the_position_without_its_own_volume() -> None:
     was = order(volume="0.5")
-    held = dataclasses.replace(RICH, position=Decimal("1.4"), open_buy=Decimal("0.5"))
+    held = dataclasses.replace(RICH, position=Decimal("1.4"))
     assert check_amend(POSITION_ONLY, order(volume="0.6"), held, was=was) is None
     assert check_amend(POSITION_ONLY, order(volume="0.7"), held, was=was) == (
         "max_position: XBT/USD position 1.4 with open buys 0 and this 0.7 would be 2.1, limit 2"
