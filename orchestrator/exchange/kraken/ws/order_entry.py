@@ -1,0 +1,303 @@
+"""Kraken's `TradingVenue` over the account's private WebSocket v2, REST when the socket is down.
+
+The same calls and guarantees as `KrakenTrading` (spot/trading.py), which it falls back to:
+- every request takes its limiter permit through `KrakenWsTrading`, described as REST describes
+  it (the pair, the ages of the orders a cancel or amend touches, CancelAll's orders), so the
+  trading counters are charged alike and the key's REST counter not at all;
+- every acting call goes through `act_once`; an ambiguous one (a reply lost, cut by a dropped
+  link, unreadable) is reconciled by the REST lookups `KrakenTrading` uses, after the request's
+  `deadline` (stamped just before sending) has passed, and only then sent again;
+- a socket that is down (`connected` false, or `VenueUnavailable`: nothing was executed) sends
+  the call over REST instead. Cancels and the dead man's switch must reach the venue, so any
+  failure of theirs over WS that is not ambiguous goes to REST too (a second cancel, or arming
+  the switch twice, does no harm).
+Prices and volumes leave as JSON numbers written from the instrument's exact text
+(`Instrument.price_text` / `qty_text`), never through a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from orchestrator.clock import Clock
+from orchestrator.errors import (
+    AmbiguousOutcome,
+    OrchestratorError,
+    UnknownOrder,
+    VenueUnavailable,
+)
+from orchestrator.exchange.kraken.common import methods as m
+from orchestrator.exchange.kraken.common.reconcile import act_once
+from orchestrator.exchange.kraken.spot.trading import (
+    MAX_DEADLINE_AHEAD_S,
+    Deadline,
+    KrakenTrading,
+    rfc3339,
+)
+from orchestrator.exchange.kraken.ws.client import KrakenWs
+from orchestrator.exchange.kraken.ws.trading import KrakenWsTrading
+from orchestrator.exchange.protocol import OrderRef, OrderSpec, OrderState
+from orchestrator.logs import get_logger
+from orchestrator.ratelimit.policy import VenueRequest
+
+log = get_logger(__name__)
+
+MIN_WS_DEADLINE_AHEAD_S: Final = 0.5  # Kraken: a WS `deadline` lies 500 ms to 60 s ahead
+_GONE: Final = frozenset({"closed", "canceled", "expired"})
+_TIME_IN_FORCE: Final = {"GTC": "gtc", "IOC": "ioc", "GTD": "gtd"}
+T = TypeVar("T")
+
+
+class _Added(msgspec.Struct):
+    order_id: str
+
+
+class _Amended(msgspec.Struct):
+    amend_id: str
+
+
+class _Count(msgspec.Struct):
+    count: int
+
+
+class _DeadMan(msgspec.Struct):
+    triggerTime: str  # Kraken writes this reply in camelCase
+
+
+def _number(text: str) -> msgspec.Raw:
+    """A JSON number written exactly as `text` (v2 takes numbers; a float would round)."""
+    return msgspec.Raw(text.encode())
+
+
+def add_order_params(spec: OrderSpec) -> dict[str, Any]:
+    """`add_order`'s params for `spec` (token and deadline aside); numbers checked first."""
+    instrument = spec.instrument
+    params: dict[str, Any] = {
+        "order_type": spec.order_type,
+        "side": spec.side,
+        "symbol": instrument.symbol,
+        "order_qty": _number(instrument.qty_text(spec.volume)),
+        "cl_ord_id": spec.cl_ord_id,
+        "time_in_force": _TIME_IN_FORCE[spec.time_in_force],
+    }
+    if spec.price is not None:
+        params["limit_price"] = _number(instrument.price_text(spec.price))
+    if spec.post_only:
+        params["post_only"] = True
+    if spec.expire_s is not None:
+        params["expire_time"] = rfc3339(spec.expire_s)
+    return params
+
+
+def _result(into: type[T], reply: dict[str, Any], call: str) -> T:
+    """The reply's `result` as `into`. The venue accepted the request, so a result we cannot
+    read leaves what it did unknown: ambiguous, reconciled like a lost reply."""
+    try:
+        return msgspec.convert(reply.get("result"), into)
+    except msgspec.ValidationError as exc:
+        raise AmbiguousOutcome(f"{call}: unexpected result shape: {exc}") from exc
+
+
+class WsOrderEntry:
+    """`TradingVenue` for one Kraken account: WebSocket first, REST when the socket is down."""
+
+    def __init__(
+        self,
+        ws: KrakenWs,
+        trading: KrakenWsTrading,
+        rest: KrakenTrading,
+        clock: Clock,
+        *,
+        order_deadline_s: float = 5.0,
+        confirm_delay_s: float = 0.5,
+    ) -> None:
+        """`ws` is the account's private connection (ws/private.py) that `trading` sends on;
+        `rest` the same account's REST venue: the lookups, and the fallback.
+        `order_deadline_s`: the `deadline` of orders and amends sent over WS (0.5 to 60 s
+        ahead); one lost in transit is re-sent only after it has passed."""
+        if trading.ws is not ws:
+            raise ValueError("trading must send on the same connection as ws")
+        if not MIN_WS_DEADLINE_AHEAD_S <= order_deadline_s <= MAX_DEADLINE_AHEAD_S:
+            raise ValueError(f"order_deadline_s must be within {MIN_WS_DEADLINE_AHEAD_S} to "
+                             f"{MAX_DEADLINE_AHEAD_S} s, got {order_deadline_s}")  # fmt: skip
+        self._ws = ws
+        self._trading = trading
+        self._rest = rest
+        self.clock = clock
+        self.instruments = rest.instruments
+        self.order_deadline_s = order_deadline_s
+        self.confirm_delay_s = confirm_delay_s
+        self.counters = {"ws": 0, "rest": 0}  # calls sent over each (a fallback counts in both)
+
+    @property
+    def connected(self) -> bool:
+        """Whether calls go over the socket now (else over REST)."""
+        return self._ws.connected
+
+    # --- acting calls ----------------------------------------------------------------------------
+    async def place(self, spec: OrderSpec) -> OrderRef:
+        params = add_order_params(spec)  # a bad number is refused here, before any permit
+        if not self._use_ws("add_order"):
+            return await self._rest.place(spec)
+        request = VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.wsname)
+        deadline = Deadline(self.clock, self.order_deadline_s)
+
+        async def send() -> str:
+            reply = await self._trading.trade(request, params, stamp=deadline.stamp)
+            return _result(_Added, reply, f"add_order {spec.cl_ord_id}").order_id
+
+        async def lookup() -> str | None:
+            found = await self._rest.find_order(spec.cl_ord_id)
+            if found is None and await deadline.wait_out():  # it may still have been queued
+                found = await self._rest.find_order(spec.cl_ord_id)
+            return None if found is None else found.txid
+
+        try:
+            txid = await self._act(f"add_order {spec.cl_ord_id}", send, lookup)
+        except VenueUnavailable as exc:  # the socket went down, or the deadline refused it
+            self._fell_back("add_order", exc)
+            return await self._rest.place(spec)
+        rested_s = self.clock.time() if spec.rests else None  # the acknowledgement's time
+        return OrderRef(txid=txid, cl_ord_id=spec.cl_ord_id, instrument=spec.instrument,
+                        rested_s=rested_s)  # fmt: skip
+
+    async def amend(
+        self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None
+    ) -> OrderRef:
+        if volume is None and price is None:
+            raise ValueError("an amend changes the volume, the price or both")
+        params: dict[str, Any] = {"order_id": ref.txid}
+        if volume is not None:
+            params["order_qty"] = _number(ref.instrument.qty_text(volume))
+        if price is not None:
+            params["limit_price"] = _number(ref.instrument.price_text(price))
+        if not self._use_ws("amend_order"):
+            return await self._rest.amend(ref, volume=volume, price=price)
+        request = VenueRequest(method=m.AMEND_ORDER, pair=ref.instrument.wsname,
+                               order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+        deadline = Deadline(self.clock, self.order_deadline_s)
+
+        def amended(order: OrderState) -> bool:
+            if order.status in _GONE:  # closed meanwhile: whether ours came first is unknown
+                raise UnknownOrder(f"amend_order {ref.txid}: the order is {order.status}")
+            return (volume is None or order.volume == volume) and (
+                price is None or order.price == price
+            )
+
+        async def send() -> str:
+            reply = await self._trading.trade(request, params, stamp=deadline.stamp)
+            return _result(_Amended, reply, f"amend_order {ref.txid}").amend_id
+
+        async def lookup() -> str | None:
+            if amended(await self._rest.order(ref.txid)):
+                return "reconciled"
+            if await deadline.wait_out() and amended(await self._rest.order(ref.txid)):
+                return "reconciled"
+            return None
+
+        try:
+            await self._act(f"amend_order {ref.txid}", send, lookup)
+        except VenueUnavailable as exc:
+            self._fell_back("amend_order", exc)
+            return await self._rest.amend(ref, volume=volume, price=price)
+        # Kraken prices the next amend or cancel from this amend: the order rests anew.
+        return OrderRef(txid=ref.txid, cl_ord_id=ref.cl_ord_id, instrument=ref.instrument,
+                        rested_s=self.clock.time())  # fmt: skip
+
+    async def cancel(self, ref: OrderRef) -> bool:
+        if not self._use_ws("cancel_order"):
+            return await self._rest.cancel(ref)
+        request = VenueRequest(method=m.CANCEL_ORDER, pair=ref.instrument.wsname,
+                               order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+
+        async def send() -> bool:
+            try:
+                await self._trading.trade(request, {"order_id": [ref.txid]})
+            except UnknownOrder:
+                return False  # already closed (filled, expired or cancelled)
+            return True
+
+        async def lookup() -> bool | None:
+            order = await self._rest.order(ref.txid, for_cancel=True)
+            if order.status == "canceled":
+                return True
+            return False if order.status in _GONE else None
+
+        try:
+            return await self._act(f"cancel_order {ref.txid}", send, lookup)
+        except AmbiguousOutcome:
+            raise
+        except OrchestratorError as exc:  # a cancel must reach the venue
+            self._fell_back("cancel_order", exc)
+            return await self._rest.cancel(ref)
+
+    async def cancel_all(self, resting: Sequence[OrderRef]) -> int:
+        if not self._use_ws("cancel_all"):
+            return await self._rest.cancel_all(resting)
+        now_s = self.clock.time()
+        ages = tuple((ref.instrument.wsname, ref.age_s(now_s)) for ref in resting)
+        request = VenueRequest(method=m.CANCEL_ALL, cancel_all=ages)
+
+        async def send() -> int:
+            return _result(_Count, await self._trading.trade(request, {}), "cancel_all").count
+
+        async def lookup() -> int | None:
+            still_open = await self._rest.open_orders(for_cancel=True)
+            return len(resting) if not still_open else None
+
+        try:
+            return await self._act("cancel_all", send, lookup)
+        except AmbiguousOutcome:
+            raise
+        except OrchestratorError as exc:
+            self._fell_back("cancel_all", exc)
+            return await self._rest.cancel_all(resting)
+
+    async def dead_man_switch(self, timeout_s: int) -> str:
+        """Arming (or disarming) twice has the effect of once: no lookup is needed, and any
+        failure over WS, ambiguous or not, is sent again over REST."""
+        if not self._use_ws("cancel_all_orders_after"):
+            return await self._rest.dead_man_switch(timeout_s)
+        request = VenueRequest(method=m.CANCEL_ALL_AFTER)
+        try:
+            reply = await self._trading.trade(request, {"timeout": timeout_s})
+            return _result(_DeadMan, reply, "cancel_all_orders_after").triggerTime
+        except OrchestratorError as exc:
+            self._fell_back("cancel_all_orders_after", exc)
+            return await self._rest.dead_man_switch(timeout_s)
+
+    # --- queries: REST -----------------------------------------------------------------------
+    async def open_orders(self) -> list[OrderState]:
+        return await self._rest.open_orders()
+
+    async def find_order(self, cl_ord_id: str) -> OrderState | None:
+        return await self._rest.find_order(cl_ord_id)
+
+    # --- helpers -----------------------------------------------------------------------------
+    async def _act(
+        self,
+        what: str,
+        send: Callable[[], Awaitable[T]],
+        lookup: Callable[[], Awaitable[T | None]],
+    ) -> T:
+        return await act_once(what, send, lookup, clock=self.clock,
+                              confirm_delay_s=self.confirm_delay_s)  # fmt: skip
+
+    def _use_ws(self, call: str) -> bool:
+        """Whether `call` goes over the socket; counted either way."""
+        if self._ws.connected:
+            self.counters["ws"] += 1
+            return True
+        self.counters["rest"] += 1
+        log.info("ws_order_entry.rest", call=call, account=self._trading.account,
+                 reason="not connected")  # fmt: skip
+        return False
+
+    def _fell_back(self, call: str, exc: OrchestratorError) -> None:
+        self.counters["rest"] += 1
+        log.warning("ws_order_entry.fallback", call=call, account=self._trading.account,
+                    error=str(exc))  # fmt: skip
