@@ -58,11 +58,15 @@ class Keys:
     def order_journal(self, account: str) -> str:
         """Hash cl_ord_id -> journal entry of every order intent of one account whose outcome
         is not settled yet; written before the order is sent, reconciled at start."""
-        return f"{self.namespace}:orders:{_part(account, 'account')}:pending"
+        return f"{self._orders_tag(account)}:pending"
 
     def order_outcomes(self, account: str) -> str:
         """Capped stream of settled journal entries of one account (what became of each)."""
-        return f"{self.namespace}:orders:{_part(account, 'account')}:settled"
+        return f"{self._orders_tag(account)}:settled"
+
+    def _orders_tag(self, account: str) -> str:
+        """One hash slot per account's journal: its settle script touches both keys."""
+        return f"{{{self.namespace}:orders:{_part(account, 'account')}}}"
 
     def service_events(self) -> str:
         """Capped stream of service events the control plane reads (strategy failures, ...)."""
