@@ -354,6 +354,17 @@ def on_cancel_refused(order: TrackedOrder, reason: str) -> Applied:
     return Applied(changed=True)
 
 
+def on_cancelled(order: TrackedOrder, reason: str) -> Applied:
+    """The venue says our cancel closed it: canceled, with what filled before kept (a trade
+    racing the cancel still counts when its frame arrives)."""
+    if order.is_terminal:
+        return NOTHING
+    before = _snapshot(order)
+    order.status = "canceled"
+    order.reason = reason
+    return _applied(order, before)
+
+
 def on_reconciled(order: TrackedOrder, state: OrderState) -> Applied:
     """REST's account of the order. Its fills are not invented (REST names no exec ids):
     filled, cost and fees move up to the venue's totals, and `fills` is empty."""

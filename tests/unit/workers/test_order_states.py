@@ -32,6 +32,7 @@ from orchestrator.workers.order_states import (
     on_amend_refused,
     on_amended,
     on_cancel_refused,
+    on_cancelled,
     on_place_failed,
     on_placed,
     on_reconciled,
@@ -344,6 +345,24 @@ def test_a_cancel_refused_clears_the_request() -> None:
     assert on_cancel_refused(closed, "EOrder:Unknown order") == Applied(False)
     assert not closed.cancel_requested
     assert closed.reason is None
+
+
+def test_a_confirmed_cancel_closes_the_order_and_a_racing_fill_still_counts() -> None:
+    order = tracked()
+    apply_execution(order, frame("new", order_status="new"), now_s=T0)
+    order.cancel_requested = True
+    assert on_cancelled(order, "cancelled on request").changed
+    assert (order.status, order.reason) == ("canceled", "cancelled on request")
+    racing = apply_execution(order, trade("E1", "0.2", "60000.0", "0.2", "12000.0"), now_s=T0)
+    assert [f.exec_id for f in racing.fills] == ["E1"]
+    assert (order.status, order.filled) == ("canceled", D("0.2"))
+    apply_execution(
+        order, frame("canceled", order_status="canceled", reason="User requested"), now_s=T0
+    )
+    assert order.reason == "cancelled on request"  # the final status and its reason stay
+    filled = tracked(status="filled")
+    assert on_cancelled(filled, "cancel_all") == Applied(False)
+    assert filled.status == "filled"
 
 
 def state(status: str, executed: str, cost: str, *, fee: str = "0", volume: str = "1",
