@@ -1,11 +1,12 @@
 """The replay harness's market data: the live hub's interface over an in-process simulator.
 
 Books are the simulator's own WS v2 `book` frames (`DepthView` snapshots and diffs, encoded as
-its server encodes them) fed to a `BookStore`, the live client's books: what a strategy reads is
-checksummed exactly as live, and a mismatch goes stale and re-syncs as live. Public trades are
-the engine's, framed by the simulator's `trade` message; a ticker follows each publish that saw
-trades on its pair (Kraken's default `event_trigger: trades`), from the simulator's `ticker`
-payload.
+its server encodes them) fed to a `BookStore`, the live client's books, and read through the
+live hub's `LiveBook`: what a strategy reads is checksummed exactly as live, and a mismatch goes
+stale and re-syncs as live. Public trades are the engine's, framed by the simulator's `trade`
+message; a ticker (the simulator's `ticker` payload) follows each publish that saw trades on its
+pair (Kraken's default `event_trigger: trades`), and a pair's first subscription brings one, as
+the live ticker subscription's snapshot does. Both are decoded by the live hub's `MarketDecoder`.
 
 When listeners hear: `step` (move the markets, run the venue's timers) publishes at once; any
 other change of a book (an order placed, amended, filled) publishes on the next turn of the
@@ -22,18 +23,17 @@ until `resync`).
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import Sequence
-from decimal import Decimal
-from typing import Any, Final, Literal, Protocol
-
-import msgspec
+from typing import Any, Final
 
 from orchestrator.clock import ManualClock
 from orchestrator.errors import InvalidRequest
 from orchestrator.exchange.instruments import Instrument, Instruments
 from orchestrator.exchange.kraken.ws.book import BookEvent, L2Book
 from orchestrator.exchange.kraken.ws.book_store import BookStore
+from orchestrator.feeds.channels import MarketDecoder
+from orchestrator.feeds.hub import MarketListener
+from orchestrator.feeds.views import LiveBook
 from orchestrator.logs import get_logger
 from orchestrator.simulator import ws_public
 from orchestrator.simulator.book_feed import DepthView
@@ -41,104 +41,22 @@ from orchestrator.simulator.catalog import PairSpec
 from orchestrator.simulator.events import rfc3339
 from orchestrator.simulator.venue import Venue
 from orchestrator.simulator.ws_session import encode, plain
-from orchestrator.strategy import BookView, Ticker, Trade
 
 log = get_logger(__name__)
 
 GAP: Final = "gap"
 
 
-class MarketListener(Protocol):
-    """What the hub tells a subscriber (the worker); every method is synchronous and fast."""
-
-    def on_book_changed(self, pair: str) -> None: ...
-
-    def on_book_stale(self, pair: str, reason: str) -> None: ...
-
-    def on_trade(self, trade: Trade) -> None: ...
-
-    def on_ticker(self, ticker: Ticker) -> None: ...
-
-
-class _WireTrade(msgspec.Struct):
-    symbol: str
-    side: Literal["buy", "sell"]
-    price: Decimal
-    qty: Decimal
-    timestamp: str
-
-
-class _WireTicker(msgspec.Struct):
-    symbol: str
-    bid: Decimal
-    ask: Decimal
-    last: Decimal
-    volume: Decimal
-
-
-class _Trades(msgspec.Struct):
-    data: list[_WireTrade]
-
-
-class _Tickers(msgspec.Struct):
-    data: list[_WireTicker]
-
-
-_trades = msgspec.json.Decoder(_Trades)
-_tickers = msgspec.json.Decoder(_Tickers)
-
-
-def _time_s(timestamp: str) -> float:
-    return datetime.datetime.fromisoformat(timestamp).timestamp()
-
-
-class _LiveBook:
-    """`strategy.BookView` over one `L2Book`: reads it live, no copy."""
-
-    __slots__ = ("_book", "_pair")
-
-    def __init__(self, pair: str, book: L2Book) -> None:
-        self._pair = pair
-        self._book = book
-
-    @property
-    def pair(self) -> str:
-        return self._pair
-
-    def bids(self, n: int | None = None) -> list[tuple[Decimal, Decimal]]:
-        return self._book.bids(n)
-
-    def asks(self, n: int | None = None) -> list[tuple[Decimal, Decimal]]:
-        return self._book.asks(n)
-
-    @property
-    def best_bid(self) -> tuple[Decimal, Decimal] | None:
-        return self._book.best_bid()
-
-    @property
-    def best_ask(self) -> tuple[Decimal, Decimal] | None:
-        return self._book.best_ask()
-
-    @property
-    def mid(self) -> Decimal | None:
-        bid, ask = self._book.best_bid(), self._book.best_ask()
-        return None if bid is None or ask is None else (bid[0] + ask[0]) / 2
-
-    @property
-    def spread(self) -> Decimal | None:
-        bid, ask = self._book.best_bid(), self._book.best_ask()
-        return None if bid is None or ask is None else ask[0] - bid[0]
-
-
 class _Feed:
     """One subscribed pair: its venue-side window, its client-side book, who listens."""
 
-    __slots__ = ("book", "instrument", "listeners", "view", "whole")
+    __slots__ = ("book", "instrument", "l2", "listeners", "view", "whole")
 
-    def __init__(self, instrument: Instrument, view: DepthView, book: L2Book) -> None:
+    def __init__(self, instrument: Instrument, view: DepthView, l2: L2Book) -> None:
         self.instrument = instrument
         self.view = view
-        self.book = _LiveBook(instrument.wsname, book)
+        self.l2 = l2
+        self.book = LiveBook(instrument, l2)
         self.listeners: list[MarketListener] = []
         self.whole = False  # what the listeners were last told
 
@@ -151,6 +69,7 @@ class InProcessMarket:
         self.instruments = instruments
         self.depth = depth
         self.books = BookStore()
+        self.decoder = MarketDecoder(instruments)  # the live hub's trade and ticker decoding
         self.failure: BaseException | None = None  # a listener's error in a deferred publish
         self._feeds: dict[str, _Feed] = {}  # by wsname, in subscription order
         self._by_symbol: dict[str, _Feed] = {}  # by v2 symbol (the frames' name)
@@ -163,15 +82,22 @@ class InProcessMarket:
 
     # --- the hub's interface -------------------------------------------------------------------
     async def subscribe(self, pairs: Sequence[Instrument], listener: MarketListener) -> None:
-        """Books of `pairs` for `listener`; it hears `on_book_changed` once a book is whole."""
+        """`listener` hears these pairs from now on; joining a whole book, it hears
+        `on_book_changed` at once. A pair's first listener also hears the `ticker` snapshot,
+        as the live hub's ticker subscription brings one."""
         self._raise_failure()
         for pair in pairs:
-            feed = self._feeds.get(pair.wsname) or self._open(pair)
+            feed = self._feeds.get(pair.wsname)
+            opened = feed is None
+            if feed is None:
+                feed = self._open(pair)
             if any(known is listener for known in feed.listeners):
                 continue
             feed.listeners.append(listener)
             if feed.whole:
                 listener.on_book_changed(pair.wsname)
+            if opened:
+                self._publish_ticker(feed, rfc3339(self.venue.clock.time()))
 
     async def unsubscribe(self, pairs: Sequence[Instrument], listener: MarketListener) -> None:
         for pair in pairs:
@@ -182,15 +108,30 @@ class InProcessMarket:
             if not feed.listeners:
                 self._close_feed(feed)
 
-    def book(self, pair: str) -> BookView | None:
-        """The live book of `pair` (a wsname), or None unless it is whole."""
-        feed = self._feeds.get(pair)
-        return feed.book if feed is not None and self.is_whole(pair) else None
+    def book(self, pair: str) -> LiveBook | None:
+        """The live view of a subscribed pair's book (any of its names), None unless whole."""
+        feed = self._feed(pair)
+        return None if feed is None or feed.l2.stale else feed.book
 
     def is_whole(self, pair: str) -> bool:
+        return self.book(pair) is not None
+
+    @property
+    def pairs(self) -> list[str]:
+        """The subscribed pairs (wsnames), in the order they were first asked for."""
+        return list(self._feeds)
+
+    def _feed(self, pair: str) -> _Feed | None:
         feed = self._feeds.get(pair)
-        book = None if feed is None else self.books.book(feed.instrument.symbol)
-        return book is not None and not book.stale
+        if feed is None and pair in self.instruments:
+            feed = self._feeds.get(self.instruments.get(pair).wsname)
+        return feed
+
+    def _subscribed(self, pair: str) -> _Feed:
+        feed = self._feed(pair)
+        if feed is None:
+            raise ValueError(f"{pair} is not subscribed")
+        return feed
 
     # --- driving the replay --------------------------------------------------------------------
     def step(self, dt_s: float) -> None:
@@ -209,15 +150,13 @@ class InProcessMarket:
 
     def mark_stale(self, pair: str, reason: str = GAP) -> None:
         """A feed gap on `pair`: its book is stale, and updates are ignored, until `resync`."""
-        feed = self._feeds[pair]
-        book = self.books.book(feed.instrument.symbol)
-        if book is not None:
-            book.mark_stale()
+        feed = self._subscribed(pair)
+        feed.l2.mark_stale()
         self._tell(BookEvent(feed.instrument.symbol, "stale", False, reason=reason))
 
     def resync(self, pair: str) -> None:
         """A fresh snapshot of `pair`, as a resubscription brings."""
-        self._snapshot(self._feeds[pair])
+        self._snapshot(self._subscribed(pair))
 
     def publish(self) -> None:
         """Send every listener what changed since the last publish."""
@@ -296,9 +235,7 @@ class InProcessMarket:
                 listener.on_book_stale(pair, event.reason)
 
     def _publish_trades(self, feed: _Feed, items: list[Any]) -> None:
-        for wire in _trades.decode(ws_public.trade_message(items)).data:
-            trade = Trade(pair=feed.instrument.wsname, side=wire.side, price=wire.price,
-                          qty=wire.qty, time_s=_time_s(wire.timestamp))  # fmt: skip
+        for trade in self.decoder.trades(ws_public.trade_message(items)):
             for listener in list(feed.listeners):
                 listener.on_trade(trade)
 
@@ -306,9 +243,7 @@ class InProcessMarket:
         spec = self.venue.catalog.pairs[feed.instrument.rest_name]
         message = {"channel": "ticker", "type": "update",
                    "data": [ws_public.ticker(self.venue, spec, timestamp)]}  # fmt: skip
-        for wire in _tickers.decode(encode(message)).data:
-            ticker = Ticker(pair=feed.instrument.wsname, bid=wire.bid, ask=wire.ask,
-                            last=wire.last, volume_24h=wire.volume)  # fmt: skip
+        for ticker in self.decoder.tickers(encode(message)):
             for listener in list(feed.listeners):
                 listener.on_ticker(ticker)
 
