@@ -281,3 +281,21 @@ async def test_an_order_refused_at_its_ws_deadline_is_placed_over_rest(desk: Des
     assert (desk.sent("ws:add_order"), desk.sent("private:AddOrder")) == (1, 1)
     assert desk.sent("error:EService:Deadline elapsed") == 1
     assert desk.entry.counters == {"ws": 1, "rest": 1}
+
+
+async def test_order_flags_reach_the_venue_over_ws(desk: Desk) -> None:
+    """post_only, IOC and GTD (its expiry as RFC 3339) in the venue's own terms."""
+    expire_s = desk.clock.time() + 30
+    refs = [
+        await io(desk.entry.place(desk.spec("flag-post", post_only=True))),
+        await io(desk.entry.place(desk.spec("flag-ioc", time_in_force="IOC"))),
+        await io(desk.entry.place(desk.spec("flag-gtd", time_in_force="GTD", expire_s=expire_s))),
+    ]
+    orders = {o.cl_ord_id: o for o in desk.sim.venue.engine.orders.values()}
+    post, ioc, gtd = (orders[c] for c in ("flag-post", "flag-ioc", "flag-gtd"))
+    assert (post.post_only, post.timeinforce, post.status) == (True, "GTC", "open")
+    assert (ioc.timeinforce, ioc.status) == ("IOC", "canceled")  # far from the market: gone
+    assert (gtd.timeinforce, gtd.expire_s) == ("GTD", int(expire_s))
+    assert [r.rested_s is None for r in refs] == [False, True, False]
+    assert desk.sent("ws:add_order") == 3
+    assert desk.sent("private:AddOrder") == 0
