@@ -163,18 +163,23 @@ class InProcessVenue:
     # --- faults --------------------------------------------------------------------------------
     def fail_next(self, method: str, kind: FaultKind) -> None:
         """The next call of `method` fails so: `lost` (acted, reply lost) or `unavailable`
-        (nothing done). Several calls queue up, one per call of `method`."""
+        (nothing done). Faults queue up, one per call; as with the simulator's own, a trading
+        request the venue refused is answered as usual and consumes no `lost`."""
         if method not in FAULTABLE:
             raise ValueError(f"{method!r} is none of {sorted(FAULTABLE)}")
         self._faults.setdefault(method, deque()).append(kind)
 
-    def _injected(self, method: str) -> FaultKind | None:
-        """Consume the fault queued for `method`; `unavailable` raises before anything is done."""
+    def _take_fault(self, method: str, kind: FaultKind) -> bool:
+        """Whether the fault queued next for `method` is `kind` (then it is consumed)."""
         queued = self._faults.get(method)
-        kind = queued.popleft() if queued else None
-        if kind == "unavailable":
+        if not queued or queued[0] != kind:
+            return False
+        queued.popleft()
+        return True
+
+    def _unavailable(self, method: str) -> None:
+        if self._take_fault(method, "unavailable"):
             raise VenueUnavailable(f"{method}: unavailable (injected)")
-        return kind
 
     # --- TradingVenue --------------------------------------------------------------------------
     async def place(self, spec: OrderSpec) -> OrderRef:
@@ -272,7 +277,7 @@ class InProcessVenue:
         in flight (one turn of the loop, where a cancellation means it was never sent)."""
         await asyncio.sleep(0)
         self._check_open()
-        kind = self._injected(method)
+        self._unavailable(method)
         self._in_call = True
         try:
             with _kraken_errors(self.venue, method, acts=acting(method)):
@@ -281,7 +286,7 @@ class InProcessVenue:
             self._in_call = False
             self._call_done()
         fault = choose(self.venue.settings.faults, self.venue.rng, method, acting=True)
-        if kind == "lost" or fault is not None:
+        if self._take_fault(method, "lost") or fault is not None:
             raise unanswered(method, "the reply was lost")
         return result
 
@@ -289,7 +294,8 @@ class InProcessVenue:
         """One REST query, its reply read by the live client's envelope and result decoders."""
         await asyncio.sleep(0)
         self._check_open()
-        if self._injected(method) == "lost":  # a query's lost reply: nothing to reconcile
+        self._unavailable(method)
+        if self._take_fault(method, "lost"):  # a query's lost reply: nothing to reconcile
             raise VenueUnavailable(f"{method}: the reply was lost (injected)")
         with _kraken_errors(self.venue, method, acts=False):
             result = _QUERIES[method](self.venue, self._key, Params(params))

@@ -292,6 +292,11 @@ async def test_a_lost_add_order_reply_is_ambiguous_and_the_order_exists(
     assert heard.exec_types(found.txid) == ["pending_new", "new"]  # the channel still tells
     ref = await venue.place(limit(btc, "buy", "0.01", best(sim, btc, "bid") - 99, "lost-2"))
     assert ref.cl_ord_id == "lost-2"  # one fault, one call
+    venue.fail_next("add_order", "lost")
+    with pytest.raises(InvalidRequest):  # refused: answered as usual, the fault kept
+        await venue.place(limit(btc, "buy", "0.01", best(sim, btc, "bid") - 98, "lost-2"))
+    with pytest.raises(AmbiguousOutcome):
+        await venue.place(limit(btc, "buy", "0.01", best(sim, btc, "bid") - 98, "lost-3"))
 
 
 async def test_lost_cancel_and_unavailable_calls(
