@@ -5,7 +5,8 @@ quantity and its signed cost basis (what the open quantity cost, `avg_price x qt
 average: adding moves the basis by `price x qty` exactly, reducing takes the closed share of the
 basis out and realizes `(price - avg) x qty` (by side), and a fill that crosses through zero
 closes the whole position (the whole basis: exact) and opens the rest at the fill price. Keeping
-the basis rather than the average means no rounding of a division ever leaks into PnL:
+the basis rather than the average means a division's rounding (the closed share of the basis,
+at the basis's last digit) only moves value between realized and unrealized, never creates it:
 `realized - basis` moves by exactly each fill's cash flow, so
 
     realized + unrealized - fees == sum of cash flows - fees + qty x mark
@@ -22,12 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from orchestrator.exchange.instruments import Instrument
 from orchestrator.strategy import Fill, Position
 
 ZERO = Decimal(0)
+# Digits of the arithmetic here: products and sums of venue amounts stay exact far past any
+# realistic size (the default 28 would round a long history of sub-cent amounts).
+_PRECISION = 60
 
 
 def _asset_names(instrument: Instrument) -> tuple[frozenset[str], frozenset[str]]:
@@ -63,20 +67,24 @@ class _PairBook:
 
     def trade(self, signed_qty: Decimal, price: Decimal) -> None:
         """Apply one fill of `signed_qty` (> 0 bought) at `price`."""
-        if self.qty == 0 or (self.qty > 0) == (signed_qty > 0):
+        with localcontext(prec=_PRECISION):
+            if self.qty == 0 or (self.qty > 0) == (signed_qty > 0):
+                self.qty += signed_qty
+                self.basis += price * signed_qty
+                return
+            held = abs(self.qty)
+            closed = min(abs(signed_qty), held)
+            direction = 1 if self.qty > 0 else -1
+            # The closed share of the basis, at the basis's own last digit so that what is
+            # left stays exact; all of it when everything closes (a flat book keeps no residue).
+            removed = self.basis
+            if closed != held:
+                removed = (self.basis * closed / held).quantize(self.basis)
+            self.realized += price * closed * direction - removed
+            self.basis -= removed
             self.qty += signed_qty
-            self.basis += price * signed_qty
-            return
-        held = abs(self.qty)
-        closed = min(abs(signed_qty), held)
-        direction = 1 if self.qty > 0 else -1
-        # The whole basis when everything closes, so a flat book holds no rounding residue.
-        removed = self.basis if closed == held else self.basis * closed / held
-        self.realized += price * closed * direction - removed
-        self.basis -= removed
-        self.qty += signed_qty
-        if self.qty != 0 and closed == held:  # crossed through zero: the rest opens here
-            self.basis = price * self.qty
+            if self.qty != 0 and closed == held:  # crossed through zero: the rest opens here
+                self.basis = price * self.qty
 
     def position(self, pair: str, mark: Decimal | None) -> Position:
         return Position(
@@ -91,7 +99,8 @@ class _PairBook:
     def unrealized(self, mark: Decimal | None) -> Decimal:
         if mark is None or self.qty == 0:
             return ZERO
-        return mark * self.qty - self.basis
+        with localcontext(prec=_PRECISION):
+            return mark * self.qty - self.basis
 
 
 class PositionBook:
@@ -107,13 +116,13 @@ class PositionBook:
         price)."""
         book = self._books.setdefault(fill.pair, _PairBook())
         book.trade(fill.qty if fill.side == "buy" else -fill.qty, fill.price)
-        fee = fee_in_quote(fill.fee, fill.fee_asset, fill.price, instrument)
-        if fee is None:
-            self._unpriced_fees[fill.fee_asset] = (
-                self._unpriced_fees.get(fill.fee_asset, ZERO) + fill.fee
-            )
-        else:
-            book.fees += fee
+        with localcontext(prec=_PRECISION):
+            fee = fee_in_quote(fill.fee, fill.fee_asset, fill.price, instrument)
+            if fee is None:
+                unpriced = self._unpriced_fees.get(fill.fee_asset, ZERO)
+                self._unpriced_fees[fill.fee_asset] = unpriced + fill.fee
+            else:
+                book.fees += fee
 
     def position(self, pair: str, mark: Decimal | None) -> Position:
         """The position in `pair`, its unrealized PnL at `mark` (0 when flat or no mark)."""
@@ -122,13 +131,14 @@ class PositionBook:
     def pnl(self, marks: Mapping[str, Decimal]) -> Decimal:
         """Realized + unrealized - fees over every pair, in quote units; a pair without a mark
         counts no unrealized PnL."""
-        return sum(
-            (
-                b.realized + b.unrealized(marks.get(pair)) - b.fees
-                for pair, b in self._books.items()
-            ),
-            ZERO,
-        )
+        with localcontext(prec=_PRECISION):
+            return sum(
+                (
+                    b.realized + b.unrealized(marks.get(pair)) - b.fees
+                    for pair, b in self._books.items()
+                ),
+                ZERO,
+            )
 
     def pairs(self) -> list[str]:
         """The pairs this strategy has traded, sorted."""

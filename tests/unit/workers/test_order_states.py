@@ -524,6 +524,7 @@ class SimOrder(msgspec.Struct):
     engine_cost: Decimal
     engine_fee: Decimal
     engine_price: Decimal
+    balances_before: dict[str, Decimal]  # master's, as the simulator's ledger holds them
 
 
 def _decoded(event: dict[str, Any]) -> Execution:
@@ -537,6 +538,8 @@ def run_on_simulator(ending: str) -> tuple[SimOrder, Venue]:
     clock = ManualClock(start_s=T0)
     venue = build_venue(SimSettings(seed=7), clock)
     engine = venue.engine
+    master = venue.domain.accounts["master"]
+    balances_before = {asset: master.balance(asset) for asset in ("ZUSD", "XXBT")}
     frames: list[Execution] = []
     engine.execution_listeners.append(
         lambda account, event: frames.append(_decoded(event)) if account == "master" else None
@@ -574,7 +577,7 @@ def run_on_simulator(ending: str) -> tuple[SimOrder, Venue]:
     scale = D(1).scaleb(-8)
     assert sim_order.price is not None
     result = SimOrder(order, fills, sim_order.status, sim_order.executed * scale, sim_order.cost,
-                      sim_order.fee, D(sim_order.price).scaleb(-1))  # fmt: skip
+                      sim_order.fee, D(sim_order.price).scaleb(-1), balances_before)  # fmt: skip
     return result, venue
 
 
