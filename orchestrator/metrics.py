@@ -135,10 +135,16 @@ class Registry:
         self._metrics: dict[str, _Metric] = {}
 
     def _add(self, metric: _Metric) -> _Metric:
-        if metric.name in self._metrics:
-            raise ValueError(f"metric {metric.name} registered twice")
-        self._metrics[metric.name] = metric
-        return metric
+        """Register `metric`, or return the one registered under its name when it is the same
+        family (kind and labels): every worker of a process shares one family, labelled by
+        strategy. A different family under a taken name is a programming error."""
+        known = self._metrics.get(metric.name)
+        if known is None:
+            self._metrics[metric.name] = metric
+            return metric
+        if type(known) is not type(metric) or known.label_names != metric.label_names:
+            raise ValueError(f"metric {metric.name} registered twice, as different families")
+        return known
 
     def counter(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Counter:
         metric = self._add(Counter(name, help_text, labels))

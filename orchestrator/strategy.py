@@ -30,6 +30,8 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
+from orchestrator.exchange.instruments import Instrument
+
 Side = Literal["buy", "sell"]
 OrderType = Literal["limit", "market"]
 TimeInForce = Literal["GTC", "IOC"]
@@ -201,6 +203,10 @@ class Context(Protocol[P_co]):
 
     def book(self, pair: str) -> BookView | None:
         """The live book of one of the strategy's pairs, or None while it is not whole."""
+        ...
+
+    def instrument(self, pair: str) -> Instrument:
+        """The pair's venue facts: tick size, decimals, minimum volume and cost, asset codes."""
         ...
 
     def balances(self) -> Mapping[str, Decimal]:

@@ -14,7 +14,7 @@ number is an `InvalidRequest` here, before any budget is spent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 import msgspec
 
@@ -41,6 +41,15 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
             raise InvalidRequest(f"{self.wsname}: price {price} is not a positive multiple "
                                  f"of the tick {self.tick_size}")  # fmt: skip
         return format(price, "f")
+
+    def round_price(self, price: Decimal, *, up: bool = False) -> Decimal:
+        """`price` on the pair's tick, rounded down (or up): what a quote can be sent at."""
+        ticks = (price / self.tick_size).to_integral_value(ROUND_CEILING if up else ROUND_FLOOR)
+        return (ticks * self.tick_size).quantize(Decimal(1).scaleb(-self.price_decimals))
+
+    def round_qty(self, qty: Decimal) -> Decimal:
+        """`qty` at the pair's volume decimals, rounded down (never more than meant)."""
+        return qty.quantize(Decimal(1).scaleb(-self.qty_decimals), rounding=ROUND_FLOOR)
 
     def qty_text(self, qty: Decimal) -> str:
         """The wire text of an order volume; refuses volumes Kraken would refuse."""

@@ -36,3 +36,12 @@ def test_label_values_are_escaped_and_names_unique() -> None:
     assert 'c_total{scope="a\\"b\\\\c\\nd"} 1' in registry.render()
     with pytest.raises(ValueError, match="twice"):
         registry.gauge("c", "again")
+
+
+def test_the_same_family_registered_again_is_shared() -> None:
+    registry = Registry()
+    first = registry.counter("orders", "help", ["strategy"])
+    again = registry.counter("orders", "help", ["strategy"])
+    assert again is first
+    with pytest.raises(ValueError, match="different families"):
+        registry.counter("orders", "help", ["account"])

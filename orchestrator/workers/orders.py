@@ -1,0 +1,458 @@
+"""The order manager of one strategy: intents in, orders at the venue, nothing lost or doubled.
+
+    manager = OrderManager(strategy="mm", account="mm-xbt", venue=..., journal=..., clock=...,
+                           listener=worker)
+    manager.place(order)          # a TrackedOrder the worker built and risk-checked
+    manager.amend(cl_ord_id, price=...); manager.cancel(cl_ord_id)
+    await manager.run()           # executes the intents (owned by the worker's TaskGroup)
+
+Every order has our `cl_ord_id`, written to the journal (Redis) *before* it is sent; the journal
+entry is settled from the venue's answer (placed, rejected, not placed), and when the answer is
+lost (`AmbiguousOutcome`) the order stays in flight, looked up by `cl_ord_id` until the venue
+tells. Nothing is re-sent on a guess: a place is sent once; a lost cancel is simply sent again
+(cancelling twice cannot do harm).
+
+Requests of one order run in order (a cancel waits for its place), each order in its own task of
+the manager's TaskGroup; the orders of a strategy run concurrently. Pending amends coalesce (only
+the newest is sent); a cancel drops the amends queued before it. Order states come from the
+private `executions` channel (`on_execution`) and from the replies (`order_states.py`).
+
+Redis down: a place is refused (nothing is sent without its journal entry); cancels need no
+journal and always go to the venue, retried until the venue answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final, Literal, Protocol
+
+from orchestrator.clock import Clock
+from orchestrator.errors import (
+    AmbiguousOutcome,
+    LimiterUnavailable,
+    OrchestratorError,
+    RateLimited,
+    StoreError,
+    UnknownOrder,
+    VenueRateLimited,
+    VenueRejected,
+    VenueUnavailable,
+)
+from orchestrator.exchange.kraken.ws.schemas import Execution
+from orchestrator.exchange.protocol import OrderSpec, TradingVenue
+from orchestrator.logs import get_logger
+from orchestrator.metrics import Registry
+from orchestrator.strategy import Fill, OrderUpdate
+from orchestrator.workers import order_states as st
+from orchestrator.workers.journal import JournalEntry, OrderJournal
+from orchestrator.workers.order_states import Applied, TrackedOrder
+
+log = get_logger(__name__)
+
+# Retries of a request the venue could not take now (nothing executed): cancels retry until the
+# venue answers; amends a few times (the strategy re-decides on a refusal anyway).
+RETRY_INITIAL_S: Final = 0.2
+RETRY_MAX_S: Final = 5.0
+AMEND_ATTEMPTS: Final = 3
+# How often an order whose place outcome is unknown is looked up again, and after how long a
+# miss is final: past Kraken's `deadline` on the order (5 s by default, at most 60 s) the engine
+# can no longer execute it.
+LOOKUP_EVERY_S: Final = 2.0
+PLACE_FINAL_AFTER_S: Final = 65.0
+_NOT_SENT: Final = (VenueUnavailable, RateLimited, LimiterUnavailable)
+
+
+class OrderListener(Protocol):
+    """Who hears what became of the orders (the worker): called synchronously, must be cheap."""
+
+    def on_order_update(self, update: OrderUpdate) -> None: ...
+
+    def on_order_fill(self, fill: Fill, order: TrackedOrder) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Amend:
+    price: Decimal | None
+    volume: Decimal | None
+
+
+Op = Literal["place", "cancel"] | _Amend
+
+
+@dataclass(slots=True)
+class _Lane:
+    """The queued requests of one order and whether a task is working through them."""
+
+    ops: deque[Op] = field(default_factory=deque)
+    busy: bool = False
+
+
+class OrderManager:
+    def __init__(
+        self,
+        *,
+        strategy: str,
+        account: str,
+        venue: TradingVenue,
+        journal: OrderJournal,
+        clock: Clock,
+        listener: OrderListener,
+        registry: Registry,
+    ) -> None:
+        self.strategy = strategy
+        self.account = account
+        self.venue = venue
+        self.journal = journal
+        self.clock = clock
+        self.listener = listener
+        self.orders: dict[str, TrackedOrder] = {}
+        self._by_txid: dict[str, str] = {}
+        self._lanes: dict[str, _Lane] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._closing = False  # no new order is sent (the strategy stops, or the service does)
+        self.in_flight: set[str] = set()  # places whose outcome is not known yet
+        self._sent = registry.counter(
+            "orch_order_requests_total", "Order requests sent, by kind and outcome",
+            ("strategy", "kind", "outcome"),
+        )  # fmt: skip
+        self._unmatched = registry.counter(
+            "orch_executions_unmatched_total", "Executions for orders no one tracks", ("strategy",)
+        )
+
+    # --- the worker's side (synchronous) ------------------------------------------------------
+    def close(self) -> None:
+        """Send no new order from now on (queued places are refused; cancels still go)."""
+        self._closing = True
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def open_orders(self) -> list[TrackedOrder]:
+        return [o for o in self.orders.values() if o.is_open]
+
+    def track(self, order: TrackedOrder) -> None:
+        """Know an order without sending it (adopted at reconciliation)."""
+        self.orders[order.cl_ord_id] = order
+        if order.txid is not None:
+            self._by_txid[order.txid] = order.cl_ord_id
+
+    def place(self, order: TrackedOrder) -> None:
+        """Send a new order (already risk-checked); its fate arrives through the listener."""
+        if order.cl_ord_id in self.orders:
+            raise ValueError(f"order {order.cl_ord_id} is already tracked")
+        self.track(order)
+        self._queue(order.cl_ord_id, "place")
+
+    def amend(self, cl_ord_id: str, *, price: Decimal | None, volume: Decimal | None) -> None:
+        self._queue(cl_ord_id, _Amend(price, volume))
+
+    def cancel(self, cl_ord_id: str) -> None:
+        order = self.orders.get(cl_ord_id)
+        if order is None or order.is_terminal:
+            return
+        order.cancel_requested = True
+        self._queue(cl_ord_id, "cancel")
+
+    def _queue(self, cl_ord_id: str, op: Op) -> None:
+        lane = self._lanes.setdefault(cl_ord_id, _Lane())
+        if isinstance(op, _Amend):  # only the newest amend matters
+            lane.ops = deque(o for o in lane.ops if not isinstance(o, _Amend))
+        elif op == "cancel":  # nothing queued before a cancel is worth sending
+            if "cancel" in lane.ops:
+                return
+            lane.ops = deque(o for o in lane.ops if o == "place")
+        lane.ops.append(op)
+        if not lane.busy and self._tg is not None:
+            lane.busy = True
+            self._tg.create_task(self._drive(cl_ord_id, lane), name=f"order-{cl_ord_id}")
+
+    # --- executing -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Work through the intents until `stop()`; the tasks of every order are owned here."""
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            for cl_ord_id, lane in self._lanes.items():  # intents made before run()
+                if lane.ops and not lane.busy:
+                    lane.busy = True
+                    tg.create_task(self._drive(cl_ord_id, lane), name=f"order-{cl_ord_id}")
+            self._started.set()
+            await self._stop.wait()
+        self._tg = None
+
+    def stop(self) -> None:
+        """End `run()` once the orders' tasks are done (the caller bounds the wait)."""
+        self._stop.set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the manager's TaskGroup (owned, never fire-and-forget); before `run()`
+        it is dropped with a log line, since nothing could own it."""
+        if self._tg is None:
+            work.close()
+            log.warning("order.spawn_dropped", strategy=self.strategy)
+            return
+        self._tg.create_task(work)
+
+    def forget(self, cl_ord_ids: Iterable[str]) -> None:
+        """Drop closed orders from memory (the venue and the journal keep their history)."""
+        for cl_ord_id in cl_ord_ids:
+            order = self.orders.get(cl_ord_id)
+            if order is None or not order.is_terminal or self._lanes.get(cl_ord_id, _Lane()).busy:
+                continue
+            del self.orders[cl_ord_id]
+            self._lanes.pop(cl_ord_id, None)
+            if order.txid is not None:
+                self._by_txid.pop(order.txid, None)
+
+    async def _drive(self, cl_ord_id: str, lane: _Lane) -> None:
+        try:
+            while lane.ops:
+                op = lane.ops.popleft()
+                order = self.orders[cl_ord_id]
+                if op == "place":
+                    await self._place(order)
+                elif op == "cancel":
+                    await self._cancel(order)
+                else:
+                    await self._amend(order, op)
+        finally:
+            lane.busy = False
+
+    def tell(self, order: TrackedOrder, applied: Applied) -> None:
+        if order.txid is not None:
+            self._by_txid[order.txid] = order.cl_ord_id
+        for fill in applied.fills:
+            self.listener.on_order_fill(fill, order)
+        if applied.changed:
+            self.listener.on_order_update(order.update())
+
+    async def _place(self, order: TrackedOrder) -> None:
+        if order.is_terminal:  # cancelled before it was sent: nothing to send
+            return
+        if self.is_closing():
+            self.tell(order, st.on_place_failed(order, "not sent: the strategy is stopping"))
+            return
+        try:
+            await self.journal.record(_journal_entry(order, self.strategy, self.account,
+                                                     self.clock.time()))  # fmt: skip
+        except StoreError as exc:
+            self._count("place", "no_journal")
+            self.tell(order, st.on_place_failed(order, f"not sent: journal unavailable ({exc})"))
+            return
+        self.in_flight.add(order.cl_ord_id)
+        try:
+            ref = await self.venue.place(_spec(order))
+        except AmbiguousOutcome as exc:
+            self._count("place", "ambiguous")
+            log.warning("order.place_ambiguous", strategy=self.strategy, cl_ord_id=order.cl_ord_id,
+                        error=str(exc))  # fmt: skip
+            await self._settle_unknown(order)
+            return
+        except (*_NOT_SENT, VenueRateLimited) as exc:
+            self.in_flight.discard(order.cl_ord_id)
+            self._count("place", "not_sent")
+            self.tell(order, st.on_place_failed(order, f"not sent: {exc}"))
+            await self._settle(order, "not_placed", reason=str(exc))
+            return
+        except VenueRejected as exc:
+            self.in_flight.discard(order.cl_ord_id)
+            self._count("place", "rejected")
+            self.tell(order, st.on_place_failed(order, str(exc)))
+            await self._settle(order, "rejected", reason=str(exc))
+            return
+        self.in_flight.discard(order.cl_ord_id)
+        self._count("place", "ok")
+        self.tell(order, st.on_placed(order, ref))
+        await self._settle(order, "placed", txid=ref.txid)
+        if self.is_closing() and order.is_open:  # placed while the strategy was stopping
+            order.cancel_requested = True
+            await self._cancel(order)
+
+    async def _settle_unknown(self, order: TrackedOrder) -> None:
+        """The venue could not say whether the order exists: ask it by `cl_ord_id` until it
+        can (the order stays in flight; executions may tell first)."""
+        sent_s = self.clock.time()
+        while order.cl_ord_id in self.in_flight:
+            await self.clock.sleep(LOOKUP_EVERY_S)
+            if order.txid is not None:  # an execution named it meanwhile
+                break
+            try:
+                state = await self.venue.find_order(order.cl_ord_id)
+            except OrchestratorError as exc:
+                log.info("order.lookup_failed", cl_ord_id=order.cl_ord_id, error=str(exc))
+                continue
+            if state is None:
+                if self.clock.time() - sent_s < PLACE_FINAL_AFTER_S:
+                    continue  # it may still be queued at the venue
+                self.in_flight.discard(order.cl_ord_id)
+                self.tell(order, st.on_place_failed(order, "not placed (reconciled)"))
+                await self._settle(order, "not_placed", reason="absent after its deadline")
+                return
+            self.tell(order, st.on_reconciled(order, state))
+            break
+        self.in_flight.discard(order.cl_ord_id)
+        await self._settle(order, "placed", txid=order.txid)
+
+    async def _settle(
+        self, order: TrackedOrder, outcome: Literal["placed", "not_placed", "rejected"],
+        *, txid: str | None = None, reason: str | None = None,
+    ) -> None:  # fmt: skip
+        """Settle the journal entry; Redis down leaves it pending, and the reconciliation at
+        the next start settles it from the venue (the truth does not depend on this write)."""
+        try:
+            await self.journal.settle(order.cl_ord_id, outcome, txid=txid, reason=reason)
+        except StoreError as exc:
+            log.warning("order.settle_deferred", cl_ord_id=order.cl_ord_id, error=str(exc))
+
+    async def _cancel(self, order: TrackedOrder) -> None:
+        """Until the venue answers: cancels always go through."""
+        delay_s = RETRY_INITIAL_S
+        while order.is_open:
+            if order.txid is None:  # the place's outcome is unknown yet: wait for it
+                await self.clock.sleep(delay_s)
+                delay_s = min(RETRY_MAX_S, delay_s * 2)
+                continue
+            try:
+                cancelled = await self.venue.cancel(order.ref())
+            except UnknownOrder:
+                cancelled = False
+            except (*_NOT_SENT, VenueRateLimited, AmbiguousOutcome) as exc:
+                self._count("cancel", "retry")
+                log.warning("order.cancel_retry", cl_ord_id=order.cl_ord_id, error=str(exc))
+                await self.clock.sleep(delay_s)
+                delay_s = min(RETRY_MAX_S, delay_s * 2)
+                continue
+            except VenueRejected as exc:
+                self._count("cancel", "refused")
+                self.tell(order, st.on_cancel_refused(order, str(exc)))
+                return
+            self._count("cancel", "ok" if cancelled else "closed")
+            if cancelled:
+                self.tell(order, st.on_cancelled(order, "cancelled on request"))
+            else:
+                await self._refresh(order)
+            return
+
+    async def _amend(self, order: TrackedOrder, amend: _Amend) -> None:
+        delay_s = RETRY_INITIAL_S
+        for _ in range(AMEND_ATTEMPTS):
+            if not order.is_open or order.cancel_requested:
+                return
+            if order.txid is None:
+                await self.clock.sleep(delay_s)
+                delay_s = min(RETRY_MAX_S, delay_s * 2)
+                continue
+            try:
+                ref = await self.venue.amend(order.ref(), price=amend.price, volume=amend.volume)
+            except UnknownOrder:  # closed meanwhile (filled, cancelled): learn how
+                await self._refresh(order)
+                return
+            except (*_NOT_SENT, VenueRateLimited) as exc:
+                self._count("amend", "retry")
+                log.info("order.amend_retry", cl_ord_id=order.cl_ord_id, error=str(exc))
+                await self.clock.sleep(delay_s)
+                delay_s = min(RETRY_MAX_S, delay_s * 2)
+                continue
+            except AmbiguousOutcome as exc:
+                self._count("amend", "ambiguous")
+                self.tell(order, st.on_amend_refused(order, f"outcome unknown: {exc}"))
+                await self._refresh(order)
+                return
+            except VenueRejected as exc:
+                self._count("amend", "refused")
+                self.tell(order, st.on_amend_refused(order, str(exc)))
+                return
+            self._count("amend", "ok")
+            self.tell(
+                order,
+                st.on_amended(
+                    order,
+                    price=amend.price,
+                    volume=amend.volume,
+                    rested_s=ref.rested_s or self.clock.time(),
+                ),
+            )
+            return
+        self.tell(order, st.on_amend_refused(order, "not sent: the venue could not take it"))
+
+    async def _refresh(self, order: TrackedOrder) -> None:
+        """The order's state from the venue (after a cancel found it closed, ...)."""
+        with contextlib.suppress(OrchestratorError):
+            state = await self.venue.find_order(order.cl_ord_id)
+            if state is not None:
+                self.tell(order, st.on_reconciled(order, state))
+
+    def _count(self, kind: str, outcome: str) -> None:
+        self._sent.inc(self.strategy, kind, outcome)
+
+    # --- the venue's side ----------------------------------------------------------------------
+    def on_execution(self, execution: Execution) -> None:
+        """One `executions` element of this account (from the private socket)."""
+        cl_ord_id = execution.cl_ord_id or self._by_txid.get(execution.order_id)
+        order = self.orders.get(cl_ord_id) if cl_ord_id is not None else None
+        if order is None:
+            self._unmatched.inc(self.strategy)
+            return
+        applied = st.apply_execution(order, execution, now_s=self.clock.time())
+        if order.txid is not None and order.cl_ord_id in self.in_flight:
+            self.in_flight.discard(order.cl_ord_id)  # the venue named it: it was placed
+        self.tell(order, applied)
+
+    # --- stopping ------------------------------------------------------------------------------
+    async def cancel_everything(self, *, timeout_s: float) -> int:
+        """Stop sending new orders and cancel every order of the account, in one request
+        first (it also catches orders we could not know of), then one by one for those
+        placed after it. Returns how many orders are still open when done (0 is success)."""
+        self.close()
+        for lane in self._lanes.values():  # unsent intents are dropped
+            lane.ops = deque(op for op in lane.ops if op == "cancel")
+        with contextlib.suppress(TimeoutError):
+            async with self.clock.timeout(timeout_s):
+                await self._cancel_all_once()
+                while self.open_orders():
+                    for order in self.open_orders():
+                        if order.txid is not None and not order.cancel_requested:
+                            self.cancel(order.cl_ord_id)
+                    await self.clock.sleep(0.05)
+        left = len(self.open_orders())
+        if left:
+            log.error("order.cancel_incomplete", strategy=self.strategy, open=left)
+        return left
+
+    async def _cancel_all_once(self) -> None:
+        resting = [o.ref() for o in self.open_orders() if o.txid is not None]
+        delay_s = RETRY_INITIAL_S
+        while True:
+            try:
+                await self.venue.cancel_all(resting)
+                break
+            except OrchestratorError as exc:  # every failure: cancels must go through
+                log.warning("order.cancel_all_retry", strategy=self.strategy, error=str(exc))
+                await self.clock.sleep(delay_s)
+                delay_s = min(RETRY_MAX_S, delay_s * 2)
+        for order in self.open_orders():
+            if order.txid is not None and order.cl_ord_id not in self.in_flight:
+                self.tell(order, st.on_cancelled(order, "cancel_all"))
+
+
+def _spec(order: TrackedOrder) -> OrderSpec:
+    return OrderSpec(instrument=order.instrument, side=order.side, order_type=order.order_type,
+                     volume=order.volume, cl_ord_id=order.cl_ord_id, price=order.price,
+                     post_only=order.post_only, time_in_force=order.time_in_force)  # fmt: skip
+
+
+def _journal_entry(order: TrackedOrder, strategy: str, account: str, now_s: float) -> JournalEntry:
+    return JournalEntry(cl_ord_id=order.cl_ord_id, strategy=strategy, account=account,
+                        pair=order.instrument.wsname, side=order.side,
+                        order_type=order.order_type, time_in_force=order.time_in_force,
+                        post_only=order.post_only, volume=order.volume, price=order.price,
+                        created_s=now_s)  # fmt: skip
+
+
+OnFill = Callable[[Fill, TrackedOrder], None]
