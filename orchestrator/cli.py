@@ -19,6 +19,7 @@ from orchestrator.config import Config, load_config
 from orchestrator.errors import ConfigError, FeatureNotBuilt, OrchestratorError, StoreUnavailable
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.secrets import resolve_credentials, resolve_operator_secrets
+from orchestrator.service import run_service
 from orchestrator.simulator.settings import SimSettings, settings_from_config
 from orchestrator.simulator.standalone import run_standalone
 from orchestrator.store.connection import open_redis, safe_url
@@ -56,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--check", action="store_true", help="validate config, secrets and Redis, then exit"
     )
+    run.add_argument(
+        "--duration", type=float, default=None, metavar="S",
+        help="stop cleanly after S seconds (demos, tests)",
+    )  # fmt: skip
 
     sim = sub.add_parser(
         "sim",
@@ -138,7 +143,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.check:
         run_async(_check(config, base_dir))
         return EXIT_OK
-    raise FeatureNotBuilt("the trading service (`orchestrator run` without --check)")
+    if args.duration is not None and not args.duration > 0:
+        raise ConfigError(
+            "--duration", f"must be a positive number of seconds, got {args.duration}"
+        )
+    return run_async(run_service(config, base_dir=base_dir, duration_s=args.duration))
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:

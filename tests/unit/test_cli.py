@@ -32,7 +32,6 @@ def test_each_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[st
     ("argv", "feature"),
     [
         (["ctl", "status"], "operator commands"),
-        (["run", "--config", "orchestrator.example.toml"], "trading service"),
     ],
 )
 def test_unbuilt_features_say_so_and_exit_2(
@@ -53,6 +52,11 @@ def test_bad_config_exits_2_naming_the_field(
     err = capsys.readouterr().err
     assert "bad config" in err
     assert "limits.domain_scope" in err
+
+
+def test_run_refuses_a_duration_that_is_not_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--config", "orchestrator.example.toml", "--duration", "0"]) == EXIT_USAGE
+    assert "--duration" in capsys.readouterr().err
 
 
 def test_python_dash_m_entry_point() -> None:

@@ -1,0 +1,142 @@
+"""One strategy's running parts on Kraken: private socket, order entry, worker, dead man's switch.
+
+The unit owns the account's private WebSocket (executions, balances; order entry with REST as
+the fallback), the worker that runs the strategy, and the dead man's switch kept armed from the
+worker's health. `run()` ends when the worker does (stopped, or its strategy failed); the switch
+is then disarmed when the worker stopped cleanly with its orders cancelled, and left to run out
+when it could not cancel them (the venue then cancels what is left), and the socket is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+
+from orchestrator.clock import Clock
+from orchestrator.config import Config, StrategyConfig
+from orchestrator.errors import OrchestratorError
+from orchestrator.exchange.kraken.account import KrakenDomain
+from orchestrator.exchange.kraken.ws.order_entry import WsOrderEntry
+from orchestrator.exchange.kraken.ws.private import open_private_ws
+from orchestrator.exchange.kraken.ws.schemas import BalanceSnapshot, Execution, LedgerUpdate
+from orchestrator.exchange.kraken.ws.trading import KrakenWsTrading
+from orchestrator.exchange.protocol import TradingVenue
+from orchestrator.logs import get_logger
+from orchestrator.metrics import Registry
+from orchestrator.runtime.supervisor import Supervisor
+from orchestrator.store.keys import Keys
+from orchestrator.strategy import Strategy, StrategyParams
+from orchestrator.workers.deadman import DeadManSwitch
+from orchestrator.workers.journal import OrderJournal
+from orchestrator.workers.worker import (
+    EventSink,
+    MarketData,
+    StrategyWorker,
+    TradingStateHolder,
+    WorkerDeps,
+)
+
+log = get_logger(__name__)
+
+# Orders sent over WS carry a `deadline` this far ahead; a lost one is looked up after it.
+ORDER_DEADLINE_S: Final = 5.0
+PLACE_SLACK_S: Final = 5.0  # clock slack between us and the venue, and queueing at the venue
+RECONNECT_POLL_S: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SharedParts:
+    """What every unit of the process shares."""
+
+    redis: aioredis.Redis
+    keys: Keys
+    market: MarketData
+    clock: Clock
+    registry: Registry
+    events: EventSink
+    trading_state: TradingStateHolder
+    dependency_health: Callable[[], str | None]
+
+
+class StrategyUnit:
+    def __init__(
+        self,
+        config: Config,
+        strategy: StrategyConfig,
+        strategy_cls: type[Strategy[Any]],
+        params: StrategyParams,
+        *,
+        domain: KrakenDomain,
+        shared: SharedParts,
+        supervisor: Supervisor,
+    ) -> None:
+        self.name = strategy.name
+        self._service = config.service
+        self._supervisor = supervisor
+        self._clock = clock = shared.clock
+        account = domain.account(strategy.account)
+        self.ws = open_private_ws(account, config.venue.ws_private_url, clock=clock,
+                                  on_execution=self._on_execution,
+                                  on_balance=self._on_balance)  # fmt: skip
+        venue: TradingVenue = account.trading
+        if config.service.order_entry == "ws":
+            trading = KrakenWsTrading(self.ws, permits=domain.limiter, account=account.name,
+                                      strategy=strategy.name)  # fmt: skip
+            venue = WsOrderEntry(self.ws, trading, account.trading, clock,
+                                 order_deadline_s=ORDER_DEADLINE_S)  # fmt: skip
+        self.venue = venue
+        journal = OrderJournal(shared.redis, shared.keys, account.name)
+        deps = WorkerDeps(market=shared.market, venue=venue, reader=account.reader,
+                          journal=journal, clock=clock, registry=shared.registry,
+                          events=shared.events, instruments=domain.instruments,
+                          trading_state=shared.trading_state,
+                          place_final_after_s=ORDER_DEADLINE_S + PLACE_SLACK_S,
+                          dependency_health=shared.dependency_health)  # fmt: skip
+        self.worker = StrategyWorker(strategy, strategy_cls, params, deps)
+        self.dead_man = DeadManSwitch(venue, clock, timeout_s=config.service.dead_man_timeout_s,
+                                      refresh_s=config.service.dead_man_refresh_s,
+                                      healthy=self.worker.health)  # fmt: skip
+
+    def _on_execution(self, execution: Execution) -> None:
+        self.worker.on_execution(execution)
+
+    def _on_balance(self, event: BalanceSnapshot | LedgerUpdate) -> None:
+        self.worker.on_balance(event)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            socket = tg.create_task(self._supervisor.supervise(f"{self.name}.private_ws",
+                                                               self.ws.run))  # fmt: skip
+            with contextlib.suppress(TimeoutError):  # orders go over REST until it is up
+                await self.ws.wait_connected(timeout_s=5.0)
+            switch = tg.create_task(self._supervisor.supervise(f"{self.name}.dead_man",
+                                                               self.dead_man.run))  # fmt: skip
+            watcher = tg.create_task(self._watch_reconnects())
+            try:
+                await self.worker.run()
+            finally:
+                switch.cancel()
+                watcher.cancel()
+                if self.worker.state == "stopped" and not self.worker.manager.open_orders():
+                    with contextlib.suppress(OrchestratorError):
+                        await self.dead_man.disarm()
+                await self.ws.close()
+                await socket
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    async def _watch_reconnects(self) -> None:
+        """Tell the worker when its private socket came back (executions may be missed)."""
+        seen = self.ws.counters["connects"]
+        while True:
+            await self._clock.sleep(RECONNECT_POLL_S)
+            connects = self.ws.counters["connects"]
+            if connects > seen > 0:
+                self.worker.on_private_reconnected()
+            seen = connects

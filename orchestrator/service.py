@@ -1,0 +1,183 @@
+"""The trading service: `orchestrator run`. Wires everything and owns every task in one TaskGroup.
+
+    code = await run_service(config, base_dir=Path("."), duration_s=60)
+
+Start: Redis (embedded or the desk's), the venue (embedded simulator or Kraken), every Kraken
+client through `open_kraken` (one limiter for the domain), one market-data hub, then one unit per
+enabled strategy (its private socket, order entry, worker, dead man's switch). A strategy that
+cannot start (unknown module, bad params, a pair the venue does not list) is reported, naming the
+field, and the service runs the rest. Components are supervised: a crash is restarted with
+backoff inside the restart budget, then stopped and reported.
+
+Stop (SIGTERM/SIGINT, `--duration`, or `stop` set by the caller): every strategy is stopped and its
+orders cancelled (per `cancel_on_stop`), dead man's switches disarmed, sockets closed, all within
+`service.shutdown_timeout_s`; then exit 0. Past that bound the remaining tasks are cancelled and
+the exit code is 1 (the dead man's switches were left armed, so the venue cancels what is left).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from orchestrator.clock import Clock, RealClock
+from orchestrator.config import Config
+from orchestrator.errors import ConfigError
+from orchestrator.exchange.kraken.account import KrakenDomain, open_kraken
+from orchestrator.feeds.hub import MarketHub
+from orchestrator.logs import get_logger
+from orchestrator.metrics import Registry
+from orchestrator.runtime.signals import install_stop_signals, run_until_stopped
+from orchestrator.runtime.status import StatusReporter
+from orchestrator.runtime.supervisor import RestartPolicy, Supervisor
+from orchestrator.runtime.unit import SharedParts, StrategyUnit
+from orchestrator.runtime.venue import VenueSetup, open_venue
+from orchestrator.service_events import ServiceEvents
+from orchestrator.store.connection import open_redis
+from orchestrator.store.keys import Keys
+from orchestrator.strategy_loader import load_strategy
+from orchestrator.workers.worker import TradingStateHolder
+
+log = get_logger(__name__)
+
+EXIT_OK: Final = 0
+EXIT_UNCLEAN: Final = 1
+
+
+@dataclass(slots=True)
+class Service:
+    """The running service, as tests and the status screen see it."""
+
+    config: Config
+    venue: VenueSetup
+    domain: KrakenDomain
+    hub: MarketHub
+    registry: Registry
+    trading_state: TradingStateHolder
+    units: dict[str, StrategyUnit] = field(default_factory=dict)
+    not_started: dict[str, str] = field(default_factory=dict)  # strategy -> why
+
+
+async def run_service(
+    config: Config,
+    *,
+    base_dir: Path,
+    duration_s: float | None = None,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Service], None] | None = None,
+    handle_signals: bool = True,
+) -> int:
+    """Run until stopped; the exit code (0: a clean stop with every order cancelled)."""
+    clock = clock or RealClock()
+    stop = stop or asyncio.Event()
+    registry = Registry()
+    uninstall = install_stop_signals(stop) if handle_signals else (lambda: None)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            redis = await stack.enter_async_context(open_redis(config.redis))
+            venue = await stack.enter_async_context(open_venue(config, base_dir=base_dir,
+                                                               clock=clock))  # fmt: skip
+            config = venue.config
+            domain = await stack.enter_async_context(
+                open_kraken(config, venue.credentials, redis=redis, clock=clock, registry=registry)
+            )
+            hub = MarketHub(config.venue.ws_public_url, clock=clock, instruments=domain.instruments,
+                            depth=config.service.book_depth, registry=registry)  # fmt: skip
+            keys = Keys(config.redis.namespace)
+            events = ServiceEvents(redis, keys, registry=registry, clock=clock)
+            service = Service(config=config, venue=venue, domain=domain, hub=hub,
+                              registry=registry, trading_state=TradingStateHolder())  # fmt: skip
+            health = domain.limiter.health
+            shared = SharedParts(redis=redis, keys=keys, market=hub, clock=clock,
+                                 registry=registry, events=events,
+                                 trading_state=service.trading_state,
+                                 dependency_health=lambda: "Redis unreachable"
+                                 if health.is_down() else None)  # fmt: skip
+            policy = RestartPolicy(budget=config.service.restart_budget,
+                                   window_s=config.service.restart_window_s)  # fmt: skip
+            supervisor = Supervisor(clock, registry, policy)
+            return await _serve(
+                service,
+                shared=shared,
+                supervisor=supervisor,
+                events=events,
+                stop=stop,
+                duration_s=duration_s,
+                on_ready=on_ready,
+            )
+    finally:
+        uninstall()
+
+
+async def _serve(
+    service: Service,
+    *,
+    shared: SharedParts,
+    supervisor: Supervisor,
+    events: ServiceEvents,
+    stop: asyncio.Event,
+    duration_s: float | None,
+    on_ready: Callable[[Service], None] | None,
+) -> int:
+    config, clock = service.config, shared.clock
+    for index, strategy in enumerate(config.strategies):
+        if not strategy.enabled:
+            continue
+        try:
+            loaded = load_strategy(strategy, index=index)
+            _check_pairs(service, index)
+            service.units[strategy.name] = StrategyUnit(
+                config, strategy, loaded.cls, loaded.params, domain=service.domain,
+                shared=shared, supervisor=supervisor,
+            )  # fmt: skip
+        except ConfigError as exc:
+            service.not_started[strategy.name] = str(exc)
+        else:
+            continue
+        why = service.not_started[strategy.name]
+        log.error("strategy.not_started", strategy=strategy.name, error=why)
+        await events.publish("strategy_not_started", strategy=strategy.name, error=why)
+    clean = True
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(supervisor.supervise("market_hub", service.hub.run))
+        units = [tg.create_task(unit.run(), name=name) for name, unit in service.units.items()]
+        status = StatusReporter(service, clock, interval_s=config.service.status_interval_s,
+                                out=sys.stdout)  # fmt: skip
+        reporter = tg.create_task(status.run())
+        log.info("service.started", strategies=len(service.units),
+                 not_started=len(service.not_started))  # fmt: skip
+        if on_ready is not None:
+            on_ready(service)
+        reason = await run_until_stopped(stop, duration_s=duration_s, clock=clock)
+        log.info("service.stopping", reason=reason)
+        for unit in service.units.values():
+            unit.stop()
+        try:
+            async with clock.timeout(config.service.shutdown_timeout_s):
+                await asyncio.gather(*units, return_exceptions=True)
+        except TimeoutError:
+            clean = False
+        if not clean:
+            log.error("service.shutdown_timeout", timeout_s=config.service.shutdown_timeout_s)
+            for task in units:
+                task.cancel()
+        reporter.cancel()
+        await service.hub.close()
+    left = sum(len(u.worker.manager.open_orders()) for u in service.units.values())
+    status.final(left)
+    log.info("service.stopped", open_orders=left, clean=clean)
+    return EXIT_OK if clean and left == 0 else EXIT_UNCLEAN
+
+
+def _check_pairs(service: Service, index: int) -> None:
+    strategy = service.config.strategies[index]
+    for i, pair in enumerate(strategy.pairs):
+        if pair not in service.domain.instruments:
+            raise ConfigError(f"strategies[{index}].pairs[{i}]",
+                              f"the venue lists no pair {pair!r}")  # fmt: skip
