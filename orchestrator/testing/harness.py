@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
 
@@ -29,9 +29,13 @@ import redis.asyncio as aioredis
 
 from orchestrator.clock import ManualClock
 from orchestrator.config import StrategyConfig
+from orchestrator.exchange.instruments import Instruments
+from orchestrator.exchange.protocol import TradingVenue
 from orchestrator.metrics import Registry
 from orchestrator.service_events import ServiceEvents
+from orchestrator.simulator.errors import SimulatorBug
 from orchestrator.simulator.settings import SimSettings
+from orchestrator.simulator.venue import Venue
 from orchestrator.store.keys import Keys
 from orchestrator.strategy import Strategy, StrategyParams
 from orchestrator.strategy_loader import load_strategy, parse_params
@@ -57,12 +61,19 @@ class ReplayHarness:
         dead_man: bool = False,
         dead_man_timeout_s: int = 60,
         dead_man_refresh_s: float = 20.0,
+        domain: tuple[Venue, Instruments] | None = None,
     ) -> None:
         """`dead_man`: each worker keeps Kraken's cancel-all-after armed from its health, as
-        live (the simulator's engine fires it on venue time)."""
+        live (the simulator's engine fires it on venue time). `domain`: the simulated venue
+        of an earlier harness (with its `clock`), to run a restart against what it left."""
         self.clock = clock or ManualClock()
-        self.venue, self.instruments = build_inprocess_domain(settings or SimSettings(),
-                                                              self.clock)  # fmt: skip
+        if domain is not None:
+            self.venue, self.instruments = domain
+            if self.venue.clock is not self.clock:
+                raise ValueError("a harness on an existing domain needs that domain's clock")
+        else:
+            self.venue, self.instruments = build_inprocess_domain(settings or SimSettings(),
+                                                                  self.clock)  # fmt: skip
         self.market = InProcessMarket(self.venue, self.instruments, depth=depth)
         self.registry = Registry()
         self.keys = Keys(namespace)
@@ -106,16 +117,23 @@ class ReplayHarness:
         self.market.close()
         for venue in self.venues.values():
             venue.close()
+        if self.venue.internal_errors and exc_type is None:
+            raise SimulatorBug(self.venue.internal_errors)
 
     # --- strategies ----------------------------------------------------------------------------
     def add(
         self,
         config: StrategyConfig | Mapping[str, Any],
         strategy_cls: type[Strategy[Any]] | None = None,
+        *,
+        wrap_venue: Callable[[InProcessVenue], TradingVenue] | None = None,
+        wrap_journal: Callable[[OrderJournal], OrderJournal] | None = None,
     ) -> StrategyWorker:
         """A worker for `config` (a `StrategyConfig` or its TOML-shaped mapping). Without
         `strategy_cls` the module is loaded as the service loads it (dotted path or entry
-        point); its params are checked against the strategy's Struct either way."""
+        point); its params are checked against the strategy's Struct either way.
+        `wrap_venue` / `wrap_journal` put a stand-in around the worker's venue or journal
+        (fault and crash injection); the executions still come from the venue itself."""
         if not isinstance(config, StrategyConfig):
             config = msgspec.convert(dict(config), StrategyConfig)
         if strategy_cls is None:
