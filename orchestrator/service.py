@@ -147,7 +147,8 @@ async def _serve(
     async with asyncio.TaskGroup() as tg:
         tg.create_task(supervisor.supervise("market_hub", service.hub.run))
         units = [tg.create_task(unit.run(), name=name) for name, unit in service.units.items()]
-        status = StatusReporter(service, clock, interval_s=config.service.status_interval_s,
+        status = StatusReporter(service, clock, redis=shared.redis, keys=shared.keys,
+                                interval_s=config.service.status_interval_s,
                                 out=sys.stdout)  # fmt: skip
         reporter = tg.create_task(status.run())
         log.info("service.started", strategies=len(service.units),
@@ -170,7 +171,7 @@ async def _serve(
         reporter.cancel()
         await service.hub.close()
     left = sum(len(u.worker.manager.open_orders()) for u in service.units.values())
-    status.final(left)
+    await status.final(left)
     log.info("service.stopped", open_orders=left, clean=clean)
     return EXIT_OK if clean and left == 0 else EXIT_UNCLEAN
 

@@ -68,6 +68,11 @@ class Keys:
         """One hash slot per account's journal: its settle script touches both keys."""
         return f"{{{self.namespace}:orders:{_part(account, 'account')}}}"
 
+    def strategy_status(self) -> str:
+        """Hash strategy -> its latest status (JSON: state, orders, fills, positions, PnL),
+        written by the process that runs it: what `ctl status` and the status page read."""
+        return f"{self.namespace}:status:strategies"
+
     def service_events(self) -> str:
         """Capped stream of service events the control plane reads (strategy failures, ...)."""
         return f"{self.namespace}:events"

@@ -131,6 +131,7 @@ class StrategyWorker:
         self.pairs: tuple[str, ...] = tuple(self._instruments)
         self.state: WorkerState = "starting"
         self.failure: str | None = None
+        self.failed_s: float | None = None
         self.fill_count = 0
         self.inbox = Inbox()
         self.timers = Timers(self.clock.monotonic, on_change=self.inbox.poke)
@@ -257,6 +258,7 @@ class StrategyWorker:
     def _fail(self, kind: str, reason: str) -> None:
         self.state = "failed"
         self.failure = reason
+        self.failed_s = self.clock.time()
         self._failures.inc(self.name, kind)
         self.manager.close()  # no further order is sent, from this instant
         log.error("strategy.failed", strategy=self.name, kind=kind, reason=reason)
@@ -285,7 +287,7 @@ class StrategyWorker:
         with contextlib.suppress(OrchestratorError):
             await self.market.unsubscribe(list(self._instruments.values()), self)
         if failed:
-            await self._publish("strategy_failed", reason=self.failure)
+            await self._publish("strategy_failed", reason=self.failure, failed_s=self.failed_s)
         self.state = "failed" if failed else "stopped"
 
     async def _publish(self, kind: str, **fields: str | int | float | None) -> None:
