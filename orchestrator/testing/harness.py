@@ -46,6 +46,7 @@ from orchestrator.workers.journal import OrderJournal
 from orchestrator.workers.worker import StrategyWorker, TradingStateHolder, WorkerDeps
 
 STEP_S: Final = 0.25
+STOP_BOUND_S: Final = 120.0  # venue time a stopping worker may take (cancels, retries)
 _YIELDS_PER_STEP: Final = 20  # turns of the loop given to the tasks after every clock step
 
 
@@ -113,10 +114,12 @@ class ReplayHarness:
         else:
             for task in self._tasks.values():
                 task.cancel()
-        await self._exit.__aexit__(exc_type, exc, tb)
-        self.market.close()
-        for venue in self.venues.values():
-            venue.close()
+        try:
+            await self._exit.__aexit__(exc_type, exc, tb)
+        finally:  # also when a worker's error ends the block: a dead process hears nothing
+            self.market.close()
+            for venue in self.venues.values():
+                venue.close()
         if self.venue.internal_errors and exc_type is None:
             raise SimulatorBug(self.venue.internal_errors)
 
@@ -142,11 +145,13 @@ class ReplayHarness:
         else:
             params = parse_params(strategy_cls, config.params, where="strategy")
         venue = InProcessVenue(self.venue, config.account, self.instruments)
+        trading: TradingVenue = venue if wrap_venue is None else wrap_venue(venue)
+        journal = OrderJournal(self.redis, self.keys, config.account)
         deps = WorkerDeps(
             market=self.market,
-            venue=venue,
+            venue=trading,
             reader=venue,
-            journal=OrderJournal(self.redis, self.keys, config.account),
+            journal=journal if wrap_journal is None else wrap_journal(journal),
             clock=self.clock,
             registry=self.registry,
             events=self.events,
@@ -160,7 +165,7 @@ class ReplayHarness:
         self.venues[config.name] = venue
         if self._dead_man is not None:
             timeout_s, refresh_s = self._dead_man
-            self.switches[config.name] = DeadManSwitch(venue, self.clock, timeout_s=timeout_s,
+            self.switches[config.name] = DeadManSwitch(trading, self.clock, timeout_s=timeout_s,
                                                        refresh_s=refresh_s, healthy=worker.health,
                                                        name=config.name)  # fmt: skip
         return worker
@@ -205,9 +210,14 @@ class ReplayHarness:
             self.workers[name].stop()
         for name in names or tuple(self.workers):
             task = self._tasks.pop(name, None)
+            waited_s = 0.0
             while task is not None and not task.done():
+                if waited_s > STOP_BOUND_S:  # a worker that does not stop is a failure
+                    task.cancel()
+                    raise RuntimeError(f"worker {name} did not stop in {STOP_BOUND_S} s")
                 await self.clock.advance(STEP_S)
                 await self.settle()
+                waited_s += STEP_S
             switch = self.switches.get(name)
             if switch is not None and not switch.stopped:
                 with contextlib.suppress(Exception):

@@ -267,6 +267,7 @@ class StrategyWorker:
     def stop(self) -> None:
         """Ask `run()` to end (it cancels the orders if configured, then returns)."""
         self._stop.set()
+        self._suspended.set()  # a suspended loop (a simulated hang) ends too
         self.inbox.poke()
 
     def suspend_loop(self) -> None:
