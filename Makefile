@@ -24,12 +24,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# Until the trading service exists, the most complete runnable thing is the start-up check of
-# the demo config followed by the venue simulator with its demo domain (Ctrl-C stops it).
-SIM_PORT ?= 8800
+# The most complete thing on the embedded default: embedded Redis and simulator, the service with
+# the example strategies trading on their sub-accounts, status lines every few seconds. Ctrl-C
+# stops it cleanly (every order cancelled). `make run RUN_ARGS="--duration 30"` stops by itself.
+RUN_ARGS ?=
 run: $(STAMP)
-	$(BIN)/orchestrator run --config $(CONFIG) --check
-	$(BIN)/orchestrator sim --config $(CONFIG) --port $(SIM_PORT)
+	$(BIN)/orchestrator run --config $(CONFIG) $(RUN_ARGS)
 
 # pytest's exit 5 means "no tests collected": not a failure of the suite.
 test: $(STAMP)
