@@ -156,7 +156,8 @@ class KrakenWs:
                 delay_s = self.backoff_initial_s
                 await self._serve(ws)
             except _LinkDown as exc:
-                log.warning("ws.disconnected", url=self.url, reason=exc.reason, error=str(exc))
+                level = log.info if self.stopping() else log.warning  # closing is no trouble
+                level("ws.disconnected", url=self.url, reason=exc.reason, error=str(exc))
                 self._tell_stale()
             if self.stopping():
                 break
