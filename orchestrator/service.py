@@ -146,7 +146,9 @@ async def _serve(
     clean = True
     async with asyncio.TaskGroup() as tg:
         tg.create_task(supervisor.supervise("market_hub", service.hub.run))
-        units = [tg.create_task(unit.run(), name=name) for name, unit in service.units.items()]
+        units = [
+            tg.create_task(unit.run_contained(), name=name) for name, unit in service.units.items()
+        ]
         status = StatusReporter(service, clock, redis=shared.redis, keys=shared.keys,
                                 interval_s=config.service.status_interval_s,
                                 out=sys.stdout)  # fmt: skip

@@ -47,6 +47,7 @@ log = get_logger(__name__)
 ORDER_DEADLINE_S: Final = 5.0
 PLACE_SLACK_S: Final = 5.0  # clock slack between us and the venue, and queueing at the venue
 RECONNECT_POLL_S: Final = 1.0
+EMERGENCY_ATTEMPTS: Final = 4  # then the dead man's switch cancels what is left
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class StrategyUnit:
         self._service = config.service
         self._supervisor = supervisor
         self._clock = clock = shared.clock
+        self._events = shared.events
         account = domain.account(strategy.account)
         self.ws = open_private_ws(account, config.venue.ws_private_url, clock=clock,
                                   on_execution=self._on_execution,
@@ -127,6 +129,33 @@ class StrategyUnit:
                         await self.dead_man.disarm()
                 await self.ws.close()
                 await socket
+
+    async def run_contained(self) -> None:
+        """`run()`, and when it fails (a bug of ours, not the strategy's: that is contained
+        inside the worker) the unit alone stops: its account's orders are cancelled in one
+        request, the failure is published, and the rest of the service goes on."""
+        try:
+            await self.run()
+        except Exception as exc:
+            log.exception("unit.crashed", strategy=self.name)
+            self.worker.state = "failed"
+            self.worker.failure = f"the worker crashed: {type(exc).__name__}: {exc}"
+            await self._emergency_cancel()
+            await self._events.publish("strategy_failed", strategy=self.name,
+                                       reason=self.worker.failure)  # fmt: skip
+
+    async def _emergency_cancel(self) -> None:
+        for attempt in range(EMERGENCY_ATTEMPTS):
+            try:
+                await self.venue.cancel_all([o.ref() for o in self.worker.manager.open_orders()
+                                             if o.txid is not None])  # fmt: skip
+            except OrchestratorError as exc:
+                log.warning("unit.cancel_all_failed", strategy=self.name, attempt=attempt,
+                            error=str(exc))  # fmt: skip
+                await self._clock.sleep(0.2 * 2**attempt)
+            else:
+                return
+        log.error("unit.orders_left_to_dead_man", strategy=self.name)
 
     def stop(self) -> None:
         self.worker.stop()
