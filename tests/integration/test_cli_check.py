@@ -4,6 +4,7 @@ Redis whose password must appear in no output."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -83,6 +84,7 @@ def test_run_check_on_the_example_config() -> None:
         text=True,
         timeout=60,
         check=False,
+        env=os.environ | {"ORCH__LOG_LEVEL": "info"},  # the demo logs warnings only
     )
     assert result.returncode == 0, result.stderr
     assert "config ok: 4 accounts" in result.stdout
