@@ -21,6 +21,7 @@ from orchestrator.errors import OrchestratorError
 from orchestrator.exchange.instruments import Instruments
 from orchestrator.exchange.protocol import OrderRef, OrderState
 from orchestrator.logs import get_logger
+from orchestrator.strategy import Fill
 from orchestrator.workers import order_states as st
 from orchestrator.workers.journal import JournalEntry
 from orchestrator.workers.order_states import TrackedOrder
@@ -89,25 +90,53 @@ async def reconcile_at_start(
 
 
 async def reconcile_open(manager: OrderManager) -> int:
-    """After a reconnect: refresh every order we hold open that the venue no longer lists."""
+    """After a reconnect: bring every order we hold open up to the venue's state (executions
+    sent while the socket was down are not sent again). What filled meanwhile is then told by
+    the worker as one fill per order (`missed_fill`), so positions equal what the venue
+    executed."""
     try:
-        listed = {s.txid for s in await manager.venue.open_orders()}
+        listed = {s.txid: s for s in await manager.venue.open_orders()}
     except OrchestratorError as exc:
         log.warning("orders.reconcile_failed", strategy=manager.strategy, error=str(exc))
         return 0
     refreshed = 0
     for order in manager.open_orders():
-        if order.txid is None or order.txid in listed or order.cl_ord_id in manager.in_flight:
+        if order.txid is None or order.cl_ord_id in manager.in_flight:
             continue
-        try:
-            state = await manager.venue.find_order(order.cl_ord_id)
-        except OrchestratorError as exc:
-            log.warning("orders.refresh_failed", cl_ord_id=order.cl_ord_id, error=str(exc))
-            continue
+        state = listed.get(order.txid)
+        if state is None:
+            try:
+                state = await manager.venue.find_order(order.cl_ord_id)
+            except OrchestratorError as exc:
+                log.warning("orders.refresh_failed", cl_ord_id=order.cl_ord_id, error=str(exc))
+                continue
         if state is not None:
             manager.tell(order, st.on_reconciled(order, state))
             refreshed += 1
     return refreshed
+
+
+@dataclass(slots=True)
+class Told:
+    """What the strategy was told of one order's fills, to find what it was not."""
+
+    qty: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)  # quote units
+
+
+def missed_fill(order: TrackedOrder, told: Told, *, now_s: float) -> Fill | None:
+    """The fill of what the venue executed that no execution told (the socket was down): the
+    quantity, cost and fees since, as one fill with the average price; None when nothing is
+    missing."""
+    missed = order.filled - told.qty
+    if missed <= 0:
+        return None
+    return Fill(cl_ord_id=order.cl_ord_id, pair=order.instrument.wsname, side=order.side,
+                price=(order.cum_cost - told.cost) / missed, qty=missed,
+                fee=max(Decimal(0), order.fees - told.fees), fee_asset=order.instrument.quote,
+                liquidity="maker" if order.rested_s is not None else "taker",
+                exec_id=f"reconciled:{order.txid}:{order.filled}", time_s=now_s)  # fmt: skip
 
 
 def _from_entry(entry: JournalEntry, instruments: Instruments) -> TrackedOrder:

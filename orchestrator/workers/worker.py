@@ -56,8 +56,8 @@ from orchestrator.workers.intents import IntentChecker
 from orchestrator.workers.journal import OrderJournal
 from orchestrator.workers.order_states import TrackedOrder
 from orchestrator.workers.orders import OrderManager
-from orchestrator.workers.positions import PositionBook
-from orchestrator.workers.reconcile import reconcile_at_start, reconcile_open
+from orchestrator.workers.positions import PositionBook, fee_in_quote
+from orchestrator.workers.reconcile import Told, missed_fill, reconcile_at_start, reconcile_open
 from orchestrator.workers.timers import Timers
 
 log = get_logger(__name__)
@@ -133,6 +133,7 @@ class StrategyWorker:
         self.failure: str | None = None
         self.failed_s: float | None = None
         self.fill_count = 0
+        self._told: dict[str, Told] = {}  # cl_ord_id -> what its fills told so far
         self.inbox = Inbox()
         self.timers = Timers(self.clock.monotonic, on_change=self.inbox.poke)
         self.positions = PositionBook()
@@ -200,6 +201,7 @@ class StrategyWorker:
             if self._reconcile_wanted:
                 self._reconcile_wanted = False
                 await reconcile_open(self.manager)
+                self._tell_missed_fills()
             self._deliver(self.inbox.take())
             for name in self.timers.pop_due():
                 self._call("on_timer", self.strategy.on_timer, name)
@@ -329,7 +331,20 @@ class StrategyWorker:
     def on_order_update(self, update: OrderUpdate) -> None:
         self.inbox.order(update)
 
+    def _tell_missed_fills(self) -> None:
+        """Fills the venue made while the private socket was down (its reconnect snapshot or
+        REST moved `filled` without a trade frame): told now, once, as one fill per order."""
+        for order in list(self.manager.orders.values()):
+            fill = missed_fill(order, self._told.get(order.cl_ord_id, Told()),
+                               now_s=self.clock.time())  # fmt: skip
+            if fill is not None:
+                self.on_order_fill(fill, order)
+
     def on_order_fill(self, fill: Fill, order: TrackedOrder) -> None:
+        told = self._told.setdefault(order.cl_ord_id, Told())
+        told.qty += fill.qty
+        told.cost += fill.qty * fill.price
+        told.fees += fee_in_quote(fill.fee, fill.fee_asset, fill.price, order.instrument) or 0
         self.positions.on_fill(fill, order.instrument)
         self.fill_count += 1
         self._fills.inc(self.name)
