@@ -68,5 +68,5 @@ async def test_a_fill_made_while_disconnected_is_told_after_the_reconnect() -> N
         assert fill.qty == executed
         assert fill.exec_id.startswith("reconciled:")
         assert order.filled == executed
-        assert order.status == "partially_filled"
+        assert worker.manager.orders[order.cl_ord_id].update().status == "partially_filled"
         seller.close()
