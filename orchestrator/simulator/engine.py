@@ -202,8 +202,14 @@ class Engine:
         result = book.match(order, order.price)
         for evicted in result.evicted:
             self._close(evicted, "canceled", "Self trade prevention", in_book=False)
+        # The book counted every fill of the match at once; each trade frame must show the
+        # taker's quantity after that trade, as Kraken's do, so it is replayed fill by fill.
+        matched = order.executed
+        order.executed -= sum(fill.volume for fill in result.fills)
         for fill in result.fills:
+            order.executed += fill.volume
             self._settle(fill)
+        order.executed = matched
         if order.remaining == 0:
             self._close(order, "closed", None)
         elif result.stopped_by_stp:

@@ -25,7 +25,10 @@ def rfc3339(ts_s: float) -> str:
 
 
 def _status(order: Order) -> str:
-    if order.status == "open":
+    if order.status == "open" or (order.status == "pending" and order.executed):
+        # an incoming order trading before it rests or closes is filling, not pending
+        if order.executed and order.executed >= order.volume:
+            return "filled"
         return "partially_filled" if order.executed else "new"
     if order.status == "closed":
         return "filled"
