@@ -1,0 +1,55 @@
+"""The example market maker through the replay harness: two-sided quotes around the mid that
+follow it by amend, inventory-aware, loaded by its entry point as the service loads it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from orchestrator.errors import ConfigError
+from orchestrator.simulator.settings import SimSettings
+from orchestrator.strategy_loader import load_strategy_class, parse_params
+from orchestrator.testing.harness import ReplayHarness
+from strategies.market_maker import MarketMaker
+
+PAIR = "XBT/USD"
+
+
+def test_it_is_found_by_its_entry_point_name() -> None:
+    assert load_strategy_class("market_maker") is MarketMaker
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"size": "-1"}, "size"), ({"size": "0.01", "spread_bps": "0"}, "spread_bps"),
+     ({"size": "0.01", "spread": 3}, "spread")],
+)  # fmt: skip
+def test_bad_params_are_refused_naming_the_field(params: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        parse_params(MarketMaker, params, where="strategies[0]")
+
+
+async def test_it_quotes_both_sides_and_follows_the_mid_by_amend() -> None:
+    config = {"name": "mm", "module": "market_maker", "account": "mm-xbt", "pairs": [PAIR],
+              "params": {"size": "0.01", "spread_bps": 5, "requote_bps": 1}}  # fmt: skip
+    async with ReplayHarness(SimSettings()) as replay:
+        worker = replay.add(config)
+        await replay.start()
+        await replay.run_for(1.0)
+        resting = list(replay.venue.engine.open_orders("mm-xbt").values())
+        assert sorted(o.side for o in resting) == ["buy", "sell"]
+        mid = replay.market.book(PAIR).mid  # type: ignore[union-attr]
+        assert mid is not None
+        bid = next(o for o in resting if o.side == "buy")
+        ask = next(o for o in resting if o.side == "sell")
+        decimals = replay.instruments.get(PAIR).price_decimals  # the engine's prices are scaled
+        assert Decimal(bid.price).scaleb(-decimals) < mid < Decimal(ask.price).scaleb(-decimals)
+        await replay.run_for(60.0)
+        amends = sum(len(o.amends) - 1  # its history starts with the original for o in replay.venue.engine.orders.values()
+                     if o.account == "mm-xbt")  # fmt: skip
+        assert amends > 0, "the quotes followed the mid in place"
+        assert worker.state == "running"
+        assert len(replay.venue.engine.open_orders("mm-xbt")) <= 2
+        await replay.stop()
+        assert replay.venue.engine.open_orders("mm-xbt") == {}
