@@ -46,7 +46,8 @@ async def test_it_quotes_both_sides_and_follows_the_mid_by_amend() -> None:
         decimals = replay.instruments.get(PAIR).price_decimals  # the engine's prices are scaled
         assert Decimal(bid.price).scaleb(-decimals) < mid < Decimal(ask.price).scaleb(-decimals)
         await replay.run_for(60.0)
-        amends = sum(len(o.amends) - 1  # its history starts with the original for o in replay.venue.engine.orders.values()
+        # An order's amend history starts with its original entry.
+        amends = sum(len(o.amends) - 1 for o in replay.venue.engine.orders.values()
                      if o.account == "mm-xbt")  # fmt: skip
         assert amends > 0, "the quotes followed the mid in place"
         assert worker.state == "running"
