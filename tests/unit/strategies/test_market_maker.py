@@ -43,6 +43,8 @@ async def test_it_quotes_both_sides_and_follows_the_mid_by_amend() -> None:
         assert mid is not None
         bid = next(o for o in resting if o.side == "buy")
         ask = next(o for o in resting if o.side == "sell")
+        assert bid.price is not None
+        assert ask.price is not None
         decimals = replay.instruments.get(PAIR).price_decimals  # the engine's prices are scaled
         assert Decimal(bid.price).scaleb(-decimals) < mid < Decimal(ask.price).scaleb(-decimals)
         await replay.run_for(60.0)
