@@ -164,7 +164,10 @@ class StrategyConfig(_Section, frozen=True):
     account: Annotated[str, _doc("Sub-account it trades from; one strategy per sub-account.")]
     pairs: Annotated[list[str], _doc("Pairs it trades, in WS form (`XBT/USD`).", min_length=1)]
     weight: Annotated[float, _doc("Fair share of the domain pool under contention.", gt=0)] = 1.0
-    enabled: Annotated[bool, _doc("A disabled strategy is loaded but not started.")] = True
+    enabled: Annotated[
+        bool,
+        _doc("A disabled strategy is loaded and checked (module, params, pairs) but not started."),
+    ] = True
     params: Annotated[
         dict[str, Any], _doc("The strategy's parameters, checked against its `Params` Struct.")
     ] = {}

@@ -61,6 +61,7 @@ class Service:
     trading_state: TradingStateHolder
     units: dict[str, StrategyUnit] = field(default_factory=dict)
     not_started: dict[str, str] = field(default_factory=dict)  # strategy -> why
+    disabled: list[str] = field(default_factory=list)  # loaded and checked, not started
 
 
 async def run_service(
@@ -127,11 +128,12 @@ async def _serve(
 ) -> int:
     config, clock = service.config, shared.clock
     for index, strategy in enumerate(config.strategies):
-        if not strategy.enabled:
-            continue
         try:
-            loaded = load_strategy(strategy, index=index)
+            loaded = load_strategy(strategy, index=index)  # a disabled one is checked too
             _check_pairs(service, index)
+            if not strategy.enabled:
+                service.disabled.append(strategy.name)
+                continue
             service.units[strategy.name] = StrategyUnit(
                 config, strategy, loaded.cls, loaded.params, domain=service.domain,
                 shared=shared, supervisor=supervisor,
@@ -145,7 +147,11 @@ async def _serve(
         await events.publish("strategy_not_started", strategy=strategy.name, error=why)
     clean = True
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(supervisor.supervise("market_hub", service.hub.run))
+
+        async def gave_up(component: str, error: BaseException) -> None:
+            await events.publish("component_failed", component=component, error=str(error))
+
+        tg.create_task(supervisor.supervise("market_hub", service.hub.run, on_gave_up=gave_up))
         units = [
             tg.create_task(unit.run_contained(), name=name) for name, unit in service.units.items()
         ]
@@ -172,7 +178,9 @@ async def _serve(
                 task.cancel()
         reporter.cancel()
         await service.hub.close()
-    left = sum(len(u.worker.manager.open_orders()) for u in service.units.values())
+    # Orders a strategy keeps on purpose (`cancel_on_stop = false`) are not a failed stop.
+    left = sum(len(u.worker.manager.open_orders()) for u in service.units.values()
+               if u.worker.state == "failed" or u.worker.config.cancel_on_stop)  # fmt: skip
     await status.final(left)
     log.info("service.stopped", open_orders=left, clean=clean)
     return EXIT_OK if clean and left == 0 else EXIT_UNCLEAN

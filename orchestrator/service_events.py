@@ -1,7 +1,7 @@
 """The service's event stream: what happened to strategies and components, for the control plane.
 
     events = ServiceEvents(redis, keys, clock=clock, registry=registry)
-    await events.publish("strategy.failed", strategy="mm1", reason="on_book raised KeyError")
+    await events.publish("strategy_failed", strategy="mm1", reason="on_book raised KeyError")
 
 Each event is one entry of the capped stream `keys.service_events()` (`XADD ... MAXLEN ~`) with
 `event_id`, `kind`, `time_s` (the clock's wall time when it happened) and the caller's fields, as

@@ -66,6 +66,9 @@ def strategy_statuses(service: Service, now_s: float) -> list[StrategyStatus]:
                                   fills=worker.fill_count, pnl=worker.pnl(),
                                   failure=worker.failure, positions=positions,
                                   time_s=now_s))  # fmt: skip
+    out.extend(StrategyStatus(name=name, state="disabled", open_orders=0, fills=0,
+                              pnl=Decimal(0), failure=None, time_s=now_s)
+               for name in service.disabled)  # fmt: skip
     for name, why in service.not_started.items():
         out.append(StrategyStatus(name=name, state="not_started", open_orders=0, fills=0,
                                   pnl=Decimal(0), failure=why, time_s=now_s))  # fmt: skip

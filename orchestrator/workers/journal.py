@@ -27,7 +27,7 @@ lost every pending entry, and with them the knowledge of which orders were in fl
 orphan policy then meets those orders as strangers). In production run Redis with AOF
 (`appendonly yes`, `appendfsync everysec` or `always`).
 
-The two keys are not in one hash slot, so the script needs a single Redis (not Cluster).
+The two keys share one hash tag (`Keys.order_journal`), so the script also runs on Redis Cluster.
 """
 
 from __future__ import annotations
