@@ -410,7 +410,10 @@ class OrderManager:
         first (it also catches orders we could not know of), then one by one for those
         placed after it. Returns how many orders are still open when done (0 is success)."""
         self.close()
-        for lane in self._lanes.values():  # unsent intents are dropped
+        for cl_ord_id, lane in self._lanes.items():  # unsent intents are dropped
+            order = self.orders.get(cl_ord_id)
+            if order is not None and "place" in lane.ops:  # never sent: refused, not left open
+                self.tell(order, st.on_place_failed(order, "not sent: the strategy is stopping"))
             lane.ops = deque(op for op in lane.ops if op == "cancel")
         with contextlib.suppress(TimeoutError):
             async with self.clock.timeout(timeout_s):
