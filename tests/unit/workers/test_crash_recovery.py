@@ -129,7 +129,7 @@ class Life:
     reconciled: bool  # its reconciliation ended and its strategy started
     open_at_start: set[str | None]  # at the venue when its strategy started
     adopted: set[str | None]  # of those, the ones its order manager tracks
-    pending_at_start: list[JournalEntry]  # journal entries still pending then
+    pending_at_start: list[JournalEntry]  # entries of earlier lives still pending then
 
 
 async def live(
@@ -162,7 +162,8 @@ async def live(
             if reconciled:
                 open_now = {o.cl_ord_id for o in venue_orders(replay) if o.is_open}
                 adopted = open_now & set(worker.manager.orders)
-                pending = await truth.pending()
+                # this life's own intents may be between record and settle: not reconciled
+                pending = [e for e in await truth.pending() if e.cl_ord_id not in plan.recorded]
             await replay.run_for(trade_s)
             await replay.stop()
     except* SimulatedCrash:
