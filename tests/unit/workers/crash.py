@@ -10,6 +10,8 @@ process does no more I/O, so the worker's own clean-up (cancel on stop, settle) 
 `SimulatedCrash` is a `BaseException`, so no `except Exception` of the product code swallows
 it; the harness's TaskGroup carries it out of the `async with` block (`except* SimulatedCrash`).
 Without a point the plan only counts (a census of what a run calls, to choose points from).
+A plan may also lose the venue's reply to given calls (`lost`): the venue acts, the worker
+hears `AmbiguousOutcome`, as over a dropped socket; it is not a crash.
 """
 
 from __future__ import annotations
