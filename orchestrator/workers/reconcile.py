@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, UnknownOrder
 from orchestrator.exchange.instruments import Instruments
 from orchestrator.exchange.protocol import OrderRef, OrderState
 from orchestrator.logs import get_logger
@@ -32,6 +32,8 @@ log = get_logger(__name__)
 OrphanPolicy = Literal["cancel", "adopt"]
 # How many settled journal entries are read to recognise our own open orders at start.
 SETTLED_LOOKBACK: int = 10_000
+ORPHAN_ATTEMPTS: int = 6  # 0.2 s doubling: about 12 s, then the dead man's switch
+ORPHAN_RETRY_S: float = 0.2
 
 
 @dataclass(slots=True)
@@ -66,8 +68,8 @@ async def reconcile_at_start(
             report.settled_not_placed += 1
             continue
         order = _from_entry(entry, instruments)
+        st.on_reconciled(order, state)  # first: the txid is known when the order is indexed
         manager.track(order)
-        st.on_reconciled(order, state)
         await journal.settle(entry.cl_ord_id, "placed", txid=state.txid)
         report.settled_placed += 1
     settled = await journal.settled(SETTLED_LOOKBACK)
@@ -161,14 +163,25 @@ def _adopt(manager: OrderManager, state: OrderState, instruments: Instruments) -
 async def _cancel_orphan(
     manager: OrderManager, state: OrderState, instruments: Instruments
 ) -> None:
+    """Cancel an order nobody owns; retried while the venue cannot take it now (a cancel
+    cannot do harm twice), and never fatal to the start: past the attempts it is logged and
+    left to the dead man's switch."""
     instrument = instruments.get(state.pair)
     ref = OrderRef(txid=state.txid, cl_ord_id=state.cl_ord_id, instrument=instrument,
                    rested_s=state.opened_s)  # fmt: skip
-    log.warning(
-        "orders.orphan_cancelled",
-        strategy=manager.strategy,
-        txid=state.txid,
-        pair=state.pair,
-        volume=str(state.volume - state.executed or Decimal(0)),
-    )
-    await manager.venue.cancel(ref)
+    log.warning("orders.orphan_cancelled", strategy=manager.strategy, txid=state.txid,
+                pair=state.pair, volume=str(state.volume - state.executed))  # fmt: skip
+    delay_s = ORPHAN_RETRY_S
+    for attempt in range(ORPHAN_ATTEMPTS):
+        try:
+            await manager.venue.cancel(ref)
+        except UnknownOrder:
+            return  # closed meanwhile
+        except OrchestratorError as exc:
+            log.warning("orders.orphan_cancel_retry", txid=state.txid, attempt=attempt,
+                        error=str(exc))  # fmt: skip
+            await manager.clock.sleep(delay_s)
+            delay_s *= 2
+        else:
+            return
+    log.error("orders.orphan_left_open", strategy=manager.strategy, txid=state.txid)
