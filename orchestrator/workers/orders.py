@@ -153,6 +153,13 @@ class OrderManager:
     def amend(self, cl_ord_id: str, *, price: Decimal | None, volume: Decimal | None) -> None:
         self._queue(cl_ord_id, _Amend(price, volume))
 
+    def pending_amend(self, cl_ord_id: str) -> tuple[Decimal | None, Decimal | None] | None:
+        """(price, volume) of the amend queued and not sent yet, if any: a newer amend replaces
+        it, so the worker folds it into the newer one (what it left None) before checking."""
+        lane = self._lanes.get(cl_ord_id)
+        queued = [op for op in lane.ops if isinstance(op, _Amend)] if lane is not None else []
+        return (queued[-1].price, queued[-1].volume) if queued else None
+
     def cancel(self, cl_ord_id: str) -> None:
         order = self.orders.get(cl_ord_id)
         if order is None or order.is_terminal:

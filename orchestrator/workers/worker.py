@@ -385,6 +385,10 @@ class StrategyWorker:
         order = self.manager.orders.get(cl_ord_id)
         if order is None or not order.is_open:
             return
+        pending = self.manager.pending_amend(cl_ord_id)
+        if pending is not None:  # it is replaced by this one: what this one leaves, it keeps
+            price = pending[0] if price is None else price
+            volume = pending[1] if volume is None else volume
         reason = self.checker.amend(order, price=price, volume=volume)
         if reason is not None:
             self._refused.inc(self.name, reason.partition(":")[0])

@@ -11,13 +11,14 @@ strategy runs on its next `on_book`, as real strategy code would.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from orchestrator.errors import ConfigError
+from orchestrator.exchange.protocol import OrderRef, OrderSpec, OrderState
 from orchestrator.simulator.orders import Order as VenueOrder
 from orchestrator.simulator.settings import SimSettings
 from orchestrator.strategy import (
@@ -32,6 +33,7 @@ from orchestrator.strategy import (
 )
 from orchestrator.strategy_loader import parse_params
 from orchestrator.testing.harness import ReplayHarness
+from orchestrator.testing.venue import InProcessVenue
 from orchestrator.workers.worker import StrategyWorker
 
 XBT = "XBT/USD"
@@ -167,6 +169,7 @@ async def started(replay: ReplayHarness, cfg: dict[str, Any]) -> tuple[StrategyW
 async def test_a_stale_book_is_not_delivered_and_refuses_orders_until_resynced() -> None:
     async with ReplayHarness(SETTINGS) as replay:
         worker, strategy = await started(replay, config(pairs=(XBT, ETH)))
+        [resting] = await act(replay, strategy, lambda s: s.bid())
         price = strategy.price(XBT, "0.99")
 
         replay.market.step(0.25)  # a change is marked for the worker ...
@@ -182,9 +185,14 @@ async def test_a_stale_book_is_not_delivered_and_refuses_orders_until_resynced()
         assert update.status == "rejected"
         assert update.reason is not None
         assert update.reason.startswith("book")
-        assert venue_orders(replay) == []  # nothing sent
+        assert [o.cl_ord_id for o in venue_orders(replay)] == [resting]  # nothing sent
         assert await worker.manager.journal.pending() == []
-        assert await worker.manager.journal.settled() == []  # nothing journalled either
+        assert [e.cl_ord_id for e in await worker.manager.journal.settled()] == [resting]
+        await act(replay, strategy, lambda s: s.ctx.amend(resting, price=price - 1), seconds=0.5)
+        assert (strategy.last(resting).reason or "").startswith("book")  # the amend refused
+        assert [a.amend_type for a in venue_order(replay, resting).amends] == ["original"]
+        await act(replay, strategy, lambda s: s.ctx.cancel(resting), seconds=0.5)
+        assert venue_order(replay, resting).status == "canceled"  # a cancel always goes
 
         replay.market.resync(XBT)
         heard = len(strategy.books)
@@ -471,6 +479,13 @@ async def test_reducing_allows_only_an_order_that_shrinks_the_position() -> None
         assert venue_open(replay) == [reduce]
         assert venue_order(replay, reduce).side == "sell"
 
+        await act(replay, strategy, lambda s: s.ctx.amend(reduce, volume=SIZE * 2))  # too far
+        assert (strategy.last(reduce).reason or "").startswith("trading_state: REDUCING")
+        assert [a.amend_type for a in venue_order(replay, reduce).amends] == ["original"]
+        lower = strategy.price(XBT, "1.005")
+        await act(replay, strategy, lambda s: s.ctx.amend(reduce, price=lower))  # still reduces
+        assert venue_price(venue_order(replay, reduce)) == lower
+
 
 # --- 6. daily loss ----------------------------------------------------------------------------
 class LosesMoney(Scripted):
@@ -548,6 +563,44 @@ async def test_an_amend_keeps_the_txid_and_quick_amends_coalesce() -> None:
         assert [o.txid for o in venue_orders(replay)] == [txid]
 
 
+async def test_quick_amends_of_price_then_volume_coalesce_into_both() -> None:
+    async with ReplayHarness(SETTINGS) as replay:
+        worker = replay.add(config(risk={"max_order_notional": "1500"}), Scripted)
+        await replay.start()
+        await replay.run_for(0.5)
+        strategy = strategy_of(worker)
+        [cl_ord_id] = await act(replay, strategy, lambda s: s.bid())
+        price = strategy.price(XBT, "0.985")
+
+        def price_then_volume(s: Scripted) -> None:
+            s.ctx.amend(cl_ord_id, price=price)
+            s.ctx.amend(cl_ord_id, volume=SIZE * 2)
+
+        await act(replay, strategy, price_then_volume)
+        order = venue_order(replay, cl_ord_id)
+        assert [a.amend_type for a in order.amends] == ["original", "user"]  # one sent ...
+        assert venue_price(order) == price  # ... with both changes
+        assert Decimal(order.volume).scaleb(-order.pair.lot_decimals) == SIZE * 2
+        assert (strategy.last(cl_ord_id).price, strategy.last(cl_ord_id).volume) == (
+            price,
+            SIZE * 2,
+        )
+
+        # Each amend passes the notional limit alone; both together would not: the second is
+        # checked with the first still pending, and refused.
+        high = strategy.price(XBT, "1.03")
+
+        def volume_then_price(s: Scripted) -> None:
+            s.ctx.amend(cl_ord_id, volume=Decimal("0.025"))  # x 0.985 mid = 1477: < 1500
+            s.ctx.amend(cl_ord_id, price=high)  # 0.02 x 1.03 mid: < 1500; 0.025 x: 1545
+
+        await act(replay, strategy, volume_then_price)
+        order = venue_order(replay, cl_ord_id)
+        assert any((u.reason or "").startswith("max_order_notional") for u in strategy.updates)
+        assert venue_price(order) == price
+        assert Decimal(order.volume).scaleb(-order.pair.lot_decimals) == Decimal("0.025")
+
+
 async def test_an_amend_of_a_closed_order_sends_nothing() -> None:
     async with ReplayHarness(SETTINGS) as replay:
         worker, strategy = await started(replay, config())
@@ -586,6 +639,56 @@ async def test_an_amend_queued_with_a_cancel_is_dropped() -> None:
         assert order.status == "canceled"
         assert [a.amend_type for a in order.amends] == ["original"]
         assert strategy.last(resting).status == "canceled"
+        assert worker.state == "running"
+
+
+class ClosedUnderAmend:
+    """The account's `TradingVenue`, where the venue closes every order of the account (as
+    its dead man's switch or an operator would) just before each amend reaches it."""
+
+    def __init__(self, inner: InProcessVenue) -> None:
+        self._inner = inner
+
+    async def place(self, spec: OrderSpec) -> OrderRef:
+        return await self._inner.place(spec)
+
+    async def amend(
+        self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None
+    ) -> OrderRef:
+        await self._inner.cancel_all([])
+        return await self._inner.amend(ref, volume=volume, price=price)
+
+    async def cancel(self, ref: OrderRef) -> bool:
+        return await self._inner.cancel(ref)
+
+    async def cancel_all(self, resting: Sequence[OrderRef]) -> int:
+        return await self._inner.cancel_all(resting)
+
+    async def dead_man_switch(self, timeout_s: int) -> str:
+        return await self._inner.dead_man_switch(timeout_s)
+
+    async def open_orders(self) -> list[OrderState]:
+        return await self._inner.open_orders()
+
+    async def find_order(self, cl_ord_id: str) -> OrderState | None:
+        return await self._inner.find_order(cl_ord_id)
+
+
+async def test_an_amend_racing_the_orders_close_at_the_venue_learns_how_it_closed() -> None:
+    async with ReplayHarness(SETTINGS) as replay:
+        worker = replay.add(config(), Scripted, wrap_venue=ClosedUnderAmend)
+        await replay.start()
+        await replay.run_for(0.5)
+        strategy = strategy_of(worker)
+        [resting] = await act(replay, strategy, lambda s: s.bid())
+        price = strategy.price(XBT, "0.98")
+        await act(replay, strategy, lambda s: s.ctx.amend(resting, price=price))
+        order = venue_order(replay, resting)
+        assert order.status == "canceled"
+        assert [a.amend_type for a in order.amends] == ["original"]
+        assert strategy.last(resting).status == "canceled"  # heard from the venue, not guessed
+        assert [o.cl_ord_id for o in venue_orders(replay)] == [resting]  # nothing replaced it
+        assert worker.manager.open_orders() == []
         assert worker.state == "running"
 
 
