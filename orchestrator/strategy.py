@@ -188,7 +188,8 @@ class Context(Protocol[P_co]):
 
     @property
     def pairs(self) -> Sequence[str]:
-        """The pairs of the strategy's config, as it names them."""
+        """The pairs of the strategy's config, by their WS names (`XBT/USD`) whatever name
+        the config used (`BTC/USD`, `XXBTZUSD`): the names every read and intent takes."""
         ...
 
     @property
@@ -253,13 +254,15 @@ class Context(Protocol[P_co]):
 
     def set_timer(self, name: str, delay_s: float, *, repeat: bool = False) -> None:
         """`on_timer(name)` after `delay_s` (again every `delay_s` when `repeat`); setting a
-        timer of the same name replaces it."""
+        timer of the same name replaces it. A delay that is not a finite number >= 0 (> 0 when
+        repeating) raises `ValueError` in the calling callback."""
         ...
 
     def cancel_timer(self, name: str) -> None: ...
 
     def request_rebalance(self, asset: str, reason: str) -> None:
-        """Ask the rebalancer to bring this account's `asset` back to its target."""
+        """Ask the rebalancer to bring this account's `asset` back to its target; `asset` and
+        `reason` are text (`ValueError` otherwise)."""
         ...
 
 

@@ -272,6 +272,10 @@ class StrategyWorker:
         self._suspended.set()  # a suspended loop (a simulated hang) ends too
         self.inbox.poke()
 
+    def resume_loop(self) -> None:
+        """The loop takes events again (the end of a simulated hang)."""
+        self._suspended.set()
+
     def suspend_loop(self) -> None:
         """The loop stops taking events, as a hung worker would (tests of the dead man's
         switch): `health()` then reports a stall."""
@@ -402,6 +406,9 @@ class StrategyWorker:
         self.manager.tell(order, st.on_place_failed(order, reason))
 
     def request_rebalance(self, asset: str, reason: str) -> None:
+        if not isinstance(asset, str) or not isinstance(reason, str) or not asset:
+            raise ValueError(f"request_rebalance takes an asset name and a reason as text, "
+                             f"got {asset!r}, {reason!r}")  # fmt: skip
         log.info("strategy.rebalance_requested", strategy=self.name, asset=asset, reason=reason)
         self._spawn(self._publish("rebalance_requested", asset=asset, reason=reason))
 

@@ -327,7 +327,7 @@ async def test_a_held_up_repeating_timer_fires_once_and_keeps_its_grid() -> None
         worker.suspend_loop()  # the loop is held up past three of its periods ...
         await replay.run_for(start_s + 3.6 - replay.clock.time())
         assert strategy.timers == []
-        worker._suspended.set()  # ... and goes on
+        worker.resume_loop()  # ... and goes on
         await replay.settle()
         await replay.run_for(start_s + 5.5 - replay.clock.time())
         fired = [at_s - start_s for _, at_s in strategy.timers]
