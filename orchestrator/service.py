@@ -41,7 +41,7 @@ from orchestrator.service_events import ServiceEvents
 from orchestrator.store.connection import open_redis
 from orchestrator.store.keys import Keys
 from orchestrator.strategy_loader import load_strategy
-from orchestrator.workers.worker import TradingStateHolder
+from orchestrator.workers.deps import TradingStateHolder
 
 log = get_logger(__name__)
 

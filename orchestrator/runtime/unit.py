@@ -32,14 +32,9 @@ from orchestrator.runtime.supervisor import Supervisor
 from orchestrator.store.keys import Keys
 from orchestrator.strategy import Strategy, StrategyParams
 from orchestrator.workers.deadman import DeadManSwitch
+from orchestrator.workers.deps import EventSink, MarketData, TradingStateHolder, WorkerDeps
 from orchestrator.workers.journal import OrderJournal
-from orchestrator.workers.worker import (
-    EventSink,
-    MarketData,
-    StrategyWorker,
-    TradingStateHolder,
-    WorkerDeps,
-)
+from orchestrator.workers.worker import StrategyWorker
 
 log = get_logger(__name__)
 

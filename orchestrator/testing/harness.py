@@ -42,8 +42,9 @@ from orchestrator.strategy_loader import load_strategy, parse_params
 from orchestrator.testing.market import InProcessMarket
 from orchestrator.testing.venue import InProcessVenue, build_inprocess_domain
 from orchestrator.workers.deadman import DeadManSwitch
+from orchestrator.workers.deps import TradingStateHolder, WorkerDeps
 from orchestrator.workers.journal import OrderJournal
-from orchestrator.workers.worker import StrategyWorker, TradingStateHolder, WorkerDeps
+from orchestrator.workers.worker import StrategyWorker
 
 STEP_S: Final = 0.25
 STOP_BOUND_S: Final = 120.0  # venue time a stopping worker may take (cancels, retries)

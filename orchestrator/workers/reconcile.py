@@ -14,14 +14,12 @@ no longer lists is looked up for its final state, since its executions may have 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Literal
 
 from orchestrator.errors import OrchestratorError, UnknownOrder
 from orchestrator.exchange.instruments import Instruments
 from orchestrator.exchange.protocol import OrderRef, OrderState
 from orchestrator.logs import get_logger
-from orchestrator.strategy import Fill
 from orchestrator.workers import order_states as st
 from orchestrator.workers.journal import JournalEntry
 from orchestrator.workers.order_states import TrackedOrder
@@ -116,29 +114,6 @@ async def reconcile_open(manager: OrderManager) -> int:
             manager.tell(order, st.on_reconciled(order, state))
             refreshed += 1
     return refreshed
-
-
-@dataclass(slots=True)
-class Told:
-    """What the strategy was told of one order's fills, to find what it was not."""
-
-    qty: Decimal = Decimal(0)
-    cost: Decimal = Decimal(0)
-    fees: Decimal = Decimal(0)  # quote units
-
-
-def missed_fill(order: TrackedOrder, told: Told, *, now_s: float) -> Fill | None:
-    """The fill of what the venue executed that no execution told (the socket was down): the
-    quantity, cost and fees since, as one fill with the average price; None when nothing is
-    missing."""
-    missed = order.filled - told.qty
-    if missed <= 0:
-        return None
-    return Fill(cl_ord_id=order.cl_ord_id, pair=order.instrument.wsname, side=order.side,
-                price=(order.cum_cost - told.cost) / missed, qty=missed,
-                fee=max(Decimal(0), order.fees - told.fees), fee_asset=order.instrument.quote,
-                liquidity="maker" if order.rested_s is not None else "taker",
-                exec_id=f"reconciled:{order.txid}:{order.filled}", time_s=now_s)  # fmt: skip
 
 
 def _from_entry(entry: JournalEntry, instruments: Instruments) -> TrackedOrder:

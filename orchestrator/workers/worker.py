@@ -21,43 +21,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
-from orchestrator.clock import Clock
 from orchestrator.config import StrategyConfig
 from orchestrator.errors import OrchestratorError
-from orchestrator.exchange.instruments import Instrument, Instruments
+from orchestrator.exchange.instruments import Instrument
 from orchestrator.exchange.kraken.ws.schemas import BalanceSnapshot, Execution, LedgerUpdate
-from orchestrator.exchange.protocol import AccountReader, TradingVenue
 from orchestrator.logs import get_logger
-from orchestrator.metrics import Registry
 from orchestrator.strategy import (
     BalanceUpdate,
-    BookView,
     Fill,
     OrderUpdate,
     Strategy,
     StrategyParams,
     Ticker,
     Trade,
-    TradingState,
 )
 from orchestrator.workers import order_states as st
 from orchestrator.workers import risk
 from orchestrator.workers.balances import AccountBalances
+from orchestrator.workers.containment import CallbackGuard
 from orchestrator.workers.context import WorkerContext
+from orchestrator.workers.deps import WorkerDeps
+from orchestrator.workers.fills import FillTally
 from orchestrator.workers.inbox import Batch, Inbox
 from orchestrator.workers.intents import IntentChecker
-from orchestrator.workers.journal import OrderJournal
 from orchestrator.workers.order_states import TrackedOrder
 from orchestrator.workers.orders import OrderManager
-from orchestrator.workers.positions import PositionBook, fee_in_quote
-from orchestrator.workers.reconcile import Told, missed_fill, reconcile_at_start, reconcile_open
+from orchestrator.workers.positions import PositionBook
+from orchestrator.workers.reconcile import reconcile_at_start, reconcile_open
 from orchestrator.workers.timers import Timers
 
 log = get_logger(__name__)
@@ -66,50 +61,8 @@ WorkerState = Literal["starting", "running", "paused", "stopping", "stopped", "f
 TICK_S: Final = 1.0
 STALL_S: Final = 5.0
 FEED_GAP_S: Final = 30.0
-OVERRUNS_ALLOWED: Final = 3
-OVERRUN_WINDOW_S: Final = 60.0
 STOP_CANCEL_TIMEOUT_S: Final = 5.0
 KEEP_CLOSED_ORDERS: Final = 1_000
-
-
-class MarketData(Protocol):
-    """The live hub (feeds/hub.py) or the replay market (testing/market.py)."""
-
-    async def subscribe(self, pairs: Sequence[Instrument], listener: Any) -> None: ...
-
-    async def unsubscribe(self, pairs: Sequence[Instrument], listener: Any) -> None: ...
-
-    def book(self, pair: str) -> BookView | None: ...
-
-    def is_whole(self, pair: str) -> bool: ...
-
-
-class EventSink(Protocol):
-    async def publish(self, kind: str, **fields: str | int | float | None) -> None: ...
-
-
-class TradingStateHolder:
-    """The domain's trading state, shared by every worker of the process (set by control)."""
-
-    def __init__(self, state: TradingState = "ACTIVE") -> None:
-        self.state: TradingState = state
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerDeps:
-    """What a worker is built from; the service (or the replay harness) provides it."""
-
-    market: MarketData
-    venue: TradingVenue
-    reader: AccountReader
-    journal: OrderJournal
-    clock: Clock
-    registry: Registry
-    events: EventSink
-    instruments: Instruments
-    trading_state: TradingStateHolder
-    place_final_after_s: float = 10.0
-    dependency_health: Callable[[], str | None] = lambda: None
 
 
 class StrategyWorker:
@@ -133,7 +86,7 @@ class StrategyWorker:
         self.failure: str | None = None
         self.failed_s: float | None = None
         self.fill_count = 0
-        self._told: dict[str, Told] = {}  # cl_ord_id -> what its fills told so far
+        self._tally = FillTally()  # what each order's fills told, to find what they did not
         self.inbox = Inbox()
         self.timers = Timers(self.clock.monotonic, on_change=self.inbox.poke)
         self.positions = PositionBook()
@@ -148,8 +101,8 @@ class StrategyWorker:
         self._stop = asyncio.Event()
         self._suspended = asyncio.Event()
         self._suspended.set()
-        self._overruns: list[float] = []
-        self._budget_s = config.callback_budget_ms / 1000
+        self._guard = CallbackGuard(self.name, config.callback_budget_ms / 1000, deps.registry,
+                                    on_failure=self._fail)  # fmt: skip
         self._not_whole_since: dict[str, float] = {}
         self._reconcile_wanted = False
         self._daily = risk.DailyLoss(config.risk.max_daily_loss)
@@ -161,8 +114,6 @@ class StrategyWorker:
         self._refused = reg.counter(
             "orch_intents_refused_total", "Intents refused before sending", ("strategy", "check")
         )
-        self._callback_s = reg.histogram("orch_callback_seconds", "Strategy callback duration",
-                                         ("strategy",))  # fmt: skip
 
     # --- running -------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -227,35 +178,9 @@ class StrategyWorker:
             self._call("on_trade", strategy.on_trade, trade)
 
     def _call(self, callback: str, fn: Callable[..., None], *args: Any) -> None:
-        """One callback, contained: an exception or repeated overruns stop the strategy."""
-        if self.state in ("failed", "stopped"):
-            return
-        started = time.perf_counter()
-        try:
-            fn(*args)
-        except Exception as exc:  # the strategy's bug: contained, never the service's
-            self._fail("raised", f"{callback} raised {type(exc).__name__}: {exc}")
-            log.exception("strategy.callback_raised", strategy=self.name, callback=callback)
-            return
-        elapsed_s = time.perf_counter() - started
-        self._callback_s.observe(elapsed_s, self.name)
-        if elapsed_s > self._budget_s:
-            now_s = time.monotonic()
-            self._overruns = [t for t in self._overruns if now_s - t < OVERRUN_WINDOW_S]
-            self._overruns.append(now_s)
-            log.warning(
-                "strategy.over_budget",
-                strategy=self.name,
-                callback=callback,
-                elapsed_ms=round(elapsed_s * 1000, 3),
-                budget_ms=self._budget_s * 1000,
-            )
-            if len(self._overruns) >= OVERRUNS_ALLOWED:
-                self._fail(
-                    "over_budget",
-                    f"{callback} overran its {self._budget_s * 1000:g} ms "
-                    f"budget {OVERRUNS_ALLOWED} times in {OVERRUN_WINDOW_S:g} s",
-                )
+        """One callback, contained (containment.py); nothing runs once the strategy ended."""
+        if self.state not in ("failed", "stopped"):
+            self._guard.call(callback, fn, *args)
 
     def _fail(self, kind: str, reason: str) -> None:
         self.state = "failed"
@@ -339,16 +264,12 @@ class StrategyWorker:
         """Fills the venue made while the private socket was down (its reconnect snapshot or
         REST moved `filled` without a trade frame): told now, once, as one fill per order."""
         for order in list(self.manager.orders.values()):
-            fill = missed_fill(order, self._told.get(order.cl_ord_id, Told()),
-                               now_s=self.clock.time())  # fmt: skip
+            fill = self._tally.missed(order, now_s=self.clock.time())
             if fill is not None:
                 self.on_order_fill(fill, order)
 
     def on_order_fill(self, fill: Fill, order: TrackedOrder) -> None:
-        told = self._told.setdefault(order.cl_ord_id, Told())
-        told.qty += fill.qty
-        told.cost += fill.qty * fill.price
-        told.fees += fee_in_quote(fill.fee, fill.fee_asset, fill.price, order.instrument) or 0
+        self._tally.record(fill, order.instrument)
         self.positions.on_fill(fill, order.instrument)
         self.fill_count += 1
         self._fills.inc(self.name)
@@ -461,6 +382,12 @@ class StrategyWorker:
         self.context.replace_params(params)
 
     def _prune(self) -> None:
-        closed = [o for o in self.manager.orders.values() if o.is_terminal]
-        if len(closed) > KEEP_CLOSED_ORDERS:
-            self.manager.forget(o.cl_ord_id for o in closed[: len(closed) - KEEP_CLOSED_ORDERS])
+        """Forget the oldest closed orders once there are twice as many as are kept (so the
+        scan runs once per `KEEP_CLOSED_ORDERS` closed orders, not once per event)."""
+        if len(self.manager.orders) <= 2 * KEEP_CLOSED_ORDERS:
+            return
+        closed = [o.cl_ord_id for o in self.manager.orders.values() if o.is_terminal]
+        gone = closed[: len(closed) - KEEP_CLOSED_ORDERS]
+        self.manager.forget(gone)
+        for cl_ord_id in gone:
+            self._tally.forget(cl_ord_id)
