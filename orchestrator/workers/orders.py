@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, Literal, Protocol
@@ -64,6 +64,7 @@ AMEND_ATTEMPTS: Final = 3
 # can no longer execute it.
 LOOKUP_EVERY_S: Final = 2.0
 PLACE_FINAL_AFTER_S: Final = 65.0
+CANCEL_ALL_CONFIRM_S: Final = 0.5  # how long a stop waits for CancelAll's executions
 _NOT_SENT: Final = (VenueUnavailable, RateLimited, LimiterUnavailable)
 
 
@@ -446,6 +447,13 @@ class OrderManager:
                 log.warning("order.cancel_all_retry", strategy=self.strategy, error=str(exc))
                 await self.clock.sleep(delay_s)
                 delay_s = min(RETRY_MAX_S, delay_s * 2)
+        # The venue's `canceled` executions (or a last trade) normally close them within
+        # milliseconds; those that have not said so by then are taken as cancelled, since
+        # asking REST order by order would cost more than a stop can wait.
+        with contextlib.suppress(TimeoutError):
+            async with self.clock.timeout(CANCEL_ALL_CONFIRM_S):
+                while any(o.txid is not None for o in self.open_orders()):
+                    await self.clock.sleep(0.01)
         for order in self.open_orders():
             if order.txid is not None and order.cl_ord_id not in self.in_flight:
                 self.tell(order, st.on_cancelled(order, "cancel_all"))
@@ -463,6 +471,3 @@ def _journal_entry(order: TrackedOrder, strategy: str, account: str, now_s: floa
                         order_type=order.order_type, time_in_force=order.time_in_force,
                         post_only=order.post_only, volume=order.volume, price=order.price,
                         created_s=now_s)  # fmt: skip
-
-
-OnFill = Callable[[Fill, TrackedOrder], None]
