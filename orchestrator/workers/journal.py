@@ -43,6 +43,7 @@ from orchestrator.logs import get_logger
 from orchestrator.store.errors import redis_errors
 from orchestrator.store.keys import Keys
 from orchestrator.strategy import OrderType, Side, TimeInForce
+from orchestrator.workers.order_states import TrackedOrder
 
 log = get_logger(__name__)
 
@@ -228,3 +229,14 @@ class OrderJournal:
 def _bytes(value: bytes | str) -> bytes:
     """Replies as bytes, whether or not the client decodes responses."""
     return value.encode() if isinstance(value, str) else value
+
+
+def journal_entry(
+    order: TrackedOrder, *, strategy: str, account: str, created_s: float
+) -> JournalEntry:
+    """The entry that is written before `order` is sent."""
+    return JournalEntry(cl_ord_id=order.cl_ord_id, strategy=strategy, account=account,
+                        pair=order.instrument.wsname, side=order.side,
+                        order_type=order.order_type, time_in_force=order.time_in_force,
+                        post_only=order.post_only, volume=order.volume, price=order.price,
+                        created_s=created_s)  # fmt: skip

@@ -29,7 +29,7 @@ from typing import Final, Literal
 
 from orchestrator.exchange.instruments import Instrument
 from orchestrator.exchange.kraken.ws.schemas import Execution, Fee
-from orchestrator.exchange.protocol import OrderRef, OrderState
+from orchestrator.exchange.protocol import OrderRef, OrderSpec, OrderState
 from orchestrator.strategy import (
     TERMINAL_STATUSES,
     Fill,
@@ -127,6 +127,12 @@ class TrackedOrder:
             txid=self.txid,
             reason=self.reason,
         )
+
+    def spec(self) -> OrderSpec:
+        """The order as the venue is asked to place it."""
+        return OrderSpec(instrument=self.instrument, side=self.side, order_type=self.order_type,
+                         volume=self.volume, cl_ord_id=self.cl_ord_id, price=self.price,
+                         post_only=self.post_only, time_in_force=self.time_in_force)  # fmt: skip
 
     def ref(self) -> OrderRef:
         """What amending or cancelling it needs; only once the venue has named it."""

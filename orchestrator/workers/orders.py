@@ -44,27 +44,25 @@ from orchestrator.errors import (
     VenueUnavailable,
 )
 from orchestrator.exchange.kraken.ws.schemas import Execution
-from orchestrator.exchange.protocol import OrderSpec, TradingVenue
+from orchestrator.exchange.protocol import TradingVenue
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
 from orchestrator.strategy import Fill, OrderUpdate
 from orchestrator.workers import order_states as st
-from orchestrator.workers.journal import JournalEntry, OrderJournal
+from orchestrator.workers.journal import OrderJournal, journal_entry
 from orchestrator.workers.order_states import Applied, TrackedOrder
+from orchestrator.workers.stopping import RETRY_INITIAL_S, RETRY_MAX_S, cancel_everything
 
 log = get_logger(__name__)
 
 # Retries of a request the venue could not take now (nothing executed): cancels retry until the
 # venue answers; amends a few times (the strategy re-decides on a refusal anyway).
-RETRY_INITIAL_S: Final = 0.2
-RETRY_MAX_S: Final = 5.0
 AMEND_ATTEMPTS: Final = 3
 # How often an order whose place outcome is unknown is looked up again, and after how long a
 # miss is final: past Kraken's `deadline` on the order (5 s by default, at most 60 s) the engine
 # can no longer execute it.
 LOOKUP_EVERY_S: Final = 2.0
 PLACE_FINAL_AFTER_S: Final = 65.0
-CANCEL_ALL_CONFIRM_S: Final = 0.5  # how long a stop waits for CancelAll's executions
 _NOT_SENT: Final = (VenueUnavailable, RateLimited, LimiterUnavailable)
 
 
@@ -247,15 +245,16 @@ class OrderManager:
             self.tell(order, st.on_place_failed(order, "not sent: the strategy is stopping"))
             return
         try:
-            await self.journal.record(_journal_entry(order, self.strategy, self.account,
-                                                     self.clock.time()))  # fmt: skip
+            entry = journal_entry(order, strategy=self.strategy, account=self.account,
+                                  created_s=self.clock.time())  # fmt: skip
+            await self.journal.record(entry)
         except StoreError as exc:
             self._count("place", "no_journal")
             self.tell(order, st.on_place_failed(order, f"not sent: journal unavailable ({exc})"))
             return
         self.in_flight.add(order.cl_ord_id)
         try:
-            ref = await self.venue.place(_spec(order))
+            ref = await self.venue.place(order.spec())
         except AmbiguousOutcome as exc:
             self._count("place", "ambiguous")
             log.warning("order.place_ambiguous", strategy=self.strategy, cl_ord_id=order.cl_ord_id,
@@ -413,61 +412,16 @@ class OrderManager:
         self.tell(order, applied)
 
     # --- stopping ------------------------------------------------------------------------------
-    async def cancel_everything(self, *, timeout_s: float) -> int:
-        """Stop sending new orders and cancel every order of the account, in one request
-        first (it also catches orders we could not know of), then one by one for those
-        placed after it. Returns how many orders are still open when done (0 is success)."""
+    def drop_unsent(self) -> None:
+        """Stop sending new orders; intents not sent yet are refused (reported rejected), not
+        left pending. Queued cancels stay: they still go."""
         self.close()
-        for cl_ord_id, lane in self._lanes.items():  # unsent intents are dropped
+        for cl_ord_id, lane in self._lanes.items():
             order = self.orders.get(cl_ord_id)
-            if order is not None and "place" in lane.ops:  # never sent: refused, not left open
+            if order is not None and "place" in lane.ops:
                 self.tell(order, st.on_place_failed(order, "not sent: the strategy is stopping"))
             lane.ops = deque(op for op in lane.ops if op == "cancel")
-        with contextlib.suppress(TimeoutError):
-            async with self.clock.timeout(timeout_s):
-                await self._cancel_all_once()
-                while self.open_orders():
-                    for order in self.open_orders():
-                        if order.txid is not None and not order.cancel_requested:
-                            self.cancel(order.cl_ord_id)
-                    await self.clock.sleep(0.05)
-        left = len(self.open_orders())
-        if left:
-            log.error("order.cancel_incomplete", strategy=self.strategy, open=left)
-        return left
 
-    async def _cancel_all_once(self) -> None:
-        resting = [o.ref() for o in self.open_orders() if o.txid is not None]
-        delay_s = RETRY_INITIAL_S
-        while True:
-            try:
-                await self.venue.cancel_all(resting)
-                break
-            except OrchestratorError as exc:  # every failure: cancels must go through
-                log.warning("order.cancel_all_retry", strategy=self.strategy, error=str(exc))
-                await self.clock.sleep(delay_s)
-                delay_s = min(RETRY_MAX_S, delay_s * 2)
-        # The venue's `canceled` executions (or a last trade) normally close them within
-        # milliseconds; those that have not said so by then are taken as cancelled, since
-        # asking REST order by order would cost more than a stop can wait.
-        with contextlib.suppress(TimeoutError):
-            async with self.clock.timeout(CANCEL_ALL_CONFIRM_S):
-                while any(o.txid is not None for o in self.open_orders()):
-                    await self.clock.sleep(0.01)
-        for order in self.open_orders():
-            if order.txid is not None and order.cl_ord_id not in self.in_flight:
-                self.tell(order, st.on_cancelled(order, "cancel_all"))
-
-
-def _spec(order: TrackedOrder) -> OrderSpec:
-    return OrderSpec(instrument=order.instrument, side=order.side, order_type=order.order_type,
-                     volume=order.volume, cl_ord_id=order.cl_ord_id, price=order.price,
-                     post_only=order.post_only, time_in_force=order.time_in_force)  # fmt: skip
-
-
-def _journal_entry(order: TrackedOrder, strategy: str, account: str, now_s: float) -> JournalEntry:
-    return JournalEntry(cl_ord_id=order.cl_ord_id, strategy=strategy, account=account,
-                        pair=order.instrument.wsname, side=order.side,
-                        order_type=order.order_type, time_in_force=order.time_in_force,
-                        post_only=order.post_only, volume=order.volume, price=order.price,
-                        created_s=now_s)  # fmt: skip
+    async def cancel_everything(self, *, timeout_s: float) -> int:
+        """Every order of the account cancelled (stopping.py); how many are left open."""
+        return await cancel_everything(self, timeout_s=timeout_s)
