@@ -9,9 +9,9 @@ order last rested (placed or amended, `OrderRef.rested_s`). Every acting call go
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from orchestrator.clock import Clock
 from orchestrator.errors import AmbiguousOutcome, UnknownOrder
@@ -66,6 +66,14 @@ class Deadline:
         return True
 
 
+T = TypeVar("T")
+Lookup = Callable[[], Awaitable[T | None]]
+
+
+def place_request(spec: OrderSpec) -> VenueRequest:
+    return VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.wsname)
+
+
 def rfc3339(time_s: float) -> str:
     """`2026-12-01T20:15:12.345Z`: the form Kraken's `deadline` takes."""
     moment = datetime.datetime.fromtimestamp(time_s, tz=datetime.UTC)
@@ -97,7 +105,7 @@ class KrakenTrading:
 
     async def place(self, spec: OrderSpec) -> OrderRef:
         params = add_order_params(spec)
-        request = VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.wsname)
+        request = place_request(spec)
         deadline = Deadline(self.clock, self.order_deadline_s)
 
         async def send() -> str:
@@ -107,12 +115,7 @@ class KrakenTrading:
                 raise AmbiguousOutcome(f"AddOrder {spec.cl_ord_id}: reply has no single txid")
             return result.txid[0]
 
-        async def lookup() -> str | None:
-            found = await find_order(self._rest, spec.cl_ord_id)
-            if found is None and await deadline.wait_out():  # it may still have been queued
-                found = await find_order(self._rest, spec.cl_ord_id)
-            return None if found is None else found[0]
-
+        lookup = self.placed_lookup(spec.cl_ord_id, deadline)
         txid = await act_once(f"AddOrder {spec.cl_ord_id}", send, lookup, clock=self.clock,
                               confirm_delay_s=self.confirm_delay_s)  # fmt: skip
         rested_s = self.clock.time() if spec.rests else None
@@ -129,29 +132,15 @@ class KrakenTrading:
             params["order_qty"] = ref.instrument.qty_text(volume)
         if price is not None:
             params["limit_price"] = ref.instrument.price_text(price)
-        request = VenueRequest(method=m.AMEND_ORDER, pair=ref.instrument.wsname,
-                               order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+        request = self.amend_request(ref)
         deadline = Deadline(self.clock, self.order_deadline_s)
-
-        def amended(order: OrderState) -> bool:
-            if order.status in _GONE:  # closed meanwhile: whether ours came first is unknown
-                raise UnknownOrder(f"AmendOrder {ref.txid}: the order is {order.status}")
-            return (volume is None or order.volume == volume) and (
-                price is None or order.price == price
-            )
 
         async def send() -> str:
             result = await self._rest.call_as(s.AmendResult, m.AMEND_ORDER, params,
                                              request=request, stamp=deadline.stamp)  # fmt: skip
             return result.amend_id
 
-        async def lookup() -> str | None:
-            if amended(await self.order(ref.txid)):
-                return "reconciled"
-            if await deadline.wait_out() and amended(await self.order(ref.txid)):
-                return "reconciled"
-            return None
-
+        lookup = self.amended_lookup(ref, volume=volume, price=price, deadline=deadline)
         await act_once(f"AmendOrder {ref.txid}", send, lookup, clock=self.clock,
                        confirm_delay_s=self.confirm_delay_s)  # fmt: skip
         # Kraken prices the next amend or cancel from this amend: the order rests anew.
@@ -159,8 +148,7 @@ class KrakenTrading:
                         rested_s=self.clock.time())  # fmt: skip
 
     async def cancel(self, ref: OrderRef) -> bool:
-        request = VenueRequest(method=m.CANCEL_ORDER, pair=ref.instrument.wsname,
-                               order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+        request = self.cancel_request(ref)
 
         async def send() -> bool:
             try:
@@ -171,31 +159,86 @@ class KrakenTrading:
                 return False  # already closed (filled, expired or cancelled)
             return result.count > 0
 
+        lookup = self.cancelled_lookup(ref)
+        return await act_once(f"CancelOrder {ref.txid}", send, lookup, clock=self.clock,
+                              confirm_delay_s=self.confirm_delay_s)  # fmt: skip
+
+    async def cancel_all(self, resting: Sequence[OrderRef]) -> int:
+        request = self.cancel_all_request(resting)
+
+        async def send() -> int:
+            return (await self._rest.call_as(s.CancelResult, m.CANCEL_ALL, request=request)).count
+
+        lookup = self.cancelled_all_lookup(resting)
+        return await act_once("CancelAll", send, lookup, clock=self.clock,
+                              confirm_delay_s=self.confirm_delay_s)  # fmt: skip
+
+    # --- shared with WebSocket order entry: how each request is priced and looked up ---------
+    def amend_request(self, ref: OrderRef) -> VenueRequest:
+        """Priced from the age since the order last rested (placed or amended)."""
+        return VenueRequest(method=m.AMEND_ORDER, pair=ref.instrument.wsname,
+                            order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+
+    def cancel_request(self, ref: OrderRef) -> VenueRequest:
+        return VenueRequest(method=m.CANCEL_ORDER, pair=ref.instrument.wsname,
+                            order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+
+    def cancel_all_request(self, resting: Sequence[OrderRef]) -> VenueRequest:
+        now_s = self.clock.time()
+        ages = tuple((ref.instrument.wsname, ref.age_s(now_s)) for ref in resting)
+        return VenueRequest(method=m.CANCEL_ALL, cancel_all=ages)
+
+    def placed_lookup(self, cl_ord_id: str, deadline: Deadline) -> Lookup[str]:
+        """The txid of the order with `cl_ord_id`, or None once its deadline has passed."""
+
+        async def lookup() -> str | None:
+            found = await self.find_order(cl_ord_id)
+            if found is None and await deadline.wait_out():  # it may still have been queued
+                found = await self.find_order(cl_ord_id)
+            return None if found is None else found.txid
+
+        return lookup
+
+    def amended_lookup(
+        self, ref: OrderRef, *, volume: Decimal | None, price: Decimal | None, deadline: Deadline
+    ) -> Lookup[str]:
+        """ "reconciled" when the order shows the new terms, None once the deadline passed
+        without them; `UnknownOrder` when it closed meanwhile (whether ours came first is
+        unknown)."""
+
+        def amended(order: OrderState) -> bool:
+            if order.status in _GONE:
+                raise UnknownOrder(f"amend {ref.txid}: the order is {order.status}")
+            return (volume is None or order.volume == volume) and (
+                price is None or order.price == price
+            )
+
+        async def lookup() -> str | None:
+            if amended(await self.order(ref.txid)):
+                return "reconciled"
+            if await deadline.wait_out() and amended(await self.order(ref.txid)):
+                return "reconciled"
+            return None
+
+        return lookup
+
+    def cancelled_lookup(self, ref: OrderRef) -> Lookup[bool]:
+        """True if cancelled, False if it closed otherwise, None while still open."""
+
         async def lookup() -> bool | None:
             order = await self.order(ref.txid, for_cancel=True)
             if order.status == "canceled":
                 return True
             return False if order.status in _GONE else None
 
-        return await act_once(f"CancelOrder {ref.txid}", send, lookup, clock=self.clock,
-                              confirm_delay_s=self.confirm_delay_s)  # fmt: skip
+        return lookup
 
-    async def cancel_all(self, resting: Sequence[OrderRef]) -> int:
-        now_s = self.clock.time()
-        ages = tuple((ref.instrument.wsname, ref.age_s(now_s)) for ref in resting)
-        request = VenueRequest(method=m.CANCEL_ALL, cancel_all=ages)
-
-        async def send() -> int:
-            return (await self._rest.call_as(s.CancelResult, m.CANCEL_ALL, request=request)).count
-
+    def cancelled_all_lookup(self, resting: Sequence[OrderRef]) -> Lookup[int]:
         async def lookup() -> int | None:
-            still_open = await self._rest.call_as(
-                s.OpenOrders, m.OPEN_ORDERS, request=_SETTLING_A_CANCEL[m.OPEN_ORDERS]
-            )
-            return len(resting) if not still_open.open else None
+            still_open = await self.open_orders(for_cancel=True)
+            return len(resting) if not still_open else None
 
-        return await act_once("CancelAll", send, lookup, clock=self.clock,
-                              confirm_delay_s=self.confirm_delay_s)  # fmt: skip
+        return lookup
 
     async def dead_man_switch(self, timeout_s: int) -> str:
         result = await self._rest.call_as(

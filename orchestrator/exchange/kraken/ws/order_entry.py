@@ -36,6 +36,7 @@ from orchestrator.exchange.kraken.spot.trading import (
     MAX_DEADLINE_AHEAD_S,
     Deadline,
     KrakenTrading,
+    place_request,
     rfc3339,
 )
 from orchestrator.exchange.kraken.ws.client import KrakenWs
@@ -143,19 +144,14 @@ class WsOrderEntry:
         params = add_order_params(spec)  # a bad number is refused here, before any permit
         if not self._use_ws("add_order"):
             return await self._rest.place(spec)
-        request = VenueRequest(method=m.ADD_ORDER, pair=spec.instrument.wsname)
+        request = place_request(spec)
         deadline = Deadline(self.clock, self.order_deadline_s)
 
         async def send() -> str:
             reply = await self._trading.trade(request, params, stamp=deadline.stamp)
             return _result(_Added, reply, f"add_order {spec.cl_ord_id}").order_id
 
-        async def lookup() -> str | None:
-            found = await self._rest.find_order(spec.cl_ord_id)
-            if found is None and await deadline.wait_out():  # it may still have been queued
-                found = await self._rest.find_order(spec.cl_ord_id)
-            return None if found is None else found.txid
-
+        lookup = self._rest.placed_lookup(spec.cl_ord_id, deadline)
         try:
             txid = await self._act(f"add_order {spec.cl_ord_id}", send, lookup)
         except VenueUnavailable as exc:  # the socket went down, or the deadline refused it
@@ -177,27 +173,14 @@ class WsOrderEntry:
             params["limit_price"] = _number(ref.instrument.price_text(price))
         if not self._use_ws("amend_order"):
             return await self._rest.amend(ref, volume=volume, price=price)
-        request = VenueRequest(method=m.AMEND_ORDER, pair=ref.instrument.wsname,
-                               order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+        request = self._rest.amend_request(ref)
         deadline = Deadline(self.clock, self.order_deadline_s)
-
-        def amended(order: OrderState) -> bool:
-            if order.status in _GONE:  # closed meanwhile: whether ours came first is unknown
-                raise UnknownOrder(f"amend_order {ref.txid}: the order is {order.status}")
-            return (volume is None or order.volume == volume) and (
-                price is None or order.price == price
-            )
 
         async def send() -> str:
             reply = await self._trading.trade(request, params, stamp=deadline.stamp)
             return _result(_Amended, reply, f"amend_order {ref.txid}").amend_id
 
-        async def lookup() -> str | None:
-            if amended(await self._rest.order(ref.txid)):
-                return "reconciled"
-            if await deadline.wait_out() and amended(await self._rest.order(ref.txid)):
-                return "reconciled"
-            return None
+        lookup = self._rest.amended_lookup(ref, volume=volume, price=price, deadline=deadline)
 
         try:
             await self._act(f"amend_order {ref.txid}", send, lookup)
@@ -211,8 +194,7 @@ class WsOrderEntry:
     async def cancel(self, ref: OrderRef) -> bool:
         if not self._use_ws("cancel_order"):
             return await self._rest.cancel(ref)
-        request = VenueRequest(method=m.CANCEL_ORDER, pair=ref.instrument.wsname,
-                               order_ages_s=(ref.age_s(self.clock.time()),))  # fmt: skip
+        request = self._rest.cancel_request(ref)
 
         async def send() -> bool:
             try:
@@ -221,11 +203,7 @@ class WsOrderEntry:
                 return False  # already closed (filled, expired or cancelled)
             return True
 
-        async def lookup() -> bool | None:
-            order = await self._rest.order(ref.txid, for_cancel=True)
-            if order.status == "canceled":
-                return True
-            return False if order.status in _GONE else None
+        lookup = self._rest.cancelled_lookup(ref)
 
         try:
             return await self._act(f"cancel_order {ref.txid}", send, lookup)
@@ -238,16 +216,12 @@ class WsOrderEntry:
     async def cancel_all(self, resting: Sequence[OrderRef]) -> int:
         if not self._use_ws("cancel_all"):
             return await self._rest.cancel_all(resting)
-        now_s = self.clock.time()
-        ages = tuple((ref.instrument.wsname, ref.age_s(now_s)) for ref in resting)
-        request = VenueRequest(method=m.CANCEL_ALL, cancel_all=ages)
+        request = self._rest.cancel_all_request(resting)
 
         async def send() -> int:
             return _result(_Count, await self._trading.trade(request, {}), "cancel_all").count
 
-        async def lookup() -> int | None:
-            still_open = await self._rest.open_orders(for_cancel=True)
-            return len(resting) if not still_open else None
+        lookup = self._rest.cancelled_all_lookup(resting)
 
         try:
             return await self._act("cancel_all", send, lookup)
