@@ -45,6 +45,7 @@ from orchestrator.exchange.kraken.spot import schemas as s
 from orchestrator.exchange.kraken.spot.instruments import instrument
 from orchestrator.exchange.kraken.spot.orders import order_state
 from orchestrator.exchange.kraken.spot.rest import decode_result, read_envelope
+from orchestrator.exchange.kraken.ws.order_params import add_order_params, amend_order_params
 from orchestrator.exchange.kraken.ws.requests import acting, unanswered
 from orchestrator.exchange.kraken.ws.schemas import (
     BalanceSnapshot,
@@ -60,7 +61,7 @@ from orchestrator.logs import get_logger
 from orchestrator.simulator import rest_public, rest_queries, ws_private
 from orchestrator.simulator.auth import ApiKey
 from orchestrator.simulator.errors import INTERNAL_ERROR, UNKNOWN_ORDER, KrakenError
-from orchestrator.simulator.events import execution, rfc3339
+from orchestrator.simulator.events import execution
 from orchestrator.simulator.params import Params
 from orchestrator.simulator.reply_faults import choose
 from orchestrator.simulator.settings import SimSettings
@@ -184,20 +185,7 @@ class InProcessVenue:
     # --- TradingVenue --------------------------------------------------------------------------
     async def place(self, spec: OrderSpec) -> OrderRef:
         pair = spec.instrument
-        params: dict[str, Any] = {
-            "order_type": spec.order_type,
-            "side": spec.side,
-            "symbol": pair.symbol,
-            "order_qty": Decimal(pair.qty_text(spec.volume)),
-            "cl_ord_id": spec.cl_ord_id,
-            "time_in_force": spec.time_in_force.lower(),
-        }
-        if spec.price is not None:
-            params["limit_price"] = Decimal(pair.price_text(spec.price))
-        if spec.post_only:
-            params["post_only"] = True
-        if spec.expire_s is not None:
-            params["expire_time"] = rfc3339(spec.expire_s)
+        params = add_order_params(spec)
         result = await self._trade("add_order", params)
         rested_s = self.venue.clock.time() if spec.rests else None
         return OrderRef(txid=result["order_id"], cl_ord_id=spec.cl_ord_id, instrument=pair,
@@ -206,13 +194,7 @@ class InProcessVenue:
     async def amend(
         self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None
     ) -> OrderRef:
-        if volume is None and price is None:
-            raise ValueError("an amend changes the volume, the price or both")
-        params: dict[str, Any] = {"order_id": ref.txid}
-        if volume is not None:
-            params["order_qty"] = Decimal(ref.instrument.qty_text(volume))
-        if price is not None:
-            params["limit_price"] = Decimal(ref.instrument.price_text(price))
+        params = amend_order_params(ref, volume=volume, price=price)
         await self._trade("amend_order", params)
         return OrderRef(txid=ref.txid, cl_ord_id=ref.cl_ord_id, instrument=ref.instrument,
                         rested_s=self.venue.clock.time())  # fmt: skip

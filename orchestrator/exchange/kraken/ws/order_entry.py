@@ -37,9 +37,9 @@ from orchestrator.exchange.kraken.spot.trading import (
     Deadline,
     KrakenTrading,
     place_request,
-    rfc3339,
 )
 from orchestrator.exchange.kraken.ws.client import KrakenWs
+from orchestrator.exchange.kraken.ws.order_params import add_order_params, amend_order_params
 from orchestrator.exchange.kraken.ws.trading import KrakenWsTrading
 from orchestrator.exchange.protocol import OrderRef, OrderSpec, OrderState
 from orchestrator.logs import get_logger
@@ -49,7 +49,6 @@ log = get_logger(__name__)
 
 MIN_WS_DEADLINE_AHEAD_S: Final = 0.5  # Kraken: a WS `deadline` lies 500 ms to 60 s ahead
 _GONE: Final = frozenset({"closed", "canceled", "expired"})
-_TIME_IN_FORCE: Final = {"GTC": "gtc", "IOC": "ioc", "GTD": "gtd"}
 T = TypeVar("T")
 
 
@@ -67,31 +66,6 @@ class _Count(msgspec.Struct):
 
 class _DeadMan(msgspec.Struct):
     triggerTime: str  # Kraken writes this reply in camelCase
-
-
-def _number(text: str) -> msgspec.Raw:
-    """A JSON number written exactly as `text` (v2 takes numbers; a float would round)."""
-    return msgspec.Raw(text.encode())
-
-
-def add_order_params(spec: OrderSpec) -> dict[str, Any]:
-    """`add_order`'s params for `spec` (token and deadline aside); numbers checked first."""
-    instrument = spec.instrument
-    params: dict[str, Any] = {
-        "order_type": spec.order_type,
-        "side": spec.side,
-        "symbol": instrument.symbol,
-        "order_qty": _number(instrument.qty_text(spec.volume)),
-        "cl_ord_id": spec.cl_ord_id,
-        "time_in_force": _TIME_IN_FORCE[spec.time_in_force],
-    }
-    if spec.price is not None:
-        params["limit_price"] = _number(instrument.price_text(spec.price))
-    if spec.post_only:
-        params["post_only"] = True
-    if spec.expire_s is not None:
-        params["expire_time"] = rfc3339(spec.expire_s)
-    return params
 
 
 def _result(into: type[T], reply: dict[str, Any], call: str) -> T:
@@ -164,13 +138,7 @@ class WsOrderEntry:
     async def amend(
         self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None
     ) -> OrderRef:
-        if volume is None and price is None:
-            raise ValueError("an amend changes the volume, the price or both")
-        params: dict[str, Any] = {"order_id": ref.txid}
-        if volume is not None:
-            params["order_qty"] = _number(ref.instrument.qty_text(volume))
-        if price is not None:
-            params["limit_price"] = _number(ref.instrument.price_text(price))
+        params = amend_order_params(ref, volume=volume, price=price)
         if not self._use_ws("amend_order"):
             return await self._rest.amend(ref, volume=volume, price=price)
         request = self._rest.amend_request(ref)
