@@ -119,11 +119,33 @@ class StrategyUnit:
             finally:
                 switch.cancel()
                 watcher.cancel()
-                if self.worker.state == "stopped" and not self.worker.manager.open_orders():
-                    with contextlib.suppress(OrchestratorError):
-                        await self.dead_man.disarm()
+                await self._settle_dead_man()
                 await self.ws.close()
                 await socket
+
+    async def _settle_dead_man(self) -> None:
+        """Disarm the switch only when the venue itself shows nothing left to cancel (or the
+        strategy keeps its orders on purpose); otherwise leave it to run out, so the venue
+        cancels what this process could not."""
+        worker = self.worker
+        if worker.state == "stopped" and not worker.config.cancel_on_stop:
+            with contextlib.suppress(OrchestratorError):
+                await self.dead_man.disarm()
+            return
+        try:
+            left = await self.venue.open_orders()
+            if left:
+                log.warning("unit.orders_still_open", strategy=self.name, open=len(left))
+                await self.venue.cancel_all([])
+                left = await self.venue.open_orders()
+        except OrchestratorError as exc:
+            log.warning("unit.stop_unconfirmed", strategy=self.name, error=str(exc))
+            return
+        if left:
+            log.error("unit.orders_left_to_dead_man", strategy=self.name, open=len(left))
+            return
+        with contextlib.suppress(OrchestratorError):
+            await self.dead_man.disarm()
 
     async def run_contained(self) -> None:
         """`run()`, and when it fails (a bug of ours, not the strategy's: that is contained

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+import msgspec
+
 from orchestrator.exchange.instruments import Instrument
 from orchestrator.strategy import Fill
 from orchestrator.workers.order_states import TrackedOrder
@@ -45,6 +47,17 @@ class FillTally:
 
     def __init__(self) -> None:
         self._told: dict[str, Told] = {}
+
+    def unseen(self, fill: Fill, order: TrackedOrder) -> Fill | None:
+        """`fill`, or what of it was not told already: a trade frame arriving after REST ran
+        ahead of the socket (a `reconciled:` fill told its quantity) is not counted again."""
+        told = self._told.get(fill.cl_ord_id)
+        if told is None or told.qty + fill.qty <= order.filled:
+            return fill
+        left = order.filled - told.qty
+        if left <= 0:
+            return None
+        return msgspec.structs.replace(fill, qty=left, fee=fill.fee * left / fill.qty)
 
     def record(self, fill: Fill, instrument: Instrument) -> None:
         told = self._told.setdefault(fill.cl_ord_id, Told())

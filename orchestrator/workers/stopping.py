@@ -45,7 +45,8 @@ async def cancel_everything(manager: OrderManager, *, timeout_s: float) -> int:
 
 
 async def _cancel_all_once(manager: OrderManager) -> None:
-    resting = [o.ref() for o in manager.open_orders() if o.txid is not None]
+    known = {o.cl_ord_id for o in manager.open_orders() if o.txid is not None}
+    resting = [o.ref() for o in manager.open_orders() if o.cl_ord_id in known]
     delay_s = RETRY_INITIAL_S
     while True:
         try:
@@ -60,8 +61,10 @@ async def _cancel_all_once(manager: OrderManager) -> None:
     # asking REST order by order would cost more than a stop can wait.
     with contextlib.suppress(TimeoutError):
         async with manager.clock.timeout(CANCEL_ALL_CONFIRM_S):
-            while any(o.txid is not None for o in manager.open_orders()):
+            while any(o.cl_ord_id in known for o in manager.open_orders()):
                 await manager.clock.sleep(POLL_S / 5)
+    # Only the orders known before the request went out: one the venue took after it (its
+    # txid arrived since) is still open there and gets its own cancel.
     for order in manager.open_orders():
-        if order.txid is not None and order.cl_ord_id not in manager.in_flight:
+        if order.cl_ord_id in known:
             manager.tell(order, st.on_cancelled(order, "cancel_all"))

@@ -269,6 +269,10 @@ class StrategyWorker:
                 self.on_order_fill(fill, order)
 
     def on_order_fill(self, fill: Fill, order: TrackedOrder) -> None:
+        unseen = self._tally.unseen(fill, order)
+        if unseen is None:
+            return
+        fill = unseen
         self._tally.record(fill, order.instrument)
         self.positions.on_fill(fill, order.instrument)
         self.fill_count += 1
