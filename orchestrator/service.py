@@ -27,7 +27,7 @@ from typing import Final
 
 from orchestrator.clock import Clock, RealClock
 from orchestrator.config import Config
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, StrategyError
 from orchestrator.exchange.kraken.account import KrakenDomain, open_kraken
 from orchestrator.feeds.hub import MarketHub
 from orchestrator.logs import get_logger
@@ -138,7 +138,7 @@ async def _serve(
                 config, strategy, loaded.cls, loaded.params, domain=service.domain,
                 shared=shared, supervisor=supervisor,
             )  # fmt: skip
-        except ConfigError as exc:
+        except (ConfigError, StrategyError) as exc:
             service.not_started[strategy.name] = str(exc)
         else:
             continue

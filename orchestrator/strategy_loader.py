@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -114,7 +115,23 @@ def load_strategy_class(
     else:
         raise ConfigError(path, f"{origin} is neither a Strategy subclass nor a module")
     _check_params_class(cls, path)
+    _check_callbacks(cls, path)
     return cls
+
+
+CALLBACKS: Final = ("on_start", "on_book", "on_trade", "on_ticker", "on_order", "on_fill",
+                    "on_balance", "on_timer", "on_stop")  # fmt: skip
+
+
+def _check_callbacks(cls: type[Strategy[Any]], path: str) -> None:
+    """Callbacks are synchronous: an `async def` one would never run (its coroutine dropped)."""
+    for name in CALLBACKS:
+        if inspect.iscoroutinefunction(getattr(cls, name, None)):
+            raise ConfigError(
+                path,
+                f"{cls.__name__}.{name} is `async def`: callbacks are "
+                "synchronous (express intents; the worker does the I/O)",
+            )
 
 
 def parse_params(cls: type[Strategy[Any]], raw: Mapping[str, Any], *, where: str) -> StrategyParams:
@@ -190,6 +207,8 @@ def _import(module: str, path: str) -> ModuleType:
         ) from exc
     except Exception as exc:  # ImportError, SyntaxError, whatever the module's own code raises
         raise ConfigError(path, f"importing {module!r} raised {_describe(exc)}") from exc
+    except SystemExit as exc:  # a module that exits on import must not end the service
+        raise ConfigError(path, f"importing {module!r} called exit ({exc.code!r})") from exc
 
 
 def _is_strategy_class(value: object) -> TypeGuard[type[Strategy[Any]]]:

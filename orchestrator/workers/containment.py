@@ -10,6 +10,7 @@ then cancels the orders at the venue.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -36,14 +37,22 @@ class CallbackGuard:
             "orch_callback_seconds", "Strategy callback duration", ("strategy",)
         )
 
-    def call(self, callback: str, fn: Callable[..., None], *args: Any) -> bool:
+    def call(self, callback: str, fn: Callable[..., object], *args: Any) -> bool:
         """Run `fn(*args)`; whether it returned in good standing."""
         started = time.perf_counter()
         try:
-            fn(*args)
-        except Exception as exc:  # the strategy's bug: contained, never the service's
+            result = fn(*args)
+        except BaseException as exc:
+            # A synchronous callback cannot be cancelled from outside, so even SystemExit or
+            # CancelledError raised here is the strategy's own doing: contained like the rest.
             log.exception("strategy.callback_raised", strategy=self.strategy, callback=callback)
             self._on_failure("raised", f"{callback} raised {type(exc).__name__}: {exc}")
+            return False
+        if inspect.isawaitable(result):  # an `async def` callback: it would never run
+            if inspect.iscoroutine(result):
+                result.close()
+            self._on_failure("raised", f"{callback} returned an awaitable: callbacks are "
+                             "synchronous (use intents and timers, not await)")  # fmt: skip
             return False
         elapsed_s = time.perf_counter() - started
         self._duration_s.observe(elapsed_s, self.strategy)

@@ -28,12 +28,20 @@ def _decimal(value: Any, what: str) -> tuple[Decimal | None, str | None]:
     """Decimals (and ints) pass; floats are refused: they cannot say 0.1 exactly."""
     if isinstance(value, bool) or not isinstance(value, Decimal | int):
         return None, f"shape: {what} must be a Decimal, got {type(value).__name__} {value!r}"
-    return Decimal(value), None
+    number = Decimal(value)
+    if not number.is_finite():
+        return None, f"shape: {what} must be a finite number, got {value!r}"
+    return number, None
 
 
 class IntentChecker:
     def __init__(self, worker: StrategyWorker) -> None:
         self._worker = worker
+        self._band = Decimal(str(worker.config.risk.price_band_pct)) / 100
+        self._estimates: dict[str, Decimal] = {}  # market orders: the price they hold at
+
+    def forget(self, cl_ord_id: str) -> None:
+        self._estimates.pop(cl_ord_id, None)
 
     def place(
         self, cl_ord_id: str, pair: Any, side: Any, volume: Any, price: Any, *,
@@ -107,8 +115,11 @@ class IntentChecker:
         price = order.price
         if price is None:  # a market order holds what it may cost at the band's edge
             mid = self._worker.mark(order.instrument.wsname)
-            band = Decimal(str(self._worker.config.risk.price_band_pct)) / 100
-            price = None if mid is None else mid * (1 + band)
+            if mid is not None:
+                price = mid * (1 + self._band)
+                self._estimates[order.cl_ord_id] = price
+            else:  # the book went stale since: the price it was accepted at
+                price = self._estimates.get(order.cl_ord_id)
         return PlaceIntent(
             instrument=order.instrument,
             side=order.side,

@@ -27,7 +27,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 from orchestrator.config import StrategyConfig
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import OrchestratorError, StrategyError
 from orchestrator.exchange.instruments import Instrument
 from orchestrator.exchange.kraken.ws.schemas import BalanceSnapshot, Execution, LedgerUpdate
 from orchestrator.logs import get_logger
@@ -96,7 +96,10 @@ class StrategyWorker:
                                     registry=deps.registry)  # fmt: skip
         self.checker = IntentChecker(self)
         self.context: WorkerContext[Any] = WorkerContext(self, params)
-        self.strategy = strategy_cls(self.context)
+        try:
+            self.strategy = strategy_cls(self.context)
+        except BaseException as exc:
+            raise StrategyError(self.name, f"__init__ raised {type(exc).__name__}: {exc}") from exc
         self.loop_tick_s = self.clock.monotonic()
         self._stop = asyncio.Event()
         self._suspended = asyncio.Event()
@@ -362,7 +365,10 @@ class StrategyWorker:
         for order in self.manager.open_orders():
             if order.cl_ord_id == cl_ord_id:
                 continue
-            asset, amount = risk.order_hold(self.checker.intent_of(order, remaining=True))
+            intent = self.checker.intent_of(order, remaining=True)
+            if intent.price is None and intent.side == "buy":
+                continue  # a market buy never priced (adopted with no book): nothing to hold by
+            asset, amount = risk.order_hold(intent)
             held[asset] = held.get(asset, Decimal(0)) + amount
         return held
 
@@ -395,3 +401,4 @@ class StrategyWorker:
         self.manager.forget(gone)
         for cl_ord_id in gone:
             self._tally.forget(cl_ord_id)
+            self.checker.forget(cl_ord_id)
