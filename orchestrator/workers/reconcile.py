@@ -54,7 +54,9 @@ async def reconcile_at_start(
     report = ReconcileReport()
     venue, journal, clock = manager.venue, manager.journal, manager.clock
     pending = await journal.pending()
-    open_now = {s.cl_ord_id: s for s in await venue.open_orders() if s.cl_ord_id}
+    # By cl_ord_id where the order has one, else by txid (placed by hand: never ours, since
+    # every order we send carries a cl_ord_id), so no open order escapes the policy.
+    open_now = {s.cl_ord_id or f"txid:{s.txid}": s for s in await venue.open_orders()}
     for entry in pending:
         state = open_now.pop(entry.cl_ord_id, None) or await venue.find_order(entry.cl_ord_id)
         wait_s = entry.created_s + place_final_after_s - clock.time()
@@ -73,7 +75,7 @@ async def reconcile_at_start(
     settled = await journal.settled(SETTLED_LOOKBACK)
     ours = {s.entry.cl_ord_id for s in settled if s.outcome == "placed"}
     for cl_ord_id, state in open_now.items():
-        if cl_ord_id in manager.orders:
+        if cl_ord_id in manager.orders or state.txid in manager.orders:
             continue
         if cl_ord_id in ours:
             _adopt(manager, state, instruments)

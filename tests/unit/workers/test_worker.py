@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from orchestrator.exchange.protocol import OrderSpec
 from orchestrator.simulator.settings import SimSettings
 from orchestrator.strategy import BookView, Fill, OrderUpdate, Strategy, StrategyParams
 from orchestrator.testing.harness import ReplayHarness
+from orchestrator.testing.venue import InProcessVenue
 
 PAIR = "XBT/USD"
 SETTINGS = SimSettings()  # the demo domain: sub-accounts mm-xbt, twap-eth, mm-sol
@@ -239,5 +241,21 @@ async def test_an_orphan_order_is_cancelled_by_default() -> None:
         await replay.redis.flushall()  # the journal is lost: the order is nobody's
         replay.add(strategy_config("new", "mm-xbt"), Recorder)
         await replay.start("new")
+        await replay.run_for(0.5)
         assert venue_open(replay, "mm-xbt") == []
         assert first.state == "stopped"
+
+
+async def test_an_orphan_placed_by_hand_without_a_cl_ord_id_is_cancelled() -> None:
+    async with ReplayHarness(SETTINGS) as replay:
+        by_hand = InProcessVenue(replay.venue, "mm-xbt", replay.instruments)
+        await by_hand.place(OrderSpec(instrument=replay.instruments.get(PAIR), side="buy",
+                                      order_type="limit", volume=Decimal("0.01"),
+                                      price=Decimal(1000), cl_ord_id="hand"))  # fmt: skip
+        [orphan] = replay.venue.engine.open_orders("mm-xbt").values()
+        orphan.cl_ord_id = None  # as an order placed without one (by hand, on Kraken's site)
+        by_hand.close()
+        replay.add(strategy_config("new", "mm-xbt"), Recorder)
+        await replay.start("new")
+        await replay.run_for(0.5)
+        assert venue_open(replay, "mm-xbt") == []
