@@ -27,7 +27,16 @@ from decimal import Decimal
 from typing import Any, Final, Literal
 
 from orchestrator.config import StrategyConfig
-from orchestrator.errors import OrchestratorError, StrategyError
+from orchestrator.errors import (
+    AmbiguousOutcome,
+    LimiterUnavailable,
+    OrchestratorError,
+    RateLimited,
+    StoreError,
+    StrategyError,
+    VenueRateLimited,
+    VenueUnavailable,
+)
 from orchestrator.exchange.instruments import Instrument
 from orchestrator.exchange.kraken.ws.schemas import BalanceSnapshot, Execution, LedgerUpdate
 from orchestrator.logs import get_logger
@@ -63,6 +72,8 @@ STALL_S: Final = 5.0
 FEED_GAP_S: Final = 30.0
 STOP_CANCEL_TIMEOUT_S: Final = 5.0
 KEEP_CLOSED_ORDERS: Final = 1_000
+START_RETRY_INITIAL_S: Final = 0.5
+START_RETRY_MAX_S: Final = 15.0
 
 
 class StrategyWorker:
@@ -101,6 +112,7 @@ class StrategyWorker:
         except BaseException as exc:
             raise StrategyError(self.name, f"__init__ raised {type(exc).__name__}: {exc}") from exc
         self.loop_tick_s = self.clock.monotonic()
+        self._started = False
         self._stop = asyncio.Event()
         self._suspended = asyncio.Event()
         self._suspended.set()
@@ -136,11 +148,29 @@ class StrategyWorker:
                 await manager
 
     async def _start(self) -> None:
+        """Reconcile, load balances, subscribe, then `on_start`. The venue's passing trouble
+        (unavailable, rate limited, Redis down) is waited out with backoff, until `stop()`:
+        every step may run again without harm."""
         deps = self._deps
-        await reconcile_at_start(self.manager, deps.instruments, orphans=self.config.orphans,
-                                 place_final_after_s=deps.place_final_after_s)  # fmt: skip
-        self.balances.load(await deps.reader.balances())
+        delay_s = START_RETRY_INITIAL_S
+        while True:
+            try:
+                await reconcile_at_start(self.manager, deps.instruments,
+                                         orphans=self.config.orphans,
+                                         place_final_after_s=deps.place_final_after_s)  # fmt: skip
+                self.balances.load(await deps.reader.balances())
+                break
+            except (VenueUnavailable, RateLimited, VenueRateLimited, LimiterUnavailable,
+                    StoreError, AmbiguousOutcome) as exc:  # fmt: skip
+                log.warning("strategy.start_retry", strategy=self.name, error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    async with self.clock.timeout(delay_s):
+                        await self._stop.wait()
+                if self._stop.is_set():
+                    return
+                delay_s = min(START_RETRY_MAX_S, delay_s * 2)
         await self.market.subscribe(list(self._instruments.values()), self)
+        self._started = True
         self._call("on_start", self.strategy.on_start)
 
     async def _loop(self) -> None:
@@ -213,7 +243,8 @@ class StrategyWorker:
         failed = self.state == "failed"
         if not failed:
             self.state = "stopping"
-            self._call("on_stop", self.strategy.on_stop)
+            if self._started:  # on_stop pairs with on_start
+                self._call("on_stop", self.strategy.on_stop)
             failed = self.failure is not None
         if failed or self.config.cancel_on_stop:
             left = await self.manager.cancel_everything(timeout_s=STOP_CANCEL_TIMEOUT_S)

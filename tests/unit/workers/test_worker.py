@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.errors import VenueUnavailable
 from orchestrator.exchange.protocol import OrderSpec
 from orchestrator.simulator.settings import SimSettings
 from orchestrator.strategy import BookView, Fill, OrderUpdate, Strategy, StrategyParams
@@ -259,3 +260,36 @@ async def test_an_orphan_placed_by_hand_without_a_cl_ord_id_is_cancelled() -> No
         await replay.start("new")
         await replay.run_for(0.5)
         assert venue_open(replay, "mm-xbt") == []
+
+
+class FlakyOpenOrders:
+    """The venue's OpenOrders fails once (a REST timeout) before answering."""
+
+    def __init__(self, inner: InProcessVenue) -> None:
+        self._inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def open_orders(self) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise VenueUnavailable("OpenOrders: timed out")
+        return await self._inner.open_orders()
+
+
+async def test_the_venues_passing_trouble_at_start_is_waited_out() -> None:
+    flaky: list[FlakyOpenOrders] = []
+
+    def wrap(venue: InProcessVenue) -> Any:
+        flaky.append(FlakyOpenOrders(venue))
+        return flaky[0]
+
+    async with ReplayHarness(SETTINGS) as replay:
+        worker = replay.add(strategy_config("bid", "mm-xbt"), RestsOneBid, wrap_venue=wrap)
+        await replay.start()
+        await replay.run_for(3.0)
+        assert flaky[0].calls >= 2
+        assert worker.state == "running"
+        assert len(venue_open(replay, "mm-xbt")) == 1
