@@ -58,11 +58,8 @@ log = get_logger(__name__)
 # Retries of a request the venue could not take now (nothing executed): cancels retry until the
 # venue answers; amends a few times (the strategy re-decides on a refusal anyway).
 AMEND_ATTEMPTS: Final = 3
-# How often an order whose place outcome is unknown is looked up again, and after how long a
-# miss is final: past Kraken's `deadline` on the order (5 s by default, at most 60 s) the engine
-# can no longer execute it.
+# How often an order whose place outcome is unknown is looked up again.
 LOOKUP_EVERY_S: Final = 2.0
-PLACE_FINAL_AFTER_S: Final = 65.0
 _NOT_SENT: Final = (VenueUnavailable, RateLimited, LimiterUnavailable)
 
 
@@ -102,8 +99,12 @@ class OrderManager:
         clock: Clock,
         listener: OrderListener,
         registry: Registry,
+        place_final_after_s: float,
     ) -> None:
+        """`place_final_after_s`: after how long a place the venue does not show is final
+        (its `deadline` plus clock slack: the engine can no longer execute it)."""
         self.strategy = strategy
+        self.place_final_after_s = place_final_after_s
         self.account = account
         self.venue = venue
         self.journal = journal
@@ -295,7 +296,7 @@ class OrderManager:
                 log.info("order.lookup_failed", cl_ord_id=order.cl_ord_id, error=str(exc))
                 continue
             if state is None:
-                if self.clock.time() - sent_s < PLACE_FINAL_AFTER_S:
+                if self.clock.time() - sent_s < self.place_final_after_s:
                     continue  # it may still be queued at the venue
                 self.in_flight.discard(order.cl_ord_id)
                 self.tell(order, st.on_place_failed(order, "not placed (reconciled)"))

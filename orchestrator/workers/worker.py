@@ -104,7 +104,8 @@ class StrategyWorker:
         self.balances = AccountBalances(self._instruments.values())
         self.manager = OrderManager(strategy=self.name, account=self.account, venue=deps.venue,
                                     journal=deps.journal, clock=self.clock, listener=self,
-                                    registry=deps.registry)  # fmt: skip
+                                    registry=deps.registry,
+                                    place_final_after_s=deps.place_final_after_s)  # fmt: skip
         self.checker = IntentChecker(self)
         self.context: WorkerContext[Any] = WorkerContext(self, params)
         try:
