@@ -43,7 +43,7 @@ from orchestrator.errors import (
     VenueRejected,
     VenueUnavailable,
 )
-from orchestrator.exchange.kraken.ws.schemas import Execution
+from orchestrator.exchange.kraken.ws.schemas import Execution, execution_problem
 from orchestrator.exchange.protocol import TradingVenue
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
@@ -121,6 +121,10 @@ class OrderManager:
         self._sent = registry.counter(
             "orch_order_requests_total", "Order requests sent, by kind and outcome",
             ("strategy", "kind", "outcome"),
+        )  # fmt: skip
+        self._malformed = registry.counter(
+            "orch_executions_malformed_total", "Executions refused for unusable numbers",
+            ("strategy",),
         )  # fmt: skip
         self._unmatched = registry.counter(
             "orch_executions_unmatched_total", "Executions for orders no one tracks", ("strategy",)
@@ -401,7 +405,14 @@ class OrderManager:
 
     # --- the venue's side ----------------------------------------------------------------------
     def on_execution(self, execution: Execution) -> None:
-        """One `executions` element of this account (from the private socket)."""
+        """One `executions` element of this account (from the private socket). One with
+        unusable numbers is the venue's garbage: counted and logged, never applied."""
+        problem = execution_problem(execution)
+        if problem is not None:
+            self._malformed.inc(self.strategy)
+            log.warning("order.execution_refused", strategy=self.strategy,
+                        order_id=execution.order_id, problem=problem)  # fmt: skip
+            return
         cl_ord_id = execution.cl_ord_id or self._by_txid.get(execution.order_id)
         order = self.orders.get(cl_ord_id) if cl_ord_id is not None else None
         if order is None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import ConfigError, StrategyError
+from orchestrator.exchange.kraken.ws.schemas import Execution
 from orchestrator.metrics import Registry
 from orchestrator.simulator.settings import SimSettings
 from orchestrator.strategy import BookView, OrderUpdate, Strategy, StrategyParams
@@ -148,3 +149,35 @@ async def test_a_pending_market_buy_on_a_stale_book_does_not_break_balances() ->
         strategy = worker.strategy
         assert isinstance(strategy, Buys)
         assert strategy.seen, "balances were read on the stale book"
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [{"cum_qty": Decimal("NaN")}, {"last_qty": Decimal("-0.5")}, {"last_price": Decimal("Inf")}],
+)
+async def test_an_execution_with_unusable_numbers_is_refused_not_applied(
+    numbers: dict[str, Decimal],
+) -> None:
+    class Rests(Strategy[StrategyParams]):
+        def on_start(self) -> None:
+            self.placed: str | None = None
+
+        def on_book(self, book: BookView) -> None:
+            if self.placed is None and book.mid is not None:
+                price = self.ctx.instrument(PAIR).round_price(book.mid * Decimal("0.99"))
+                self.placed = self.ctx.place(PAIR, "buy", Decimal("0.01"), price)
+
+    async with ReplayHarness(SimSettings()) as replay:
+        worker = replay.add(config(), Rests)
+        await replay.start()
+        await replay.run_for(1.0)
+        [order] = worker.manager.open_orders()
+        before = order.update()
+        fields: dict[str, Decimal] = {"last_qty": Decimal("0.01"), "last_price": Decimal(100)}
+        garbage = Execution(order_id=order.txid or "", exec_type="trade", cl_ord_id=order.cl_ord_id,
+                            timestamp="2026-12-01T00:00:00Z", exec_id="E-bad",
+                            **(fields | numbers))  # type: ignore[arg-type]  # fmt: skip
+        worker.on_execution(garbage)
+        assert order.update() == before
+        assert worker.positions.position(PAIR, None).qty == 0
+        assert worker.state == "running"

@@ -47,6 +47,25 @@ class Execution(msgspec.Struct, kw_only=True):
     fees: list[Fee] = []
 
 
+_EXECUTION_NUMBERS: tuple[str, ...] = (
+    "order_qty", "limit_price", "cum_qty", "cum_cost", "avg_price", "last_qty", "last_price",
+    "cost",
+)  # fmt: skip
+
+
+def execution_problem(execution: Execution) -> str | None:
+    """What makes an execution unusable (a number that is not finite, or negative), or None.
+    The type checks of the decoder let `NaN` and `-1` through; no order state may take them."""
+    for name in _EXECUTION_NUMBERS:
+        value = getattr(execution, name)
+        if value is not None and (not value.is_finite() or value < 0):
+            return f"{name} is {value}"
+    for fee in execution.fees:
+        if not fee.qty.is_finite() or fee.qty < 0:
+            return f"a fee is {fee.qty}"
+    return None
+
+
 class ExecutionsMessage(msgspec.Struct):
     channel: Literal["executions"]
     type: Literal["snapshot", "update"]
