@@ -91,7 +91,9 @@ async def run_service(
             hub = MarketHub(config.venue.ws_public_url, clock=clock, instruments=domain.instruments,
                             depth=config.service.book_depth, registry=registry)  # fmt: skip
             keys = Keys(config.redis.namespace)
-            events = ServiceEvents(redis, keys, registry=registry, clock=clock)
+            events = ServiceEvents(
+                redis, keys, registry=registry, clock=clock, health=domain.limiter.health
+            )  # one verdict on Redis
             service = Service(config=config, venue=venue, domain=domain, hub=hub,
                               registry=registry, trading_state=TradingStateHolder())  # fmt: skip
             health = domain.limiter.health

@@ -42,6 +42,7 @@ log = get_logger(__name__)
 ORDER_DEADLINE_S: Final = 5.0
 PLACE_SLACK_S: Final = 5.0  # clock slack between us and the venue, and queueing at the venue
 RECONNECT_POLL_S: Final = 1.0
+PRIVATE_GAP_S: Final = 30.0  # the private socket away this long: the dead man's switch lapses
 EMERGENCY_ATTEMPTS: Final = 4  # then the dead man's switch cancels what is left
 
 
@@ -76,6 +77,8 @@ class StrategyUnit:
         self._supervisor = supervisor
         self._clock = clock = shared.clock
         self._events = shared.events
+        self._shared_health = shared.dependency_health
+        self._socket_down_since_s: float | None = clock.monotonic()  # until the first connect
         account = domain.account(strategy.account)
         self.ws = open_private_ws(account, config.venue.ws_private_url, clock=clock,
                                   on_execution=self._on_execution,
@@ -93,7 +96,8 @@ class StrategyUnit:
                           events=shared.events, instruments=domain.instruments,
                           trading_state=shared.trading_state,
                           place_final_after_s=ORDER_DEADLINE_S + PLACE_SLACK_S,
-                          dependency_health=shared.dependency_health)  # fmt: skip
+                          dependency_health=self._health,
+                          stop_cancel_timeout_s=config.service.shutdown_timeout_s / 2)  # fmt: skip
         self.worker = StrategyWorker(strategy, strategy_cls, params, deps)
         self.dead_man = DeadManSwitch(venue, clock, timeout_s=config.service.dead_man_timeout_s,
                                       refresh_s=config.service.dead_man_refresh_s,
@@ -177,12 +181,30 @@ class StrategyUnit:
     def stop(self) -> None:
         self.worker.stop()
 
+    def _health(self) -> str | None:
+        """The worker's dependencies: Redis (shared), and this account's private socket, without
+        which executions are missed (orders then go over REST, but the switch must lapse if the
+        socket stays away)."""
+        shared = self._shared_health()
+        if shared is not None:
+            return shared
+        since_s = self._socket_down_since_s
+        if since_s is not None and self._clock.monotonic() - since_s > PRIVATE_GAP_S:
+            return f"private socket down for more than {PRIVATE_GAP_S:g} s"
+        return None
+
     async def _watch_reconnects(self) -> None:
-        """Tell the worker when its private socket came back (executions may be missed)."""
-        seen = self.ws.counters["connects"]
+        """Tell the worker when its private socket (re)connected: executions sent meanwhile
+        (including before the first connect, when orders went over REST) are not sent again."""
+        seen = 0
         while True:
-            await self._clock.sleep(RECONNECT_POLL_S)
+            connected = self.ws.connected
+            if connected:
+                self._socket_down_since_s = None
+            elif self._socket_down_since_s is None:
+                self._socket_down_since_s = self._clock.monotonic()
             connects = self.ws.counters["connects"]
-            if connects > seen > 0:
+            if connects > seen and (seen > 0 or self.worker.manager.orders):
                 self.worker.on_private_reconnected()
             seen = connects
+            await self._clock.sleep(RECONNECT_POLL_S)

@@ -53,4 +53,5 @@ class WorkerDeps:
     instruments: Instruments
     trading_state: TradingStateHolder
     place_final_after_s: float = 10.0
+    stop_cancel_timeout_s: float = 5.0  # how long a stop may take to cancel the orders
     dependency_health: Callable[[], str | None] = lambda: None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 MAX_TIMERS: Final = 1_000
+MIN_REPEAT_S: Final = 0.001
 
 
 @dataclass(slots=True)
@@ -37,8 +38,11 @@ class Timers:
             raise ValueError(
                 f"timer {name!r}: delay_s must be a finite number >= 0, got {delay_s!r}"
             )
-        if repeat and delay_s <= 0:
-            raise ValueError(f"timer {name!r}: a repeating timer needs delay_s > 0")
+        if repeat and delay_s < MIN_REPEAT_S:
+            raise ValueError(
+                f"timer {name!r}: a repeating timer needs delay_s >= {MIN_REPEAT_S} "
+                f"(got {delay_s!r}): a tighter one would spin the loop"
+            )
         if name not in self._timers and len(self._timers) >= MAX_TIMERS:
             raise ValueError(f"timer {name!r}: more than {MAX_TIMERS} timers")
         self._timers[name] = _Timer(self._now_s() + delay_s, delay_s if repeat else None)

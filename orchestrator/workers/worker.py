@@ -70,8 +70,8 @@ WorkerState = Literal["starting", "running", "paused", "stopping", "stopped", "f
 TICK_S: Final = 1.0
 STALL_S: Final = 5.0
 FEED_GAP_S: Final = 30.0
-STOP_CANCEL_TIMEOUT_S: Final = 5.0
 KEEP_CLOSED_ORDERS: Final = 1_000
+REBALANCE_EVERY_S: Final = 5.0  # a strategy's requests per asset, at most one per interval
 START_RETRY_INITIAL_S: Final = 0.5
 START_RETRY_MAX_S: Final = 15.0
 
@@ -114,6 +114,7 @@ class StrategyWorker:
             raise StrategyError(self.name, f"__init__ raised {type(exc).__name__}: {exc}") from exc
         self.loop_tick_s = self.clock.monotonic()
         self._started = False
+        self._rebalance_asked_s: dict[str, float] = {}
         self._stop = asyncio.Event()
         self._suspended = asyncio.Event()
         self._suspended.set()
@@ -248,7 +249,7 @@ class StrategyWorker:
                 self._call("on_stop", self.strategy.on_stop)
             failed = self.failure is not None
         if failed or self.config.cancel_on_stop:
-            left = await self.manager.cancel_everything(timeout_s=STOP_CANCEL_TIMEOUT_S)
+            left = await self.manager.cancel_everything(timeout_s=self._deps.stop_cancel_timeout_s)
             if left:
                 log.error("strategy.orders_left", strategy=self.name, open=left)
         with contextlib.suppress(OrchestratorError):
@@ -335,8 +336,10 @@ class StrategyWorker:
                                            post_only=post_only)  # fmt: skip
         if order is None:  # not even an order of ours: an unknown pair
             self._refused.inc(self.name, "shape")
-            self.inbox.order(OrderUpdate(cl_ord_id=cl_ord_id, pair=str(pair), side="buy",
-                                         order_type="limit", status="rejected", volume=Decimal(0),
+            self.inbox.order(OrderUpdate(cl_ord_id=cl_ord_id, pair=str(pair),
+                                         side=side if side in ("buy", "sell") else "buy",
+                                         order_type=order_type if order_type in ("limit", "market")
+                                         else "limit", status="rejected", volume=Decimal(0),
                                          filled=Decimal(0), price=None, avg_price=None,
                                          reason=reason))  # fmt: skip
         elif reason is not None:
@@ -369,8 +372,12 @@ class StrategyWorker:
         if not isinstance(asset, str) or not isinstance(reason, str) or not asset:
             raise ValueError(f"request_rebalance takes an asset name and a reason as text, "
                              f"got {asset!r}, {reason!r}")  # fmt: skip
+        now_s = self.clock.monotonic()
+        if now_s - self._rebalance_asked_s.get(asset, -REBALANCE_EVERY_S) < REBALANCE_EVERY_S:
+            return  # asked already: one request per asset per interval reaches the stream
+        self._rebalance_asked_s[asset] = now_s
         log.info("strategy.rebalance_requested", strategy=self.name, asset=asset, reason=reason)
-        self._spawn(self._publish("rebalance_requested", asset=asset, reason=reason))
+        self._spawn(self._publish("rebalance_requested", asset=asset, reason=reason[:200]))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Work the manager's TaskGroup owns (no fire-and-forget)."""

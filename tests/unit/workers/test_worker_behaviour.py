@@ -307,7 +307,7 @@ async def test_a_repeating_timer_needs_a_positive_delay() -> None:
             return "accepted"
 
         [caught] = await act(replay, strategy, zero_repeat)
-        assert "repeating timer needs delay_s > 0" in caught
+        assert "repeating timer needs delay_s >= 0.001" in caught
         await act(replay, strategy, lambda s: s.ctx.set_timer("now", 0))  # one-shot 0: fine
         assert [name for name, _ in strategy.timers] == ["now"]
         assert worker.state == "running"
