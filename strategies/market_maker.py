@@ -32,7 +32,7 @@ class Params(StrategyParams, frozen=True):
     requote_bps: Decimal = Decimal(3)  # amend once a quote is this far from its target
     max_inventory: Decimal = Decimal(1)  # base units: a side stops quoting past it
     skew_bps: Decimal = Decimal(5)  # how far the quotes lean at max_inventory
-    retry_after_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0  # after a refused quote
+    retry_after_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0  # after a refused quote or amend
 
     def __post_init__(self) -> None:
         for name in ("size", "spread_bps", "requote_bps", "max_inventory"):
@@ -86,10 +86,15 @@ class MarketMaker(Strategy[Params]):
             order.status != "pending_new"
             and order.price is not None
             and (abs(order.price - price) > mid * self.ctx.params.requote_bps * _BPS)
+            and self.ctx.now_s() >= self.quiet_until_s.get((pair, side), 0.0)
         ):
             self.ctx.amend(order.cl_ord_id, price=price)
 
     def on_order(self, order: OrderUpdate) -> None:
+        if order.is_open and order.reason is not None:  # an amend (or cancel) was refused
+            retry_s = self.ctx.now_s() + self.ctx.params.retry_after_s
+            self.quiet_until_s[(order.pair, order.side)] = retry_s
+            return
         if not order.is_open and self.quotes.get((order.pair, order.side)) == order.cl_ord_id:
             del self.quotes[(order.pair, order.side)]
             if order.status == "rejected":

@@ -242,6 +242,8 @@ class OrderManager:
             self.listener.on_order_fill(fill, order)
         if applied.changed:
             self.listener.on_order_update(order.update())
+            if order.is_open:
+                order.reason = None  # an open order's reason (a refused amend) is told once
 
     async def _place(self, order: TrackedOrder) -> None:
         if order.is_terminal:  # cancelled before it was sent: nothing to send
