@@ -112,6 +112,7 @@ class OrderManager:
         self.listener = listener
         self.orders: dict[str, TrackedOrder] = {}
         self._by_txid: dict[str, str] = {}
+        self._open: dict[str, TrackedOrder] = {}  # the orders of `orders` not final yet
         self._lanes: dict[str, _Lane] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._started = asyncio.Event()
@@ -139,13 +140,22 @@ class OrderManager:
         return self._closing
 
     def open_orders(self) -> list[TrackedOrder]:
-        return [o for o in self.orders.values() if o.is_open]
+        """The orders not final yet, from an index kept on every change (`track`, `tell`):
+        every intent reads it, so it must not cost a scan of the closed orders kept."""
+        return list(self._open.values())
 
     def track(self, order: TrackedOrder) -> None:
         """Know an order without sending it (adopted at reconciliation)."""
         self.orders[order.cl_ord_id] = order
+        self._index(order)
+
+    def _index(self, order: TrackedOrder) -> None:
         if order.txid is not None:
             self._by_txid[order.txid] = order.cl_ord_id
+        if order.is_open:
+            self._open[order.cl_ord_id] = order
+        else:
+            self._open.pop(order.cl_ord_id, None)
 
     def place(self, order: TrackedOrder) -> None:
         """Send a new order (already risk-checked); its fate arrives through the listener."""
@@ -217,6 +227,7 @@ class OrderManager:
             if order is None or not order.is_terminal or self._lanes.get(cl_ord_id, _Lane()).busy:
                 continue
             del self.orders[cl_ord_id]
+            self._open.pop(cl_ord_id, None)
             self._lanes.pop(cl_ord_id, None)
             if order.txid is not None:
                 self._by_txid.pop(order.txid, None)
@@ -236,8 +247,8 @@ class OrderManager:
             lane.busy = False
 
     def tell(self, order: TrackedOrder, applied: Applied) -> None:
-        if order.txid is not None:
-            self._by_txid[order.txid] = order.cl_ord_id
+        """Index what changed, then tell the listener: fills first, then the new state."""
+        self._index(order)
         for fill in applied.fills:
             self.listener.on_order_fill(fill, order)
         if applied.changed:
