@@ -16,8 +16,9 @@ Callbacks are synchronous and must be fast: they run on the service's one event 
 other strategies' callbacks, under a time budget. They read state through `self.ctx` and express
 *intents* (`place`, `amend`, `cancel`, `cancel_all`, `set_timer`, `request_rebalance`), which the
 worker checks against the strategy's risk limits and executes asynchronously; what became of
-each intent comes back as `on_order` (and `on_fill`). A strategy never holds credentials,
-another account or the treasury: its `Context` is all it can reach.
+each intent comes back as `on_order` (and `on_fill`). The `Context` API reaches no credentials,
+no other account and no treasury (a boundary for mistakes, not a sandbox against hostile code:
+see docs/strategies.md).
 
 A callback that raises stops this strategy alone (its orders are cancelled); the others go on.
 """

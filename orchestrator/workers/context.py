@@ -1,7 +1,8 @@
 """The `Context` a strategy gets: reads of its own live state, intents handed to its worker.
 
-Nothing here reaches beyond the strategy's own sub-account: no credentials, no venue client, no
-other account, no treasury. Intents are synchronous and return at once; the worker checks them
+Nothing its methods return reaches beyond the strategy's own sub-account: no credentials, no
+venue client, no other account, no treasury (Python in one process cannot hide the private
+attributes from code that goes looking: docs/strategies.md says what that means). Intents are synchronous and return at once; the worker checks them
 (risk, trading state) and executes them after the callback returns.
 """
 
