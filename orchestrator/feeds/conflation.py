@@ -49,5 +49,9 @@ class LatestByPair:
     def __len__(self) -> int:
         return len(self._dirty)
 
+    def marked(self) -> list[str]:
+        """The marked pairs, first-marked first, left marked (for inspection)."""
+        return list(self._dirty)
+
     def __contains__(self, pair: object) -> bool:
         return pair in self._dirty

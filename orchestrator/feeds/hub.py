@@ -4,8 +4,8 @@ Subscriptions are the ref-counted union of the listeners' pairs: a pair's `book`
 depth), `trade` and `ticker` subscriptions go out with its first listener and are withdrawn
 with its last. Books are fanned out without copies: a listener hears only "this pair's book
 changed" (`on_book_changed`), synchronously on the socket's reader, and must return at once (a
-worker marks its `LatestByPair`); it reads the live book through `book(pair)` when its loop
-gets to it, so a slow strategy reads the latest book, never a backlog.
+worker marks its inbox, `conflation.py`); it reads the live book through `book(pair)` when its
+loop gets to it, so a slow strategy reads the latest book, never a backlog.
 
 Staleness. `book(pair)` is None unless the book is whole: its snapshot verified and nothing since
 made it stale. A stale book sends no change. Going stale (the link dropped, a checksum mismatch,

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+from orchestrator.feeds.conflation import LatestByPair
 from orchestrator.strategy import BalanceUpdate, Fill, OrderUpdate, Ticker, Trade
 
 TRADES_KEPT: Final = 1_000
@@ -36,7 +37,7 @@ class Inbox:
     def __init__(self, *, trades_kept: int = TRADES_KEPT) -> None:
         self._orders: list[OrderUpdate | Fill] = []
         self._balance: BalanceUpdate | None = None
-        self._books: dict[str, None] = {}  # an ordered set: first marked, first delivered
+        self._books = LatestByPair()  # one mark per pair, first marked first delivered
         self._tickers: dict[str, Ticker] = {}
         self._trades: deque[Trade] = deque(maxlen=trades_kept)
         self.trades_dropped = 0
@@ -51,12 +52,16 @@ class Inbox:
         self._wake.set()
 
     def book(self, pair: str) -> None:
-        self._books[pair] = None
+        self._books.mark(pair)
         self._wake.set()
 
     def forget_book(self, pair: str) -> None:
         """The book went stale: a change marked before must not be delivered."""
-        self._books.pop(pair, None)
+        self._books.discard(pair)
+
+    def marked_books(self) -> list[str]:
+        """The pairs whose book changed since the last `take` (never one twice)."""
+        return self._books.marked()
 
     def ticker(self, ticker: Ticker) -> None:
         self._tickers[ticker.pair] = ticker
@@ -73,11 +78,10 @@ class Inbox:
         self._wake.set()
 
     def take(self) -> Batch:
-        batch = Batch(self._orders, self._balance, list(self._books),
+        batch = Batch(self._orders, self._balance, self._books.drain(),
                       list(self._tickers.values()), list(self._trades))  # fmt: skip
         self._orders = []
         self._balance = None
-        self._books.clear()
         self._tickers.clear()
         self._trades.clear()
         self._wake.clear()

@@ -215,7 +215,7 @@ async def test_a_late_strategy_hears_one_book_per_pair_and_the_latest() -> None:
 
         def spying(pair: str) -> None:
             mark(pair)
-            marks.append(list(inbox._books))
+            marks.append(inbox.marked_books())
 
         inbox.book = spying  # type: ignore[method-assign]
         for _ in range(3):
