@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from orchestrator.clock import Clock
 from orchestrator.exchange.instruments import Instrument, Instruments
 from orchestrator.exchange.protocol import AccountReader, TradingVenue
+from orchestrator.feeds.hub import MarketListener
 from orchestrator.metrics import Registry
 from orchestrator.strategy import BookView, TradingState
 from orchestrator.workers.journal import OrderJournal
@@ -19,9 +20,9 @@ from orchestrator.workers.journal import OrderJournal
 class MarketData(Protocol):
     """The live hub (feeds/hub.py) or the replay market (testing/market.py)."""
 
-    async def subscribe(self, pairs: Sequence[Instrument], listener: Any) -> None: ...
+    async def subscribe(self, pairs: Sequence[Instrument], listener: MarketListener) -> None: ...
 
-    async def unsubscribe(self, pairs: Sequence[Instrument], listener: Any) -> None: ...
+    async def unsubscribe(self, pairs: Sequence[Instrument], listener: MarketListener) -> None: ...
 
     def book(self, pair: str) -> BookView | None: ...
 
