@@ -44,6 +44,12 @@ from orchestrator.exchange.kraken.common.errors import to_exception
 from orchestrator.exchange.kraken.spot import schemas as s
 from orchestrator.exchange.kraken.spot.instruments import instrument
 from orchestrator.exchange.kraken.spot.orders import order_state
+from orchestrator.exchange.kraken.spot.reader import (
+    balances_of,
+    ledger_entries,
+    ledger_params,
+    order_states,
+)
 from orchestrator.exchange.kraken.spot.rest import decode_result, read_envelope
 from orchestrator.exchange.kraken.ws.order_params import add_order_params, amend_order_params
 from orchestrator.exchange.kraken.ws.requests import acting, unanswered
@@ -230,28 +236,19 @@ class InProcessVenue:
 
     # --- AccountReader -------------------------------------------------------------------------
     async def balances(self) -> dict[str, Balance]:
-        result = await self._query("BalanceEx", dict[str, s.BalanceEx], {})
-        return {
-            asset: Balance(asset=asset, total=entry.balance, held=entry.hold_trade)
-            for asset, entry in result.items()
-        }
+        return balances_of(await self._query("BalanceEx", dict[str, s.BalanceEx], {}))
 
     async def ledger(
         self, *, asset: str | None = None, type_: str | None = None
     ) -> list[LedgerEntry]:
-        params = {k: v for k, v in (("asset", asset), ("type", type_)) if v is not None}
-        result = await self._query("Ledgers", s.Ledgers, params)
-        return [
-            LedgerEntry(id=ledger_id, refid=e.refid, time_s=e.time, type=e.type, subtype=e.subtype,
-                        asset=e.asset, amount=e.amount, fee=e.fee, balance=e.balance)
-            for ledger_id, e in result.ledger.items()
-        ]  # fmt: skip
+        params = ledger_params(asset, type_)
+        return ledger_entries(await self._query("Ledgers", s.Ledgers, params))
 
     async def query_orders(self, txids: Sequence[str]) -> list[OrderState]:
         result = await self._query(
             "QueryOrders", dict[str, s.KrakenOrder], {"txid": ",".join(txids)}
         )
-        return [order_state(txid, o, self.instruments) for txid, o in result.items()]
+        return order_states(result, self.instruments)
 
     # --- calls ---------------------------------------------------------------------------------
     async def _trade(self, method: str, params: dict[str, Any]) -> Any:
