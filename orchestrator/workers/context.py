@@ -2,8 +2,9 @@
 
 Nothing its methods return reaches beyond the strategy's own sub-account: no credentials, no
 venue client, no other account, no treasury (Python in one process cannot hide the private
-attributes from code that goes looking: docs/strategies.md says what that means). Intents are synchronous and return at once; the worker checks them
-(risk, trading state) and executes them after the callback returns.
+attributes from code that goes looking: docs/strategies.md says what that means). Intents are
+synchronous and return at once; the worker checks them (risk, trading state) and executes them
+after the callback returns.
 """
 
 from __future__ import annotations
