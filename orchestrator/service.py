@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from orchestrator.clock import Clock, RealClock
 from orchestrator.config import Config
@@ -78,7 +79,8 @@ async def run_service(
     clock = clock or RealClock()
     stop = stop or asyncio.Event()
     registry = Registry()
-    uninstall = install_stop_signals(stop) if handle_signals else (lambda: None)
+    force = asyncio.Event()  # a second signal: stop waiting for the clean shutdown
+    uninstall = install_stop_signals(stop, force=force) if handle_signals else (lambda: None)
     try:
         async with contextlib.AsyncExitStack() as stack:
             redis = await stack.enter_async_context(open_redis(config.redis))
@@ -111,6 +113,7 @@ async def run_service(
                 supervisor=supervisor,
                 events=events,
                 stop=stop,
+                force=force,
                 duration_s=duration_s,
                 on_ready=on_ready,
             )
@@ -125,6 +128,7 @@ async def _serve(
     supervisor: Supervisor,
     events: ServiceEvents,
     stop: asyncio.Event,
+    force: asyncio.Event,
     duration_s: float | None,
     on_ready: Callable[[Service], None] | None,
 ) -> int:
@@ -171,7 +175,8 @@ async def _serve(
             unit.stop()
         try:
             async with clock.timeout(config.service.shutdown_timeout_s):
-                await asyncio.gather(*units, return_exceptions=True)
+                await _units_or_force(units, force)
+            clean = not force.is_set()  # a forced stop is not a clean one
         except TimeoutError:
             clean = False
         if not clean:
@@ -194,3 +199,15 @@ def _check_pairs(service: Service, index: int) -> None:
         if pair not in service.domain.instruments:
             raise ConfigError(f"strategies[{index}].pairs[{i}]",
                               f"the venue lists no pair {pair!r}")  # fmt: skip
+
+
+async def _units_or_force(units: list[asyncio.Task[None]], force: asyncio.Event) -> None:
+    """Until every unit has stopped, or a second signal asks not to wait for them."""
+    waiter: asyncio.Future[Any] = asyncio.ensure_future(force.wait())  # cancelled below
+    try:
+        pending: set[asyncio.Future[Any]] = set(units)
+        while pending and not force.is_set():
+            _, pending = await asyncio.wait(pending | {waiter}, return_when=FIRST_COMPLETED)
+            pending.discard(waiter)
+    finally:
+        waiter.cancel()
