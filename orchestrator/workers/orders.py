@@ -60,6 +60,7 @@ log = get_logger(__name__)
 AMEND_ATTEMPTS: Final = 3
 # How often an order whose place outcome is unknown is looked up again.
 LOOKUP_EVERY_S: Final = 2.0
+SETTLE_ATTEMPTS: Final = 8  # a settle Redis refused: tried again with backoff (about 2 min)
 _NOT_SENT: Final = (VenueUnavailable, RateLimited, LimiterUnavailable)
 
 
@@ -113,6 +114,7 @@ class OrderManager:
         self.orders: dict[str, TrackedOrder] = {}
         self._by_txid: dict[str, str] = {}
         self._open: dict[str, TrackedOrder] = {}  # the orders of `orders` not final yet
+        self._retries: set[asyncio.Task[None]] = set()  # journal settles tried again
         self._lanes: dict[str, _Lane] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._started = asyncio.Event()
@@ -208,8 +210,11 @@ class OrderManager:
         self._tg = None
 
     def stop(self) -> None:
-        """End `run()` once the orders' tasks are done (the caller bounds the wait)."""
+        """End `run()` once the orders' tasks are done (the caller bounds the wait). Journal
+        settles still being retried are dropped: the next start settles them from the venue."""
         self._stop.set()
+        for task in self._retries:
+            task.cancel()
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the manager's TaskGroup (owned, never fire-and-forget); before `run()`
@@ -328,12 +333,35 @@ class OrderManager:
         self, order: TrackedOrder, outcome: Literal["placed", "not_placed", "rejected"],
         *, txid: str | None = None, reason: str | None = None,
     ) -> None:  # fmt: skip
-        """Settle the journal entry; Redis down leaves it pending, and the reconciliation at
-        the next start settles it from the venue (the truth does not depend on this write)."""
+        """Settle the journal entry. Redis down leaves it pending: the settle is tried again
+        in the background a few times, and whatever is still pending at the next start is
+        settled from the venue by reconciliation (the truth does not depend on this write)."""
         try:
             await self.journal.settle(order.cl_ord_id, outcome, txid=txid, reason=reason)
         except StoreError as exc:
             log.warning("order.settle_deferred", cl_ord_id=order.cl_ord_id, error=str(exc))
+            if self._tg is not None:  # the order's own lane goes on meanwhile
+                task = self._tg.create_task(self._settle_later(order.cl_ord_id, outcome, txid,
+                                                               reason))  # fmt: skip
+                self._retries.add(task)
+                task.add_done_callback(self._retries.discard)
+
+    async def _settle_later(
+        self, cl_ord_id: str, outcome: Literal["placed", "not_placed", "rejected"],
+        txid: str | None, reason: str | None,
+    ) -> None:  # fmt: skip
+        delay_s = RETRY_INITIAL_S
+        for attempt in range(1, SETTLE_ATTEMPTS):
+            await self.clock.sleep(delay_s)
+            delay_s = min(RETRY_MAX_S * 6, delay_s * 2)
+            try:
+                await self.journal.settle(cl_ord_id, outcome, txid=txid, reason=reason)
+            except StoreError as exc:
+                log.warning("order.settle_deferred", cl_ord_id=cl_ord_id, attempt=attempt,
+                            error=str(exc))  # fmt: skip
+            else:
+                return
+        log.warning("order.settle_left_to_reconciliation", cl_ord_id=cl_ord_id)
 
     async def _cancel(self, order: TrackedOrder) -> None:
         """Until the venue answers: cancels always go through."""

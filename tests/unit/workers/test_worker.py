@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import VenueUnavailable
+from orchestrator.errors import StoreUnavailable, VenueUnavailable
 from orchestrator.exchange.protocol import OrderSpec
 from orchestrator.simulator.settings import SimSettings
 from orchestrator.strategy import BookView, Fill, OrderUpdate, Strategy, StrategyParams
@@ -293,3 +293,37 @@ async def test_the_venues_passing_trouble_at_start_is_waited_out() -> None:
         assert flaky[0].calls >= 2
         assert worker.state == "running"
         assert len(venue_open(replay, "mm-xbt")) == 1
+
+
+class SettleFailsOnce:
+    """The journal's first settle meets Redis down; the rest is the real journal."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def settle(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed += 1
+            raise StoreUnavailable("Redis at redis://127.0.0.1:1: connection refused")
+        return await self._inner.settle(*args, **kwargs)
+
+
+async def test_a_settle_redis_refused_is_tried_again_while_running() -> None:
+    journals: list[SettleFailsOnce] = []
+
+    def wrap(journal: Any) -> Any:
+        journals.append(SettleFailsOnce(journal))
+        return journals[0]
+
+    async with ReplayHarness(SETTINGS) as replay:
+        worker = replay.add(strategy_config("bid", "mm-xbt"), RestsOneBid, wrap_journal=wrap)
+        await replay.start()
+        await replay.run_for(3.0)
+        assert journals[0].failed == 1
+        assert await worker.manager.journal.pending() == []  # settled on the retry
+        [settled] = await worker.manager.journal.settled()
+        assert settled.outcome == "placed"
