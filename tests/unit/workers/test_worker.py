@@ -262,28 +262,35 @@ async def test_an_orphan_placed_by_hand_without_a_cl_ord_id_is_cancelled() -> No
         assert venue_open(replay, "mm-xbt") == []
 
 
-class FlakyOpenOrders:
-    """The venue's OpenOrders fails once (a REST timeout) before answering."""
+class FailsOnce:
+    """A stand-in around a venue or journal whose first call of `method` raises `error`; every
+    other call is the real one's."""
 
-    def __init__(self, inner: InProcessVenue) -> None:
+    def __init__(self, inner: Any, method: str, error: Exception) -> None:
         self._inner = inner
+        self._method = method
+        self._error = error
         self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+        real = getattr(self._inner, name)
+        if name != self._method:
+            return real
 
-    async def open_orders(self) -> Any:
-        self.calls += 1
-        if self.calls == 1:
-            raise VenueUnavailable("OpenOrders: timed out")
-        return await self._inner.open_orders()
+        async def first_fails(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls == 1:
+                raise self._error
+            return await real(*args, **kwargs)
+
+        return first_fails
 
 
 async def test_the_venues_passing_trouble_at_start_is_waited_out() -> None:
-    flaky: list[FlakyOpenOrders] = []
+    flaky: list[FailsOnce] = []
 
     def wrap(venue: InProcessVenue) -> Any:
-        flaky.append(FlakyOpenOrders(venue))
+        flaky.append(FailsOnce(venue, "open_orders", VenueUnavailable("OpenOrders: timed out")))
         return flaky[0]
 
     async with ReplayHarness(SETTINGS) as replay:
@@ -295,35 +302,19 @@ async def test_the_venues_passing_trouble_at_start_is_waited_out() -> None:
         assert len(venue_open(replay, "mm-xbt")) == 1
 
 
-class SettleFailsOnce:
-    """The journal's first settle meets Redis down; the rest is the real journal."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.failed = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    async def settle(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.failed:
-            self.failed += 1
-            raise StoreUnavailable("Redis at redis://127.0.0.1:1: connection refused")
-        return await self._inner.settle(*args, **kwargs)
-
-
 async def test_a_settle_redis_refused_is_tried_again_while_running() -> None:
-    journals: list[SettleFailsOnce] = []
+    journals: list[FailsOnce] = []
 
     def wrap(journal: Any) -> Any:
-        journals.append(SettleFailsOnce(journal))
+        refused = StoreUnavailable("Redis at redis://127.0.0.1:1: connection refused")
+        journals.append(FailsOnce(journal, "settle", refused))
         return journals[0]
 
     async with ReplayHarness(SETTINGS) as replay:
         worker = replay.add(strategy_config("bid", "mm-xbt"), RestsOneBid, wrap_journal=wrap)
         await replay.start()
         await replay.run_for(3.0)
-        assert journals[0].failed == 1
-        assert await worker.manager.journal.pending() == []  # settled on the retry
+        assert journals[0].calls == 2  # refused, then settled on the retry
+        assert await worker.manager.journal.pending() == []
         [settled] = await worker.manager.journal.settled()
         assert settled.outcome == "placed"
