@@ -44,7 +44,7 @@ from orchestrator.errors import (
     VenueUnavailable,
 )
 from orchestrator.exchange.kraken.ws.schemas import Execution, execution_problem
-from orchestrator.exchange.protocol import TradingVenue
+from orchestrator.exchange.protocol import OrderRef, TradingVenue
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
 from orchestrator.strategy import Fill, OrderUpdate
@@ -62,6 +62,8 @@ AMEND_ATTEMPTS: Final = 3
 LOOKUP_EVERY_S: Final = 2.0
 SETTLE_ATTEMPTS: Final = 8  # a settle Redis refused: tried again with backoff (about 2 min)
 _NOT_SENT: Final = (VenueUnavailable, RateLimited, LimiterUnavailable)
+# What a place can come back with besides its reference (anything else is a bug, raised).
+PLACE_OUTCOMES: Final = (AmbiguousOutcome, *_NOT_SENT, VenueRateLimited, VenueRejected)
 
 
 class OrderListener(Protocol):
@@ -262,11 +264,23 @@ class OrderManager:
                 order.reason = None  # an open order's reason (a refused amend) is told once
 
     async def _place(self, order: TrackedOrder) -> None:
-        if order.is_terminal:  # cancelled before it was sent: nothing to send
+        if not await self.ready_to_send(order):
             return
+        try:
+            ref = await self.venue.place(order.spec())
+        except PLACE_OUTCOMES as exc:
+            await self.placed(order, exc)
+            return
+        await self.placed(order, ref)
+
+    async def ready_to_send(self, order: TrackedOrder) -> bool:
+        """Whether `order` may go now: not cancelled before it was sent, the strategy not
+        stopping, and its journal entry written (then it is in flight)."""
+        if order.is_terminal:  # cancelled before it was sent: nothing to send
+            return False
         if self.is_closing():
             self.tell(order, st.on_place_failed(order, "not sent: the strategy is stopping"))
-            return
+            return False
         try:
             entry = journal_entry(order, strategy=self.strategy, account=self.account,
                                   created_s=self.clock.time())  # fmt: skip
@@ -274,32 +288,30 @@ class OrderManager:
         except StoreError as exc:
             self._count("place", "no_journal")
             self.tell(order, st.on_place_failed(order, f"not sent: journal unavailable ({exc})"))
-            return
+            return False
         self.in_flight.add(order.cl_ord_id)
-        try:
-            ref = await self.venue.place(order.spec())
-        except AmbiguousOutcome as exc:
+        return True
+
+    async def placed(self, order: TrackedOrder, outcome: OrderRef | OrchestratorError) -> None:
+        """What the venue said of one place (alone or in a batch), journalled and told."""
+        if isinstance(outcome, AmbiguousOutcome):
             self._count("place", "ambiguous")
             log.warning("order.place_ambiguous", strategy=self.strategy, cl_ord_id=order.cl_ord_id,
-                        error=str(exc))  # fmt: skip
+                        error=str(outcome))  # fmt: skip
             await self._settle_unknown(order)
             return
-        except (*_NOT_SENT, VenueRateLimited) as exc:
+        if isinstance(outcome, OrchestratorError):
             self.in_flight.discard(order.cl_ord_id)
-            self._count("place", "not_sent")
-            self.tell(order, st.on_place_failed(order, f"not sent: {exc}"))
-            await self._settle(order, "not_placed", reason=str(exc))
-            return
-        except VenueRejected as exc:
-            self.in_flight.discard(order.cl_ord_id)
-            self._count("place", "rejected")
-            self.tell(order, st.on_place_failed(order, str(exc)))
-            await self._settle(order, "rejected", reason=str(exc))
+            refused = isinstance(outcome, VenueRejected)
+            self._count("place", "rejected" if refused else "not_sent")
+            self.tell(order, st.on_place_failed(order, str(outcome) if refused
+                                                else f"not sent: {outcome}"))  # fmt: skip
+            await self._settle(order, "rejected" if refused else "not_placed", reason=str(outcome))
             return
         self.in_flight.discard(order.cl_ord_id)
         self._count("place", "ok")
-        self.tell(order, st.on_placed(order, ref))
-        await self._settle(order, "placed", txid=ref.txid)
+        self.tell(order, st.on_placed(order, outcome))
+        await self._settle(order, "placed", txid=outcome.txid)
         if self.is_closing() and order.is_open:  # placed while the strategy was stopping
             order.cancel_requested = True
             await self._cancel(order)
