@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from orchestrator.errors import VenueError
 from orchestrator.exchange.instruments import Instrument
 
 Side = Literal["buy", "sell"]
@@ -127,6 +128,13 @@ class TradingVenue(Protocol):
     async def place(self, spec: OrderSpec) -> OrderRef:
         """Place once (a lost reply is reconciled by `cl_ord_id`); the reference to amend or
         cancel it."""
+        ...
+
+    async def place_batch(self, specs: Sequence[OrderSpec]) -> list[OrderRef | VenueError]:
+        """Place 2 to 15 orders of one pair at once (Kraken prices n of them at n/2); each
+        slot is the order's reference or why it was not placed. A lost reply is reconciled
+        order by order (`cl_ord_id`) after the batch's deadline: an order the venue does not
+        show then was not placed (its slot says so; nothing is sent again)."""
         ...
 
     async def amend(

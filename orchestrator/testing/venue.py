@@ -38,7 +38,7 @@ from typing import Any, Final, Literal, TypeVar, cast
 import msgspec
 
 from orchestrator.clock import ManualClock
-from orchestrator.errors import VenueUnavailable
+from orchestrator.errors import VenueError, VenueUnavailable
 from orchestrator.exchange.instruments import Instruments
 from orchestrator.exchange.kraken.common.errors import to_exception
 from orchestrator.exchange.kraken.spot import schemas as s
@@ -51,7 +51,11 @@ from orchestrator.exchange.kraken.spot.reader import (
     order_states,
 )
 from orchestrator.exchange.kraken.spot.rest import decode_result, read_envelope
-from orchestrator.exchange.kraken.ws.order_params import add_order_params, amend_order_params
+from orchestrator.exchange.kraken.ws.order_params import (
+    add_order_params,
+    amend_order_params,
+    batch_add_params,
+)
 from orchestrator.exchange.kraken.ws.requests import acting, unanswered
 from orchestrator.exchange.kraken.ws.schemas import (
     BalanceSnapshot,
@@ -196,6 +200,21 @@ class InProcessVenue:
         rested_s = self.venue.clock.time() if spec.rests else None
         return OrderRef(txid=result["order_id"], cl_ord_id=spec.cl_ord_id, instrument=pair,
                         rested_s=rested_s)  # fmt: skip
+
+    async def place_batch(self, specs: Sequence[OrderSpec]) -> list[OrderRef | VenueError]:
+        """`batch_add`: validated whole (one bad order refuses the batch), then each order
+        placed or failing alone (its slot carries the error)."""
+        slots = await self._trade("batch_add", batch_add_params(specs))
+        now_s = self.venue.clock.time()
+        out: list[OrderRef | VenueError] = []
+        for spec, slot in zip(specs, slots, strict=True):
+            if "error" in slot:
+                out.append(to_exception([slot["error"]], acting=True, method="batch_add"))
+                continue
+            out.append(OrderRef(txid=slot["order_id"], cl_ord_id=spec.cl_ord_id,
+                                instrument=spec.instrument,
+                                rested_s=now_s if spec.rests else None))  # fmt: skip
+        return out
 
     async def amend(
         self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None

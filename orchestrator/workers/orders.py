@@ -1,7 +1,7 @@
 """The order manager of one strategy: intents in, orders at the venue, nothing lost or doubled.
 
     manager = OrderManager(strategy="mm", account="mm-xbt", venue=..., journal=..., clock=...,
-                           listener=worker)
+                           listener=worker, registry=..., place_final_after_s=10.0)
     manager.place(order)          # a TrackedOrder the worker built and risk-checked
     manager.amend(cl_ord_id, price=...); manager.cancel(cl_ord_id)
     await manager.run()           # executes the intents (owned by the worker's TaskGroup)
@@ -13,9 +13,12 @@ tells. Nothing is re-sent on a guess: a place is sent once; a lost cancel is sim
 (cancelling twice cannot do harm).
 
 Requests of one order run in order (a cancel waits for its place), each order in its own task of
-the manager's TaskGroup; the orders of a strategy run concurrently. Pending amends coalesce (only
-the newest is sent); a cancel drops the amends queued before it. Order states come from the
-private `executions` channel (`on_execution`) and from the replies (`order_states.py`).
+the manager's TaskGroup; the orders of a strategy run concurrently. Places of one pair asked for
+in the same turn of the loop go as one batch (`batching.py`: Kraken prices n at n/2). Pending
+amends coalesce (only the newest is sent); a cancel drops the amends queued before it. Order
+states come from the private `executions` channel (`on_execution`) and from the replies
+(`order_states.py`); what each answer means is `settling.py`, how cancels and amends are sent
+`requests.py`, how a stop cancels everything `stopping.py`.
 
 Redis down: a place is refused (nothing is sent without its journal entry); cancels need no
 journal and always go to the venue, retried until the venue answers.
@@ -24,7 +27,6 @@ journal and always go to the venue, retried until the venue answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -34,14 +36,10 @@ from typing import Any, Final, Literal, Protocol
 from orchestrator.clock import Clock
 from orchestrator.errors import (
     AmbiguousOutcome,
-    LimiterUnavailable,
     OrchestratorError,
-    RateLimited,
     StoreError,
-    UnknownOrder,
     VenueRateLimited,
     VenueRejected,
-    VenueUnavailable,
 )
 from orchestrator.exchange.kraken.ws.schemas import Execution, execution_problem
 from orchestrator.exchange.protocol import OrderRef, TradingVenue
@@ -49,21 +47,16 @@ from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
 from orchestrator.strategy import Fill, OrderUpdate
 from orchestrator.workers import order_states as st
+from orchestrator.workers import requests, settling
+from orchestrator.workers.batching import PlaceBatcher
 from orchestrator.workers.journal import OrderJournal, journal_entry
 from orchestrator.workers.order_states import Applied, TrackedOrder
-from orchestrator.workers.stopping import RETRY_INITIAL_S, RETRY_MAX_S, cancel_everything
+from orchestrator.workers.stopping import cancel_everything
 
 log = get_logger(__name__)
 
-# Retries of a request the venue could not take now (nothing executed): cancels retry until the
-# venue answers; amends a few times (the strategy re-decides on a refusal anyway).
-AMEND_ATTEMPTS: Final = 3
-# How often an order whose place outcome is unknown is looked up again.
-LOOKUP_EVERY_S: Final = 2.0
-SETTLE_ATTEMPTS: Final = 8  # a settle Redis refused: tried again with backoff (about 2 min)
-_NOT_SENT: Final = (VenueUnavailable, RateLimited, LimiterUnavailable)
 # What a place can come back with besides its reference (anything else is a bug, raised).
-PLACE_OUTCOMES: Final = (AmbiguousOutcome, *_NOT_SENT, VenueRateLimited, VenueRejected)
+PLACE_OUTCOMES: Final = (AmbiguousOutcome, *requests.NOT_SENT, VenueRateLimited, VenueRejected)
 
 
 class OrderListener(Protocol):
@@ -117,6 +110,7 @@ class OrderManager:
         self._by_txid: dict[str, str] = {}
         self._open: dict[str, TrackedOrder] = {}  # the orders of `orders` not final yet
         self._retries: set[asyncio.Task[None]] = set()  # journal settles tried again
+        self._batcher = PlaceBatcher(self)
         self._lanes: dict[str, _Lane] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._started = asyncio.Event()
@@ -166,7 +160,48 @@ class OrderManager:
         if order.cl_ord_id in self.orders:
             raise ValueError(f"order {order.cl_ord_id} is already tracked")
         self.track(order)
-        self._queue(order.cl_ord_id, "place")
+        if self._tg is None:  # before run(): run() starts its lane
+            self._queue(order.cl_ord_id, "place")
+            return
+        lane = self._lanes.setdefault(order.cl_ord_id, _Lane())
+        lane.ops.append("place")
+        lane.busy = True  # driven by the batcher until its place is answered
+        self._batcher.add(order)
+
+    # --- the batcher's side (batching.py) -------------------------------------------------------
+    place_outcomes = PLACE_OUTCOMES
+
+    def spawn_lane_work(self, work: Coroutine[Any, Any, None]) -> None:
+        assert self._tg is not None  # noqa: S101 - the batcher runs only while run() does
+        self._tg.create_task(work)
+
+    def take_place(self, cl_ord_id: str) -> bool:
+        """The batcher takes the order's place op; False when it was dropped meanwhile."""
+        lane = self._lanes[cl_ord_id]
+        if lane.ops and lane.ops[0] == "place":
+            lane.ops.popleft()
+            return True
+        return False
+
+    async def send_place(self, order: TrackedOrder) -> None:
+        """One order, ready (journalled): sent alone."""
+        try:
+            ref = await self.venue.place(order.spec())
+        except PLACE_OUTCOMES as exc:
+            await self.placed(order, exc)
+            return
+        await self.placed(order, ref)
+
+    def continue_lane(self, cl_ord_id: str) -> None:
+        """What was queued after the order's place runs now (its own task)."""
+        lane = self._lanes[cl_ord_id]
+        if lane.ops and self._tg is not None:
+            self._tg.create_task(self._drive(cl_ord_id, lane), name=f"order-{cl_ord_id}")
+        else:
+            lane.busy = False
+
+    def release_lane(self, cl_ord_id: str) -> None:
+        self._lanes[cl_ord_id].busy = False
 
     def amend(self, cl_ord_id: str, *, price: Decimal | None, volume: Decimal | None) -> None:
         self._queue(cl_ord_id, _Amend(price, volume))
@@ -247,9 +282,9 @@ class OrderManager:
                 if op == "place":
                     await self._place(order)
                 elif op == "cancel":
-                    await self._cancel(order)
+                    await requests.cancel(self, order)
                 else:
-                    await self._amend(order, op)
+                    await requests.amend(self, order, price=op.price, volume=op.volume)
         finally:
             lane.busy = False
 
@@ -264,14 +299,8 @@ class OrderManager:
                 order.reason = None  # an open order's reason (a refused amend) is told once
 
     async def _place(self, order: TrackedOrder) -> None:
-        if not await self.ready_to_send(order):
-            return
-        try:
-            ref = await self.venue.place(order.spec())
-        except PLACE_OUTCOMES as exc:
-            await self.placed(order, exc)
-            return
-        await self.placed(order, ref)
+        if await self.ready_to_send(order):
+            await self.send_place(order)
 
     async def ready_to_send(self, order: TrackedOrder) -> bool:
         """Whether `order` may go now: not cancelled before it was sent, the strategy not
@@ -286,7 +315,7 @@ class OrderManager:
                                   created_s=self.clock.time())  # fmt: skip
             await self.journal.record(entry)
         except StoreError as exc:
-            self._count("place", "no_journal")
+            self.count("place", "no_journal")
             self.tell(order, st.on_place_failed(order, f"not sent: journal unavailable ({exc})"))
             return False
         self.in_flight.add(order.cl_ord_id)
@@ -294,166 +323,21 @@ class OrderManager:
 
     async def placed(self, order: TrackedOrder, outcome: OrderRef | OrchestratorError) -> None:
         """What the venue said of one place (alone or in a batch), journalled and told."""
-        if isinstance(outcome, AmbiguousOutcome):
-            self._count("place", "ambiguous")
-            log.warning("order.place_ambiguous", strategy=self.strategy, cl_ord_id=order.cl_ord_id,
-                        error=str(outcome))  # fmt: skip
-            await self._settle_unknown(order)
+        await settling.placed(self, order, outcome)
+        if self.is_closing() and order.is_open and order.txid is not None:
+            order.cancel_requested = True  # placed while the strategy was stopping
+            await requests.cancel(self, order)
+
+    def retry_settle_later(self, work: Coroutine[Any, Any, None]) -> None:
+        """A journal settle Redis refused, tried again in the background (dropped at stop)."""
+        if self._tg is None:
+            work.close()
             return
-        if isinstance(outcome, OrchestratorError):
-            self.in_flight.discard(order.cl_ord_id)
-            refused = isinstance(outcome, VenueRejected)
-            self._count("place", "rejected" if refused else "not_sent")
-            self.tell(order, st.on_place_failed(order, str(outcome) if refused
-                                                else f"not sent: {outcome}"))  # fmt: skip
-            await self._settle(order, "rejected" if refused else "not_placed", reason=str(outcome))
-            return
-        self.in_flight.discard(order.cl_ord_id)
-        self._count("place", "ok")
-        self.tell(order, st.on_placed(order, outcome))
-        await self._settle(order, "placed", txid=outcome.txid)
-        if self.is_closing() and order.is_open:  # placed while the strategy was stopping
-            order.cancel_requested = True
-            await self._cancel(order)
+        task = self._tg.create_task(work)
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
-    async def _settle_unknown(self, order: TrackedOrder) -> None:
-        """The venue could not say whether the order exists: ask it by `cl_ord_id` until it
-        can (the order stays in flight; executions may tell first)."""
-        sent_s = self.clock.time()
-        while order.cl_ord_id in self.in_flight:
-            await self.clock.sleep(LOOKUP_EVERY_S)
-            if order.txid is not None:  # an execution named it meanwhile
-                break
-            try:
-                state = await self.venue.find_order(order.cl_ord_id)
-            except OrchestratorError as exc:
-                log.info("order.lookup_failed", cl_ord_id=order.cl_ord_id, error=str(exc))
-                continue
-            if state is None:
-                if self.clock.time() - sent_s < self.place_final_after_s:
-                    continue  # it may still be queued at the venue
-                self.in_flight.discard(order.cl_ord_id)
-                self.tell(order, st.on_place_failed(order, "not placed (reconciled)"))
-                await self._settle(order, "not_placed", reason="absent after its deadline")
-                return
-            self.tell(order, st.on_reconciled(order, state))
-            break
-        self.in_flight.discard(order.cl_ord_id)
-        await self._settle(order, "placed", txid=order.txid)
-
-    async def _settle(
-        self, order: TrackedOrder, outcome: Literal["placed", "not_placed", "rejected"],
-        *, txid: str | None = None, reason: str | None = None,
-    ) -> None:  # fmt: skip
-        """Settle the journal entry. Redis down leaves it pending: the settle is tried again
-        in the background a few times, and whatever is still pending at the next start is
-        settled from the venue by reconciliation (the truth does not depend on this write)."""
-        try:
-            await self.journal.settle(order.cl_ord_id, outcome, txid=txid, reason=reason)
-        except StoreError as exc:
-            log.warning("order.settle_deferred", cl_ord_id=order.cl_ord_id, error=str(exc))
-            if self._tg is not None:  # the order's own lane goes on meanwhile
-                task = self._tg.create_task(self._settle_later(order.cl_ord_id, outcome, txid,
-                                                               reason))  # fmt: skip
-                self._retries.add(task)
-                task.add_done_callback(self._retries.discard)
-
-    async def _settle_later(
-        self, cl_ord_id: str, outcome: Literal["placed", "not_placed", "rejected"],
-        txid: str | None, reason: str | None,
-    ) -> None:  # fmt: skip
-        delay_s = RETRY_INITIAL_S
-        for attempt in range(1, SETTLE_ATTEMPTS):
-            await self.clock.sleep(delay_s)
-            delay_s = min(RETRY_MAX_S * 6, delay_s * 2)
-            try:
-                await self.journal.settle(cl_ord_id, outcome, txid=txid, reason=reason)
-            except StoreError as exc:
-                log.warning("order.settle_deferred", cl_ord_id=cl_ord_id, attempt=attempt,
-                            error=str(exc))  # fmt: skip
-            else:
-                return
-        log.warning("order.settle_left_to_reconciliation", cl_ord_id=cl_ord_id)
-
-    async def _cancel(self, order: TrackedOrder) -> None:
-        """Until the venue answers: cancels always go through."""
-        delay_s = RETRY_INITIAL_S
-        while order.is_open:
-            if order.txid is None:  # the place's outcome is unknown yet: wait for it
-                await self.clock.sleep(delay_s)
-                delay_s = min(RETRY_MAX_S, delay_s * 2)
-                continue
-            try:
-                cancelled = await self.venue.cancel(order.ref())
-            except UnknownOrder:
-                cancelled = False
-            except (*_NOT_SENT, VenueRateLimited, AmbiguousOutcome) as exc:
-                self._count("cancel", "retry")
-                log.warning("order.cancel_retry", cl_ord_id=order.cl_ord_id, error=str(exc))
-                await self.clock.sleep(delay_s)
-                delay_s = min(RETRY_MAX_S, delay_s * 2)
-                continue
-            except VenueRejected as exc:
-                self._count("cancel", "refused")
-                self.tell(order, st.on_cancel_refused(order, str(exc)))
-                return
-            self._count("cancel", "ok" if cancelled else "closed")
-            if cancelled:
-                self.tell(order, st.on_cancelled(order, "cancelled on request"))
-            else:
-                await self._refresh(order)
-            return
-
-    async def _amend(self, order: TrackedOrder, amend: _Amend) -> None:
-        delay_s = RETRY_INITIAL_S
-        for _ in range(AMEND_ATTEMPTS):
-            if not order.is_open or order.cancel_requested:
-                return
-            if order.txid is None:
-                await self.clock.sleep(delay_s)
-                delay_s = min(RETRY_MAX_S, delay_s * 2)
-                continue
-            try:
-                ref = await self.venue.amend(order.ref(), price=amend.price, volume=amend.volume)
-            except UnknownOrder:  # closed meanwhile (filled, cancelled): learn how
-                await self._refresh(order)
-                return
-            except (*_NOT_SENT, VenueRateLimited) as exc:
-                self._count("amend", "retry")
-                log.info("order.amend_retry", cl_ord_id=order.cl_ord_id, error=str(exc))
-                await self.clock.sleep(delay_s)
-                delay_s = min(RETRY_MAX_S, delay_s * 2)
-                continue
-            except AmbiguousOutcome as exc:
-                self._count("amend", "ambiguous")
-                self.tell(order, st.on_amend_refused(order, f"outcome unknown: {exc}"))
-                await self._refresh(order)
-                return
-            except VenueRejected as exc:
-                self._count("amend", "refused")
-                self.tell(order, st.on_amend_refused(order, str(exc)))
-                return
-            self._count("amend", "ok")
-            self.tell(
-                order,
-                st.on_amended(
-                    order,
-                    price=amend.price,
-                    volume=amend.volume,
-                    rested_s=ref.rested_s or self.clock.time(),
-                ),
-            )
-            return
-        self.tell(order, st.on_amend_refused(order, "not sent: the venue could not take it"))
-
-    async def _refresh(self, order: TrackedOrder) -> None:
-        """The order's state from the venue (after a cancel found it closed, ...)."""
-        with contextlib.suppress(OrchestratorError):
-            state = await self.venue.find_order(order.cl_ord_id)
-            if state is not None:
-                self.tell(order, st.on_reconciled(order, state))
-
-    def _count(self, kind: str, outcome: str) -> None:
+    def count(self, kind: str, outcome: str) -> None:
         self._sent.inc(self.strategy, kind, outcome)
 
     # --- the venue's side ----------------------------------------------------------------------

@@ -299,3 +299,46 @@ async def test_order_flags_reach_the_venue_over_ws(desk: Desk) -> None:
     assert [r.rested_s is None for r in refs] == [False, True, False]
     assert desk.sent("ws:add_order") == 3
     assert desk.sent("private:AddOrder") == 0
+
+
+async def test_a_batch_goes_as_one_batch_add_at_half_the_cost(desk: Desk) -> None:
+    specs = [desk.spec("batch-1"), desk.spec("batch-2", price="49000.0"),
+             desk.spec("batch-3", side="sell", price="90000.0")]  # fmt: skip
+    refs = await io(desk.entry.place_batch(specs))
+    assert all(not isinstance(r, Exception) for r in refs)
+    venue_orders = {o.cl_ord_id: o for o in desk.sim.venue.engine.open_orders(ACCOUNT).values()}
+    assert set(venue_orders) == {"batch-1", "batch-2", "batch-3"}
+    assert [getattr(r, "txid", None) for r in refs] == [
+        venue_orders[s.cl_ord_id].txid for s in specs
+    ]
+    assert desk.sent("ws:batch_add") == 1
+    assert desk.sent("ws:add_order") == 0
+    # three orders of one pair cost ceil(3/2) = 2 on the trading counter, not 3
+    levels = desk.sim.venue.limits.levels(desk.clock.time())
+    [used] = [v for k, v in levels.items() if ACCOUNT in k and "XBT/USD" in k]
+    assert used == 2
+
+
+async def test_a_batch_whose_reply_is_lost_is_placed_exactly_once(desk: Desk) -> None:
+    faults = desk.sim.venue.settings.faults
+    faults.lost_reply_next, faults.lost_reply_methods = 1, ("batch_add",)
+    specs = [desk.spec("lost-1"), desk.spec("lost-2", price="49000.0")]
+    placing = asyncio.create_task(desk.entry.place_batch(specs))
+    await until(lambda: desk.sent("ws:batch_add") == 1)
+    await desk.pass_time(REQUEST_TIMEOUT_S)
+    refs = await io(placing)
+    placed = [o for o in desk.sim.venue.engine.orders.values() if o.account == ACCOUNT]
+    assert sorted(o.cl_ord_id or "" for o in placed) == ["lost-1", "lost-2"]
+    assert [getattr(r, "txid", None) for r in refs] == [
+        next(o.txid for o in placed if o.cl_ord_id == s.cl_ord_id) for s in specs
+    ]
+    assert desk.sent("ws:batch_add") == 1  # reconciled by cl_ord_id, never sent again
+    assert desk.sent("private:AddOrder") == 0
+
+
+async def test_a_batch_with_the_socket_down_goes_order_by_order_over_rest(desk: Desk) -> None:
+    await desk.socket_down()
+    refs = await io(desk.entry.place_batch([desk.spec("rest-1"), desk.spec("rest-2")]))
+    assert all(not isinstance(r, Exception) for r in refs)
+    assert desk.sent("private:AddOrder") == 2
+    assert desk.sent("ws:batch_add") == 0

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
+from orchestrator.errors import VenueError
 from orchestrator.exchange.protocol import OrderRef, OrderSpec, OrderState
 from orchestrator.testing.venue import InProcessVenue
 from orchestrator.workers.journal import JournalEntry, OrderJournal, Outcome, SettledEntry
@@ -29,11 +30,11 @@ from orchestrator.workers.journal import JournalEntry, OrderJournal, Outcome, Se
 T = TypeVar("T")
 When = Literal["before", "after"]
 
-VENUE_CALLS = ("place", "amend", "cancel", "cancel_all", "dead_man_switch", "open_orders",
-               "find_order")  # fmt: skip
+VENUE_CALLS = ("place", "place_batch", "amend", "cancel", "cancel_all", "dead_man_switch",
+               "open_orders", "find_order")  # fmt: skip
 # The in-process venue's method behind each call whose reply a plan may lose.
-_METHODS = {"place": "add_order", "amend": "amend_order", "cancel": "cancel_order",
-            "cancel_all": "cancel_all"}  # fmt: skip
+_METHODS = {"place": "add_order", "place_batch": "batch_add", "amend": "amend_order",
+            "cancel": "cancel_order", "cancel_all": "cancel_all"}  # fmt: skip
 JOURNAL_CALLS = ("record", "settle", "pending", "settled")
 
 
@@ -61,6 +62,7 @@ class CrashPlan:
     recorded: set[str] = field(default_factory=set)  # cl_ord_ids Redis journalled
     sent: list[str] = field(default_factory=list)  # cl_ord_ids of places that left
     unjournalled_sends: list[str] = field(default_factory=list)  # must stay empty
+    batched: int = 0  # places that left in batches (each one order of a `place_batch` call)
 
     def kill(self) -> None:
         """Kill the process now (at no I/O call: an idle moment)."""
@@ -122,6 +124,19 @@ class CrashingVenue:
             return await self._inner.place(spec)
 
         return await self._forward("place", send)
+
+    async def place_batch(self, specs: Sequence[OrderSpec]) -> list[OrderRef | VenueError]:
+        plan = self._plan
+
+        async def send() -> list[OrderRef | VenueError]:
+            for spec in specs:
+                plan.sent.append(spec.cl_ord_id)
+                if spec.cl_ord_id not in plan.recorded:
+                    plan.unjournalled_sends.append(spec.cl_ord_id)
+            plan.batched += len(specs)
+            return await self._inner.place_batch(specs)
+
+        return await self._forward("place_batch", send)
 
     async def amend(
         self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None

@@ -318,3 +318,83 @@ async def test_a_settle_redis_refused_is_tried_again_while_running() -> None:
         assert await worker.manager.journal.pending() == []
         [settled] = await worker.manager.journal.settled()
         assert settled.outcome == "placed"
+
+
+class QuotesBothSides(Recorder):
+    """A bid and an ask in one callback, once: one batch of two at the venue."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.quoted: list[str] = []
+
+    def on_book(self, book: BookView) -> None:
+        super().on_book(book)
+        if not self.quoted and book.mid is not None:
+            tick = self.ctx.instrument(PAIR)
+            bid = tick.round_price(book.mid * Decimal("0.99"))
+            ask = tick.round_price(book.mid * Decimal("1.01"), up=True)
+            self.quoted = [self.ctx.place(PAIR, "buy", Decimal("0.01"), bid),
+                           self.ctx.place(PAIR, "sell", Decimal("0.01"), ask)]  # fmt: skip
+
+
+class CountsCalls:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._inner, name)
+        if not name.startswith(("place", "cancel", "amend")):
+            return real
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return await real(*args, **kwargs)
+
+        return counted
+
+
+async def test_places_of_one_pair_asked_together_go_as_one_batch() -> None:
+    counters: list[CountsCalls] = []
+
+    def wrap(venue: InProcessVenue) -> Any:
+        counters.append(CountsCalls(venue))
+        return counters[0]
+
+    async with ReplayHarness(SETTINGS) as replay:
+        worker = replay.add(strategy_config("mm", "mm-xbt"), QuotesBothSides, wrap_venue=wrap)
+        await replay.start()
+        await replay.run_for(1.0)
+        strategy = worker.strategy
+        assert isinstance(strategy, QuotesBothSides)
+        assert counters[0].calls == ["place_batch"]
+        assert sorted(venue_open(replay, "mm-xbt")) == sorted(strategy.quoted)
+        assert [strategy.statuses(c)[-1] for c in strategy.quoted] == ["new", "new"]
+        settled = await worker.manager.journal.settled()
+        assert sorted(s.cl_ord_id for s in settled if s.outcome == "placed") == sorted(
+            strategy.quoted
+        )
+        # Kraken prices a batch of two at one unit on the trading counter, not two
+        level = replay.venue.limits.levels(replay.clock.time())
+        [(scope, used)] = [(k, v) for k, v in level.items() if "mm-xbt" in k and "XBT" in k]
+        assert used <= 1.0, scope
+
+
+async def test_a_batch_the_venue_could_not_take_is_reported_order_by_order() -> None:
+    class TwoBids(QuotesBothSides):
+        def on_book(self, book: BookView) -> None:
+            if not self.quoted and book.mid is not None:
+                bid = self.ctx.instrument(PAIR).round_price(book.mid * Decimal("0.99"))
+                self.quoted = [self.ctx.place(PAIR, "buy", Decimal("0.01"), bid),
+                               self.ctx.place(PAIR, "buy", Decimal("0.01"), bid)]  # fmt: skip
+
+    async with ReplayHarness(SETTINGS) as replay:
+        worker = replay.add(strategy_config("mm", "mm-xbt"), TwoBids)
+        replay.venues["mm"].fail_next("batch_add", "unavailable")
+        await replay.start()
+        await replay.run_for(1.0)
+        strategy = worker.strategy
+        assert isinstance(strategy, TwoBids)
+        assert [strategy.statuses(c)[-1] for c in strategy.quoted] == ["rejected", "rejected"]
+        assert venue_open(replay, "mm-xbt") == []
+        assert await worker.manager.journal.pending() == []

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, VenueError
 from orchestrator.exchange.protocol import OrderRef, OrderSpec, OrderState
 from orchestrator.simulator.orders import Order as VenueOrder
 from orchestrator.simulator.settings import SimSettings
@@ -651,6 +651,9 @@ class ClosedUnderAmend:
 
     async def place(self, spec: OrderSpec) -> OrderRef:
         return await self._inner.place(spec)
+
+    async def place_batch(self, specs: Sequence[OrderSpec]) -> list[OrderRef | VenueError]:
+        return await self._inner.place_batch(specs)
 
     async def amend(
         self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Final, TypeVar
 
 from orchestrator.clock import Clock
-from orchestrator.errors import AmbiguousOutcome, UnknownOrder
+from orchestrator.errors import AmbiguousOutcome, UnknownOrder, VenueError
 from orchestrator.exchange.instruments import Instruments
 from orchestrator.exchange.kraken.common import methods as m
 from orchestrator.exchange.kraken.common.reconcile import act_once
@@ -121,6 +121,17 @@ class KrakenTrading:
         rested_s = self.clock.time() if spec.rests else None
         return OrderRef(txid=txid, cl_ord_id=spec.cl_ord_id, instrument=spec.instrument,
                         rested_s=rested_s)  # fmt: skip
+
+    async def place_batch(self, specs: Sequence[OrderSpec]) -> list[OrderRef | VenueError]:
+        """Over REST the orders go one by one (each with its own exactly-once `place`): the
+        fallback of WebSocket `batch_add`, which is where batches pay n/2."""
+        out: list[OrderRef | VenueError] = []
+        for spec in specs:
+            try:
+                out.append(await self.place(spec))
+            except VenueError as exc:
+                out.append(exc)
+        return out
 
     async def amend(
         self, ref: OrderRef, *, volume: Decimal | None = None, price: Decimal | None = None

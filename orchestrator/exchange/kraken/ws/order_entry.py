@@ -28,9 +28,11 @@ from orchestrator.errors import (
     AmbiguousOutcome,
     OrchestratorError,
     UnknownOrder,
+    VenueError,
     VenueUnavailable,
 )
 from orchestrator.exchange.kraken.common import methods as m
+from orchestrator.exchange.kraken.common.errors import to_exception
 from orchestrator.exchange.kraken.common.reconcile import act_once
 from orchestrator.exchange.kraken.spot.trading import (
     MAX_DEADLINE_AHEAD_S,
@@ -39,7 +41,11 @@ from orchestrator.exchange.kraken.spot.trading import (
     place_request,
 )
 from orchestrator.exchange.kraken.ws.client import KrakenWs
-from orchestrator.exchange.kraken.ws.order_params import add_order_params, amend_order_params
+from orchestrator.exchange.kraken.ws.order_params import (
+    add_order_params,
+    amend_order_params,
+    batch_add_params,
+)
 from orchestrator.exchange.kraken.ws.trading import KrakenWsTrading
 from orchestrator.exchange.protocol import OrderRef, OrderSpec, OrderState
 from orchestrator.logs import get_logger
@@ -54,6 +60,13 @@ T = TypeVar("T")
 
 class _Added(msgspec.Struct):
     order_id: str
+
+
+class _BatchSlot(msgspec.Struct):
+    """One order of a `batch_add` reply: its id, or the error that order alone met."""
+
+    order_id: str | None = None
+    error: str | None = None
 
 
 class _Amended(msgspec.Struct):
@@ -133,6 +146,56 @@ class WsOrderEntry:
             return await self._rest.place(spec)
         rested_s = self.clock.time() if spec.rests else None  # the acknowledgement's time
         return OrderRef(txid=txid, cl_ord_id=spec.cl_ord_id, instrument=spec.instrument,
+                        rested_s=rested_s)  # fmt: skip
+
+    async def place_batch(self, specs: Sequence[OrderSpec]) -> list[OrderRef | VenueError]:
+        """`batch_add` (n orders of one pair at n/2); over REST, one by one."""
+        params = batch_add_params(specs)  # bad numbers or a mixed batch refused here
+        if not self._use_ws("batch_add"):
+            return await self._rest.place_batch(specs)
+        request = VenueRequest(method=m.ADD_ORDER_BATCH, pair=specs[0].instrument.wsname,
+                               batch_size=len(specs))  # fmt: skip
+        deadline = Deadline(self.clock, self.order_deadline_s)
+        what = f"batch_add {specs[0].cl_ord_id}+{len(specs) - 1}"
+
+        async def send() -> list[OrderRef | VenueError]:
+            reply = await self._trading.trade(request, params, stamp=deadline.stamp)
+            slots = _result(list[_BatchSlot], reply, what)
+            if len(slots) != len(specs):
+                raise AmbiguousOutcome(f"{what}: {len(slots)} results for {len(specs)} orders")
+            return [self._slot(spec, slot) for spec, slot in zip(specs, slots, strict=True)]
+
+        async def lookup() -> list[OrderRef | VenueError] | None:
+            found = [await self._rest.find_order(spec.cl_ord_id) for spec in specs]
+            if not any(found) and await deadline.wait_out():  # some may still be queued
+                found = [await self._rest.find_order(spec.cl_ord_id) for spec in specs]
+            if not any(found):
+                return None  # the venue took none of them: the batch may go again
+            return [
+                self._found(spec, state, what) for spec, state in zip(specs, found, strict=True)
+            ]
+
+        try:
+            return await self._act(what, send, lookup)
+        except VenueUnavailable as exc:  # the socket went down, or the deadline refused it
+            self._fell_back("batch_add", exc)
+            return await self._rest.place_batch(specs)
+
+    def _slot(self, spec: OrderSpec, slot: _BatchSlot) -> OrderRef | VenueError:
+        if slot.order_id is None:
+            return to_exception([slot.error or "EGeneral:Unknown error"], acting=True,
+                                method=f"batch_add {spec.cl_ord_id}")  # fmt: skip
+        rested_s = self.clock.time() if spec.rests else None
+        return OrderRef(txid=slot.order_id, cl_ord_id=spec.cl_ord_id, instrument=spec.instrument,
+                        rested_s=rested_s)  # fmt: skip
+
+    def _found(self, spec: OrderSpec, state: OrderState | None, what: str) -> OrderRef | VenueError:
+        """A batch's order as reconciliation found it: its reference, or (past the deadline,
+        while others of the batch were placed) not placed."""
+        if state is None:
+            return VenueUnavailable(f"{what}: {spec.cl_ord_id} not placed (reconciled)")
+        rested_s = self.clock.time() if spec.rests else None
+        return OrderRef(txid=state.txid, cl_ord_id=spec.cl_ord_id, instrument=spec.instrument,
                         rested_s=rested_s)  # fmt: skip
 
     async def amend(

@@ -8,6 +8,7 @@ Token and `deadline` are the sender's to add.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -42,6 +43,24 @@ def add_order_params(spec: OrderSpec) -> dict[str, Any]:
     if spec.expire_s is not None:
         params["expire_time"] = rfc3339(spec.expire_s)
     return params
+
+
+MAX_BATCH: Final = 15
+
+
+def batch_add_params(specs: Sequence[OrderSpec]) -> dict[str, Any]:
+    """`batch_add`'s params: 2 to 15 orders of one pair (the symbol said once)."""
+    if not 2 <= len(specs) <= MAX_BATCH:
+        raise ValueError(f"a batch holds 2 to {MAX_BATCH} orders, not {len(specs)}")
+    symbol = specs[0].instrument.symbol
+    if any(spec.instrument.symbol != symbol for spec in specs):
+        raise ValueError("a batch's orders are all of one pair")
+    orders = []
+    for spec in specs:
+        order = add_order_params(spec)
+        del order["symbol"]
+        orders.append(order)
+    return {"symbol": symbol, "orders": orders}
 
 
 def amend_order_params(
