@@ -187,7 +187,8 @@ async def test_the_service_trades_contains_a_failure_and_stops_cleanly(
         assert "strategies[6].params.sprad_bps" in status["bad-param"]["failure"]
         assert "strategies[7].pairs[0]" in status["no-pair"]["failure"]
         assert "stopped: 0 open orders left" in out.decode()
-        print(f"service e2e: {counts.get('ws:add_order')} WS adds, "
+        print(f"service e2e: {counts.get('ws:add_order')} WS adds and "
+              f"{counts.get('ws:batch_add', 0)} batch_adds, "
               f"{counts.get('ws:amend_order')} WS amends, {fills} fills, stopped in "
               f"{stopped_in_s:.2f} s, failing strategy's orders closed "
               f"{max(closed) - failed_s:.3f} s after its failure")  # fmt: skip
