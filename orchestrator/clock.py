@@ -142,3 +142,29 @@ class ManualClock:
                     await asyncio.sleep(0)
         self._now_s = target_s
         await asyncio.sleep(0)
+
+
+class Backoff:
+    """The pacing of a retry loop: waits that double from `initial_s` up to `max_s`.
+
+    backoff = Backoff(clock, initial_s=0.2, max_s=5.0)
+    while not done():
+        ...
+        await backoff.wait()
+    """
+
+    __slots__ = ("_delay_s", "clock", "max_s")
+
+    def __init__(self, clock: Clock, *, initial_s: float, max_s: float) -> None:
+        self.clock = clock
+        self.max_s = max_s
+        self._delay_s = initial_s
+
+    def next_s(self) -> float:
+        """The wait due now; the one after it doubles (up to `max_s`)."""
+        delay_s = self._delay_s
+        self._delay_s = min(self.max_s, delay_s * 2)
+        return delay_s
+
+    async def wait(self) -> None:
+        await self.clock.sleep(self.next_s())

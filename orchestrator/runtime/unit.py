@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
-from orchestrator.clock import Clock
+from orchestrator.clock import Backoff, Clock
 from orchestrator.config import Config, StrategyConfig
 from orchestrator.errors import OrchestratorError
 from orchestrator.exchange.kraken.account import KrakenDomain
@@ -166,6 +166,7 @@ class StrategyUnit:
                                        reason=self.worker.failure)  # fmt: skip
 
     async def _emergency_cancel(self) -> None:
+        backoff = Backoff(self._clock, initial_s=0.2, max_s=0.2 * 2**EMERGENCY_ATTEMPTS)
         for attempt in range(EMERGENCY_ATTEMPTS):
             try:
                 await self.venue.cancel_all([o.ref() for o in self.worker.manager.open_orders()
@@ -173,7 +174,7 @@ class StrategyUnit:
             except OrchestratorError as exc:
                 log.warning("unit.cancel_all_failed", strategy=self.name, attempt=attempt,
                             error=str(exc))  # fmt: skip
-                await self._clock.sleep(0.2 * 2**attempt)
+                await backoff.wait()
             else:
                 return
         log.error("unit.orders_left_to_dead_man", strategy=self.name)

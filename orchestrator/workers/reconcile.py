@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from orchestrator.clock import Backoff
 from orchestrator.errors import OrchestratorError, UnknownOrder
 from orchestrator.exchange.instruments import Instruments
 from orchestrator.exchange.protocol import OrderRef, OrderState
@@ -148,7 +149,8 @@ async def _cancel_orphan(
                    rested_s=state.opened_s)  # fmt: skip
     log.warning("orders.orphan_cancelled", strategy=manager.strategy, txid=state.txid,
                 pair=state.pair, volume=str(state.volume - state.executed))  # fmt: skip
-    delay_s = ORPHAN_RETRY_S
+    backoff = Backoff(manager.clock, initial_s=ORPHAN_RETRY_S,
+                      max_s=ORPHAN_RETRY_S * 2**ORPHAN_ATTEMPTS)  # fmt: skip
     for attempt in range(ORPHAN_ATTEMPTS):
         try:
             await manager.venue.cancel(ref)
@@ -157,8 +159,7 @@ async def _cancel_orphan(
         except OrchestratorError as exc:
             log.warning("orders.orphan_cancel_retry", txid=state.txid, attempt=attempt,
                         error=str(exc))  # fmt: skip
-            await manager.clock.sleep(delay_s)
-            delay_s *= 2
+            await backoff.wait()
         else:
             return
     log.error("orders.orphan_left_open", strategy=manager.strategy, txid=state.txid)

@@ -12,6 +12,7 @@ import contextlib
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
+from orchestrator.clock import Backoff
 from orchestrator.errors import (
     AmbiguousOutcome,
     LimiterUnavailable,
@@ -37,13 +38,17 @@ AMEND_ATTEMPTS: Final = 3
 NOT_SENT: Final = (VenueUnavailable, RateLimited, LimiterUnavailable)
 
 
+def retry_backoff(manager: OrderManager) -> Backoff:
+    """The pacing of a request the venue could not take now."""
+    return Backoff(manager.clock, initial_s=RETRY_INITIAL_S, max_s=RETRY_MAX_S)
+
+
 async def cancel(manager: OrderManager, order: TrackedOrder) -> None:
     """Until the venue answers: cancels always go through."""
-    delay_s = RETRY_INITIAL_S
+    backoff = retry_backoff(manager)
     while order.is_open:
         if order.txid is None:  # the place's outcome is unknown yet: wait for it
-            await manager.clock.sleep(delay_s)
-            delay_s = min(RETRY_MAX_S, delay_s * 2)
+            await backoff.wait()
             continue
         try:
             cancelled = await manager.venue.cancel(order.ref())
@@ -52,8 +57,7 @@ async def cancel(manager: OrderManager, order: TrackedOrder) -> None:
         except (*NOT_SENT, VenueRateLimited, AmbiguousOutcome) as exc:
             manager.count("cancel", "retry")
             log.warning("order.cancel_retry", cl_ord_id=order.cl_ord_id, error=str(exc))
-            await manager.clock.sleep(delay_s)
-            delay_s = min(RETRY_MAX_S, delay_s * 2)
+            await backoff.wait()
             continue
         except VenueRejected as exc:
             manager.count("cancel", "refused")
@@ -70,13 +74,12 @@ async def cancel(manager: OrderManager, order: TrackedOrder) -> None:
 async def amend(
     manager: OrderManager, order: TrackedOrder, *, price: Decimal | None, volume: Decimal | None
 ) -> None:
-    delay_s = RETRY_INITIAL_S
+    backoff = retry_backoff(manager)
     for _ in range(AMEND_ATTEMPTS):
         if not order.is_open or order.cancel_requested:
             return
         if order.txid is None:
-            await manager.clock.sleep(delay_s)
-            delay_s = min(RETRY_MAX_S, delay_s * 2)
+            await backoff.wait()
             continue
         try:
             ref = await manager.venue.amend(order.ref(), price=price, volume=volume)
@@ -86,8 +89,7 @@ async def amend(
         except (*NOT_SENT, VenueRateLimited) as exc:
             manager.count("amend", "retry")
             log.info("order.amend_retry", cl_ord_id=order.cl_ord_id, error=str(exc))
-            await manager.clock.sleep(delay_s)
-            delay_s = min(RETRY_MAX_S, delay_s * 2)
+            await backoff.wait()
             continue
         except AmbiguousOutcome as exc:
             manager.count("amend", "ambiguous")

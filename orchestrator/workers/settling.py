@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final, Literal
 
+from orchestrator.clock import Backoff
 from orchestrator.errors import AmbiguousOutcome, OrchestratorError, StoreError, VenueRejected
 from orchestrator.exchange.protocol import OrderRef
 from orchestrator.logs import get_logger
@@ -96,10 +97,9 @@ async def _settle_later(
     manager: OrderManager, cl_ord_id: str, outcome: Outcome, txid: str | None,
     reason: str | None,
 ) -> None:  # fmt: skip
-    delay_s = RETRY_INITIAL_S
+    backoff = Backoff(manager.clock, initial_s=RETRY_INITIAL_S, max_s=SETTLE_RETRY_MAX_S)
     for attempt in range(1, SETTLE_ATTEMPTS):
-        await manager.clock.sleep(delay_s)
-        delay_s = min(SETTLE_RETRY_MAX_S, delay_s * 2)
+        await backoff.wait()
         try:
             await manager.journal.settle(cl_ord_id, outcome, txid=txid, reason=reason)
         except StoreError as exc:

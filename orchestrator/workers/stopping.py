@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Final
 
+from orchestrator.clock import Backoff
 from orchestrator.errors import OrchestratorError
 from orchestrator.logs import get_logger
 from orchestrator.workers import order_states as st
@@ -47,15 +48,14 @@ async def cancel_everything(manager: OrderManager, *, timeout_s: float) -> int:
 async def _cancel_all_once(manager: OrderManager) -> None:
     known = {o.cl_ord_id for o in manager.open_orders() if o.txid is not None}
     resting = [o.ref() for o in manager.open_orders() if o.cl_ord_id in known]
-    delay_s = RETRY_INITIAL_S
+    backoff = Backoff(manager.clock, initial_s=RETRY_INITIAL_S, max_s=RETRY_MAX_S)
     while True:
         try:
             await manager.venue.cancel_all(resting)
             break
         except OrchestratorError as exc:  # every failure: cancels must go through
             log.warning("order.cancel_all_retry", strategy=manager.strategy, error=str(exc))
-            await manager.clock.sleep(delay_s)
-            delay_s = min(RETRY_MAX_S, delay_s * 2)
+            await backoff.wait()
     # The venue's `canceled` executions (or a last trade) normally close them within
     # milliseconds; those that have not said so by then are taken as cancelled, since
     # asking REST order by order would cost more than a stop can wait.

@@ -26,6 +26,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
 from typing import Any, Final, Literal
 
+from orchestrator.clock import Backoff
 from orchestrator.config import StrategyConfig
 from orchestrator.errors import (
     AmbiguousOutcome,
@@ -154,7 +155,7 @@ class StrategyWorker:
         (unavailable, rate limited, Redis down) is waited out with backoff, until `stop()`:
         every step may run again without harm."""
         deps = self._deps
-        delay_s = START_RETRY_INITIAL_S
+        backoff = Backoff(self.clock, initial_s=START_RETRY_INITIAL_S, max_s=START_RETRY_MAX_S)
         while True:
             try:
                 await reconcile_at_start(self.manager, deps.instruments,
@@ -166,11 +167,10 @@ class StrategyWorker:
                     StoreError, AmbiguousOutcome) as exc:  # fmt: skip
                 log.warning("strategy.start_retry", strategy=self.name, error=str(exc))
                 with contextlib.suppress(TimeoutError):
-                    async with self.clock.timeout(delay_s):
+                    async with self.clock.timeout(backoff.next_s()):  # or until stop()
                         await self._stop.wait()
                 if self._stop.is_set():
                     return
-                delay_s = min(START_RETRY_MAX_S, delay_s * 2)
         await self.market.subscribe(list(self._instruments.values()), self)
         self._started = True
         self._call("on_start", self.strategy.on_start)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from orchestrator.clock import Clock, ManualClock, RealClock
+from orchestrator.clock import Backoff, Clock, ManualClock, RealClock
 
 
 async def test_sleepers_wake_in_deadline_order_at_their_deadline(clock: ManualClock) -> None:
@@ -155,3 +155,16 @@ async def test_autojump_moves_the_clock_to_each_sleep_deadline() -> None:
     await clock.sleep(0.5)
     assert clock.time() == 106.5
     assert clock.sleepers == 0
+
+
+async def test_a_backoff_doubles_up_to_its_cap_on_the_clock() -> None:
+    clock = ManualClock(0.0, autojump=True)  # small numbers: exact sums
+    backoff = Backoff(clock, initial_s=0.25, max_s=1.0)
+    started_s = clock.time()
+    waits = []
+    for _ in range(5):
+        before_s = clock.time()
+        await backoff.wait()
+        waits.append(round(clock.time() - before_s, 9))
+    assert waits == [0.25, 0.5, 1.0, 1.0, 1.0]
+    assert clock.time() - started_s == 3.75
