@@ -33,7 +33,7 @@ from orchestrator.exchange.kraken.ws.subscription import Subscription
 from orchestrator.feeds.channels import MarketDecoder
 from orchestrator.feeds.views import LiveBook
 from orchestrator.logs import get_logger
-from orchestrator.metrics import Registry
+from orchestrator.metrics import Counter, Registry
 from orchestrator.strategy import Ticker, Trade
 
 log = get_logger(__name__)
@@ -247,22 +247,24 @@ class MarketHub:
             for listener in feed.listeners:
                 listener.on_book_stale(feed.pair, event.reason)
 
+    def _listeners_of(self, pair: str, counter: Counter) -> tuple[MarketListener, ...]:
+        """Who hears this pair's trades or tickers (counted once per event); none if unknown."""
+        feed = self._by_pair.get(pair)
+        if feed is None:
+            return ()
+        counter.inc(pair)
+        return feed.listeners
+
     def _on_raw(self, channel: str, frame: bytes) -> None:
         decoder = self._decoder
         malformed = decoder.malformed
         if channel == "trade":
             for trade in decoder.trades(frame):
-                feed = self._by_pair.get(trade.pair)
-                if feed is not None:
-                    self._trades.inc(trade.pair)
-                    for listener in feed.listeners:
-                        listener.on_trade(trade)
+                for listener in self._listeners_of(trade.pair, self._trades):
+                    listener.on_trade(trade)
         elif channel == "ticker":
             for ticker in decoder.tickers(frame):
-                feed = self._by_pair.get(ticker.pair)
-                if feed is not None:
-                    self._tickers.inc(ticker.pair)
-                    for listener in feed.listeners:
-                        listener.on_ticker(ticker)
+                for listener in self._listeners_of(ticker.pair, self._tickers):
+                    listener.on_ticker(ticker)
         if decoder.malformed > malformed:
             self._malformed.inc(channel, amount=decoder.malformed - malformed)
