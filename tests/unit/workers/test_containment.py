@@ -3,6 +3,7 @@ constructor, hostile numbers in intents, and a market buy whose book went stale.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from decimal import Decimal
 from typing import Any
@@ -124,31 +125,56 @@ async def test_a_non_finite_amend_is_refused_not_raised(volume: Decimal) -> None
         assert any(u.reason and "finite" in u.reason for u in strategy.updates)
 
 
+class HoldsPlaces:
+    """The venue takes its time over places: they stay in flight until released."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def place(self, spec: Any) -> Any:
+        await self.release.wait()
+        return await self._inner.place(spec)
+
+
 async def test_a_pending_market_buy_on_a_stale_book_does_not_break_balances() -> None:
     class Buys(Strategy[StrategyParams]):
         def on_start(self) -> None:
-            self.sent = False
+            self.sent: str | None = None
             self.seen: list[dict[str, Decimal]] = []
 
         def on_book(self, book: BookView) -> None:
-            if not self.sent:
-                self.ctx.place(PAIR, "buy", Decimal("0.01"), order_type="market")
-                self.sent = True
+            if self.sent is None:
+                self.sent = self.ctx.place(PAIR, "buy", Decimal("0.01"), order_type="market")
 
         def on_timer(self, name: str) -> None:
             self.seen.append(dict(self.ctx.balances()))
 
+    venues: list[HoldsPlaces] = []
+
+    def hold(venue: Any) -> Any:
+        venues.append(HoldsPlaces(venue))
+        return venues[0]
+
     async with ReplayHarness(SimSettings()) as replay:
-        worker = replay.add(config(), Buys)
+        worker = replay.add(config(), Buys, wrap_venue=hold)
         await replay.start()
         await replay.run_for(0.5)
-        replay.market.mark_stale(PAIR)
-        worker.context.set_timer("look", 0.1)
-        await replay.run_for(1.0)
-        assert worker.state == "running"
         strategy = worker.strategy
         assert isinstance(strategy, Buys)
-        assert strategy.seen, "balances were read on the stale book"
+        assert strategy.sent is not None
+        assert worker.manager.orders[strategy.sent].status == "pending_new"  # held in flight
+        replay.market.mark_stale(PAIR)  # no mid to price its hold by any more
+        worker.context.set_timer("look", 0.1)
+        await replay.run_for(1.0)
+        assert worker.state == "running", worker.failure
+        [balances] = strategy.seen
+        total_usd = replay.venue.domain.accounts["mm-xbt"].balances["ZUSD"]
+        assert balances["ZUSD"] < total_usd  # still held at the price it was accepted at
+        venues[0].release.set()
 
 
 @pytest.mark.parametrize(
