@@ -180,7 +180,7 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
     raise FeatureNotBuilt("operator commands (`orchestrator ctl`)")
 
 
-BENCHMARKS: Final = ("simulator", "limiter", "book")
+BENCHMARKS: Final = ("simulator", "limiter", "book", "tick_to_order", "strategies_per_process")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
