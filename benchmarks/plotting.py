@@ -18,7 +18,7 @@ IMAGES_DIR: Final = Path(__file__).resolve().parent.parent / "docs" / "images"
 
 def available() -> bool:
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401, PLC0415 - an optional extra
     except ImportError:
         return False
     return True
@@ -26,10 +26,10 @@ def available() -> bool:
 
 def new_figure(*, width_in: float = 8.0, height_in: float = 4.5, **subplots: Any) -> Figure:
     """A figure with `plt.subplots(**subplots)` axes, on the Agg backend."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - an optional extra, loaded when drawing
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing the backend
 
     fig, _ = plt.subplots(figsize=(width_in, height_in), **subplots)
     return fig
@@ -37,7 +37,7 @@ def new_figure(*, width_in: float = 8.0, height_in: float = 4.5, **subplots: Any
 
 def save(fig: Figure, name: str, *, out_dir: Path = IMAGES_DIR) -> Path:
     """Write `fig` as `<out_dir>/<name>.png` and close it; the path written."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - an optional extra
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
