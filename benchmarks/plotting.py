@@ -31,7 +31,7 @@ def new_figure(*, width_in: float = 8.0, height_in: float = 4.5, **subplots: Any
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing the backend
 
-    fig, _ = plt.subplots(figsize=(width_in, height_in), **subplots)
+    fig: Figure = plt.subplots(figsize=(width_in, height_in), **subplots)[0]
     return fig
 
 
