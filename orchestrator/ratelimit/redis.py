@@ -36,6 +36,7 @@ from orchestrator.metrics import Registry
 from orchestrator.ratelimit.local_budget import LocalBudget, Seen
 from orchestrator.ratelimit.permits import KIND_PREFIX, Permit
 from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
+from orchestrator.ratelimit.usage import LimiterUsage
 from orchestrator.store.errors import redis_errors
 from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
@@ -93,6 +94,7 @@ class Limiter:
         self.active_window_s = active_window_s
         registry = registry or Registry()
         self.metrics = LimiterMetrics(registry)
+        self.usage = LimiterUsage()  # each strategy's recent take of the pools (status screen)
         self._acquire_sha = hashlib.sha1(ACQUIRE_LUA.encode()).hexdigest()  # noqa: S324 - Redis's script id
         self._penalize = redis.register_script(PENALIZE_LUA)
         self._local = LocalBudget(limits.risk_reserve_fraction, limits.transit_allowance_s)
@@ -191,15 +193,15 @@ class Limiter:
             try:
                 granted, wait_s, binding = await self._decide(booked, lane, remaining_s, strategy)
             except StoreError as exc:
-                return await self._fallback(
-                    booked, lane, exc, account=account, max_wait_s=remaining_s, start_s=start_s
-                )
+                return await self._fallback(booked, lane, exc, account=account, strategy=strategy,
+                                            max_wait_s=remaining_s, start_s=start_s)  # fmt: skip
             if granted:
                 if wait_s > 0:
                     await self.clock.sleep(wait_s)  # the slot is booked: one sleep, no polling
                 waited_s = self.clock.monotonic() - start_s
                 self.metrics.permits.inc(lane, "redis")
                 self.metrics.wait_s.observe(waited_s, lane)
+                self.usage.record(strategy, booked, waited_s, self.clock.monotonic())
                 return Permit(booked, lane, waited_s)
             if wait_s > remaining_s:
                 self.metrics.refusals.inc(lane, "deadline")
@@ -288,6 +290,7 @@ class Limiter:
         exc: StoreError,
         *,
         account: str,
+        strategy: str | None,
         max_wait_s: float,
         start_s: float,
     ) -> Permit:
@@ -312,6 +315,7 @@ class Limiter:
         waited_s = self.clock.monotonic() - start_s
         self.metrics.permits.inc(lane, "local")
         self.metrics.wait_s.observe(waited_s, lane)
+        self.usage.record(strategy, charges, waited_s, self.clock.monotonic())
         log.warning("limiter.local_permit", account=account, reason=str(exc), waited_s=waited_s)
         return Permit(charges, lane, waited_s, fallback=True)
 
