@@ -8,38 +8,23 @@ Frames of other channels are ignored; nothing here raises on venue input.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
 from orchestrator.exchange.instruments import Instrument
 from orchestrator.exchange.kraken.ws.book import (
-    U32,
     BookEvent,
     EventKind,
     L2Book,
     MalformedBookData,
     PairPrecision,
-    WireLevel,
 )
+from orchestrator.exchange.kraken.ws.codec import BookEntry, current
 from orchestrator.logs import get_logger
 
 log = get_logger(__name__)
 _LOGGED_FRAME_BYTES: Final = 200
-
-
-class _Entry(msgspec.Struct, gc=False, kw_only=True):
-    # Fields in Kraken's wire order: msgspec matches keys fastest when they come in order.
-    symbol: str
-    bids: list[WireLevel] = []
-    asks: list[WireLevel] = []
-    checksum: U32
-
-
-class _Frame(msgspec.Struct, gc=False):
-    channel: str
-    type: Literal["snapshot", "update"]
-    data: list[_Entry]
 
 
 class _Envelope(msgspec.Struct):
@@ -54,10 +39,9 @@ class _SymbolOnly(msgspec.Struct):
     symbol: Any = None
 
 
-_FRAME_DECODER: Final = msgspec.json.Decoder(_Frame)
 _ENVELOPE_DECODER: Final = msgspec.json.Decoder(_Envelope)
 _ENTRIES_DECODER: Final = msgspec.json.Decoder(list[msgspec.Raw])
-_ENTRY_DECODER: Final = msgspec.json.Decoder(_Entry)
+_ENTRY_DECODER: Final = msgspec.json.Decoder(BookEntry)
 _SYMBOL_DECODER: Final = msgspec.json.Decoder(_SymbolOnly)
 
 
@@ -70,6 +54,7 @@ class BookStore:
     """
 
     def __init__(self) -> None:
+        self._decode_frame = current().book  # the typed decode of a frame (codec.py)
         self._books: dict[str, L2Book] = {}
         self._update_ok: dict[str, tuple[BookEvent]] = {}
         self.mismatches = 0  # checksum mismatches, all books
@@ -124,7 +109,7 @@ class BookStore:
     def on_message(self, raw: bytes | str) -> tuple[BookEvent, ...]:
         """Apply one WS frame; entries of `data` are applied in order, one event or more each."""
         try:
-            frame = _FRAME_DECODER.decode(raw)
+            frame = self._decode_frame(raw)
         except msgspec.DecodeError:
             return self._on_irregular(raw)
         if frame.channel != "book":
@@ -147,7 +132,7 @@ class BookStore:
             self._apply_entry(entry, snapshot, events)
         return tuple(events)
 
-    def _apply_entry(self, entry: _Entry, snapshot: bool, events: list[BookEvent]) -> None:
+    def _apply_entry(self, entry: BookEntry, snapshot: bool, events: list[BookEvent]) -> None:
         symbol = entry.symbol
         book = self._books.get(symbol)
         if book is None:
@@ -175,13 +160,15 @@ class BookStore:
         self._refuse_entry(symbol, reason, events, resync=True)
         return tuple(events)
 
-    def _mismatched(self, book: L2Book, entry: _Entry, *, snapshot: bool) -> tuple[BookEvent, ...]:
+    def _mismatched(
+        self, book: L2Book, entry: BookEntry, *, snapshot: bool
+    ) -> tuple[BookEvent, ...]:
         events: list[BookEvent] = []
         self._on_mismatch(book, entry, snapshot, events)
         return tuple(events)
 
     def _on_mismatch(
-        self, book: L2Book, entry: _Entry, snapshot: bool, events: list[BookEvent]
+        self, book: L2Book, entry: BookEntry, snapshot: bool, events: list[BookEvent]
     ) -> None:
         self.mismatches += 1
         kind: EventKind = "snapshot" if snapshot else "update"

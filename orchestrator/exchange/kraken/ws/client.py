@@ -35,6 +35,7 @@ from orchestrator.clock import Clock
 from orchestrator.errors import VenueUnavailable
 from orchestrator.exchange.kraken.ws.book import BookEvent
 from orchestrator.exchange.kraken.ws.book_store import BookStore
+from orchestrator.exchange.kraken.ws.codec import Head, current
 from orchestrator.exchange.kraken.ws.requests import PendingRequests, unanswered
 from orchestrator.exchange.kraken.ws.schemas import (
     BalanceSnapshot,
@@ -52,20 +53,6 @@ log = get_logger(__name__)
 
 _MAX_FRAME_BYTES: Final = 4 * 1024 * 1024
 
-
-class _Head(msgspec.Struct):
-    """The routing fields of any frame; the rest is decoded only by whoever needs it."""
-
-    channel: str | None = None
-    method: str | None = None
-    req_id: int | None = None
-    success: bool | None = None
-    error: str | None = None
-
-
-_head = msgspec.json.Decoder(_Head)
-_any = msgspec.json.Decoder()
-_encode = msgspec.json.Encoder().encode
 
 EventHandler = Callable[[str, dict[str, Any]], None]
 RawHandler = Callable[[str, bytes], None]  # a frame left undecoded: the handler decodes it typed
@@ -112,6 +99,7 @@ class KrakenWs:
         self.url = url
         self.clock = clock
         self.books = books or BookStore()
+        self._codec = current()  # JSON in and out (codec.py)
         self._token_source = token
         self._token: str | None = None  # fetched once per connection (REST call, REST counter)
         self._on_event = on_event
@@ -297,7 +285,7 @@ class KrakenWs:
         """Route one frame. Malformed venue input is counted and logged, never raised: it is the
         venue's. A handler's exception propagates: it is a bug of the handler's owner."""
         try:
-            head = _head.decode(frame)
+            head = self._codec.head(frame)
         except msgspec.DecodeError:
             self.counters["malformed"] += 1
             log.warning(
@@ -311,7 +299,7 @@ class KrakenWs:
             log.warning("ws.handler_failed", channel=head.channel, method=head.method)
             raise
 
-    def _route(self, head: _Head, frame: bytes) -> None:
+    def _route(self, head: Head, frame: bytes) -> None:
         """Decode for the handler (a misfit is counted, reaches no handler), then call it."""
         channel = head.channel
         if head.method is not None:
@@ -339,7 +327,7 @@ class KrakenWs:
             if self._on_raw is not None:
                 self._on_raw(channel, frame)
             elif self._on_event is not None:
-                self._on_event(channel, _any.decode(frame))
+                self._on_event(channel, self._codec.value(frame))
 
     def _unexpected_shape(self, channel: str, exc: msgspec.DecodeError) -> None:
         self.counters["malformed"] += 1
@@ -369,10 +357,12 @@ class KrakenWs:
             await self._send({"method": "unsubscribe", "params": subscription.unsubscribe_params()})
             await self._send({"method": "subscribe", "params": subscription.params(None)})
 
-    def _on_reply(self, head: _Head, frame: bytes) -> None:
+    def _on_reply(self, head: Head, frame: bytes) -> None:
         failed = head.success is False
         error = (head.error or "EGeneral:Unknown error") if failed else None
-        answered = self._pending.resolve(head.req_id, error, None if failed else _any.decode(frame))
+        answered = self._pending.resolve(
+            head.req_id, error, None if failed else self._codec.value(frame)
+        )
         if failed and not answered:
             log.warning("ws.request_failed", method=head.method, error=head.error)
 
@@ -382,7 +372,7 @@ class KrakenWs:
         if ws is None:
             raise _LinkDown("not connected", reason="closed")
         try:
-            await ws.send(_encode(message).decode())  # text frames, as Kraken expects
+            await ws.send(self._codec.text(message))  # text frames, as Kraken expects
         except ConnectionClosed as exc:
             # The frame may have been written before the drain saw the close: `sent_maybe`.
             raise _LinkDown(f"closed: {exc}", reason="closed", sent_maybe=True) from exc
