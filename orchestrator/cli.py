@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, default=None, metavar="S",
         help="stop cleanly after S seconds (demos, tests)",
     )  # fmt: skip
+    run.add_argument(
+        "--plain", action="store_true",
+        help="status lines instead of the live screen (the default when stdout is no terminal)",
+    )  # fmt: skip
 
     sim = sub.add_parser(
         "sim",
@@ -147,7 +151,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--duration", f"must be a positive number of seconds, got {args.duration}"
         )
-    return run_async(run_service(config, base_dir=base_dir, duration_s=args.duration))
+    screen = False if args.plain else None
+    return run_async(run_service(config, base_dir=base_dir, duration_s=args.duration,
+                                 screen=screen))  # fmt: skip
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:

@@ -167,9 +167,20 @@ def get_logger(name: str) -> EventLogger:
     return EventLogger(logging.getLogger(name))
 
 
+class _StderrNow:
+    """`sys.stderr` as it is when a record is written, not when logging was configured: the
+    live status screen swaps it for a proxy that prints lines above the screen."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", stream: IO[str] | None = None) -> None:
     """Send every record of the process as JSON lines to `stream` (stderr by default)."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.Handler = logging.StreamHandler(stream if stream is not None else _StderrNow())
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

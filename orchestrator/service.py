@@ -33,8 +33,8 @@ from orchestrator.exchange.kraken.account import KrakenDomain, open_kraken
 from orchestrator.feeds.hub import MarketHub
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
+from orchestrator.runtime.screen import StatusReporter, is_terminal
 from orchestrator.runtime.signals import install_stop_signals, run_until_stopped
-from orchestrator.runtime.status import StatusReporter
 from orchestrator.runtime.supervisor import RestartPolicy, Supervisor
 from orchestrator.runtime.unit import SharedParts, StrategyUnit
 from orchestrator.runtime.venue import VenueSetup, open_venue
@@ -63,6 +63,7 @@ class Service:
     units: dict[str, StrategyUnit] = field(default_factory=dict)
     not_started: dict[str, str] = field(default_factory=dict)  # strategy -> why
     disabled: list[str] = field(default_factory=list)  # loaded and checked, not started
+    started_s: float = 0.0  # the clock's monotonic time at start
 
 
 async def run_service(
@@ -74,8 +75,11 @@ async def run_service(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[Service], None] | None = None,
     handle_signals: bool = True,
+    screen: bool | None = None,
 ) -> int:
-    """Run until stopped; the exit code (0: a clean stop with every order cancelled)."""
+    """Run until stopped; the exit code (0: a clean stop with every order cancelled).
+
+    `screen`: the live status screen (None: when stdout is a terminal), else status lines."""
     clock = clock or RealClock()
     stop = stop or asyncio.Event()
     registry = Registry()
@@ -97,7 +101,8 @@ async def run_service(
                 redis, keys, registry=registry, clock=clock, health=domain.limiter.health
             )  # one verdict on Redis
             service = Service(config=config, venue=venue, domain=domain, hub=hub,
-                              registry=registry, trading_state=TradingStateHolder())  # fmt: skip
+                              registry=registry, trading_state=TradingStateHolder(),
+                              started_s=clock.monotonic())  # fmt: skip
             health = domain.limiter.health
             shared = SharedParts(redis=redis, keys=keys, market=hub, clock=clock,
                                  registry=registry, events=events,
@@ -116,6 +121,7 @@ async def run_service(
                 force=force,
                 duration_s=duration_s,
                 on_ready=on_ready,
+                screen=is_terminal(sys.stdout) if screen is None else screen,
             )
     finally:
         uninstall()
@@ -131,6 +137,7 @@ async def _serve(
     force: asyncio.Event,
     duration_s: float | None,
     on_ready: Callable[[Service], None] | None,
+    screen: bool,
 ) -> int:
     config, clock = service.config, shared.clock
     for index, strategy in enumerate(config.strategies):
@@ -163,7 +170,7 @@ async def _serve(
         ]
         status = StatusReporter(service, clock, redis=shared.redis, keys=shared.keys,
                                 interval_s=config.service.status_interval_s,
-                                out=sys.stdout)  # fmt: skip
+                                out=sys.stdout, screen=screen)  # fmt: skip
         reporter = tg.create_task(status.run())
         log.info("service.started", strategies=len(service.units),
                  not_started=len(service.not_started))  # fmt: skip

@@ -1,29 +1,22 @@
-"""The running service's status: one record per strategy, every `interval_s` and at the end.
+"""The running service's status as data: one record per strategy and per domain pool.
 
-Each record is logged (`service.status`), written to Redis (`Keys.strategy_status`, a hash of
-JSON documents: what operators' tools and the status page read) and printed to `out` as a
-readable line (the demo's view; a live terminal screen is built on the same records). A Redis
-that does not answer costs the write, never the report.
+`service_status` reads it from the live objects (no I/O but the pools' levels in Redis), so the
+same snapshot feeds the live screen (runtime/screen.py), the plain status lines, the Redis hash
+`Keys.strategy_status()` that operators' tools read, and the final summary.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import msgspec
-import redis.asyncio as aioredis
 
-from orchestrator.clock import Clock
 from orchestrator.errors import StoreError
-from orchestrator.logs import get_logger
-from orchestrator.store.errors import redis_errors
-from orchestrator.store.keys import Keys
+from orchestrator.ratelimit.usage import UsageView
 
 if TYPE_CHECKING:
     from orchestrator.service import Service
-
-log = get_logger(__name__)
 
 
 class PositionStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,18 +35,51 @@ class StrategyStatus(msgspec.Struct, frozen=True, kw_only=True):
     fills: int
     pnl: Decimal
     failure: str | None
+    account: str = ""
+    placed: int = 0  # orders the venue accepted
+    amended: int = 0  # amends the venue accepted
     positions: dict[str, PositionStatus] = {}
+    balances: dict[str, Decimal] = {}  # the account's totals of its pairs' assets
+    weight_share: float = 0.0  # what its weight entitles it to of the pools (0..1)
+    pool_share: float = 0.0  # what it took of the pools lately, in this process (0..1)
+    mean_wait_s: float = 0.0  # per permit, lately
+    max_wait_s: float = 0.0
     time_s: float = 0.0
 
 
-_encode = msgspec.json.Encoder(decimal_format="string").encode
+class PoolStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One domain pool: how full its counter is (all processes: Redis) and how much of its
+    sustained rate this process was granted lately."""
+
+    scope: str
+    level_ratio: float | None  # level / threshold; None when Redis did not answer
+    rate_ratio: float  # granted cost per second / decay per second
 
 
-def strategy_statuses(service: Service, now_s: float) -> list[StrategyStatus]:
+class ServiceStatus(msgspec.Struct, frozen=True, kw_only=True):
+    time_s: float
+    uptime_s: float
+    trading_state: str
+    redis_up: bool
+    venue: str  # "simulator" or the REST URL
+    strategies: list[StrategyStatus]
+    pools: list[PoolStatus]
+    venue_rejections: int | None  # rate-limit refusals the simulator counted (None: Kraken)
+    rate_limit_errors: int  # rate-limit errors our clients were answered
+    usage_window_s: float  # what `pool_share`, the waits and `rate_ratio` look back over
+
+
+def _strategy_statuses(service: Service, now_s: float, usage: UsageView) -> list[StrategyStatus]:
+    limiter = service.domain.limiter
+    total_weight = sum(limiter.weights.values()) or 1.0
     out = []
     for name, unit in service.units.items():
         worker = unit.worker
         positions = {}
+        assets: set[str] = set()
+        for pair in worker.pairs:
+            instrument = worker.market_instrument(pair)
+            assets.update((instrument.base, instrument.quote))
         for pair in worker.positions.pairs():
             mark = worker.mark(pair)
             p = worker.positions.position(pair, mark)
@@ -61,11 +87,20 @@ def strategy_statuses(service: Service, now_s: float) -> list[StrategyStatus]:
                                              realized_pnl=p.realized_pnl,
                                              unrealized_pnl=p.unrealized_pnl, fees=p.fees,
                                              mark=mark)  # fmt: skip
-        out.append(StrategyStatus(name=name, state=worker.state,
-                                  open_orders=len(worker.manager.open_orders()),
-                                  fills=worker.fill_count, pnl=worker.pnl(),
-                                  failure=worker.failure, positions=positions,
-                                  time_s=now_s))  # fmt: skip
+        totals = worker.balances.totals
+        took = usage.strategies.get(name)
+        out.append(StrategyStatus(
+            name=name, state=worker.state, account=worker.account,
+            open_orders=len(worker.manager.open_orders()), fills=worker.fill_count,
+            placed=worker.manager.counted("place", "ok"),
+            amended=worker.manager.counted("amend", "ok"),
+            pnl=worker.pnl(), failure=worker.failure, positions=positions,
+            balances={a: totals[a] for a in sorted(assets) if a in totals},
+            weight_share=limiter.weights.get(name, 0.0) / total_weight,
+            pool_share=took.share if took else 0.0,
+            mean_wait_s=took.mean_wait_s if took else 0.0,
+            max_wait_s=took.max_wait_s if took else 0.0, time_s=now_s,
+        ))  # fmt: skip
     out.extend(StrategyStatus(name=name, state="disabled", open_orders=0, fills=0,
                               pnl=Decimal(0), failure=None, time_s=now_s)
                for name in service.disabled)  # fmt: skip
@@ -75,48 +110,51 @@ def strategy_statuses(service: Service, now_s: float) -> list[StrategyStatus]:
     return out
 
 
+async def _pool_statuses(service: Service, usage: UsageView) -> list[PoolStatus]:
+    limiter = service.domain.limiter
+    out = []
+    for name, pool in sorted(usage.pools.items()):
+        level: float | None
+        try:
+            level = await limiter.level(pool.scope) / pool.scope.threshold
+        except StoreError:
+            level = None
+        out.append(PoolStatus(scope=name, level_ratio=level, rate_ratio=pool.rate_ratio))
+    return out
+
+
+def venue_rejections(service: Service) -> int | None:
+    """Rate-limit refusals counted by the embedded simulator (Kraken does not tell)."""
+    simulator = service.venue.simulator
+    return None if simulator is None else sum(simulator.venue.limits.rejections().values())
+
+
+async def service_status(service: Service, *, now_s: float, monotonic_s: float) -> ServiceStatus:
+    limiter = service.domain.limiter
+    usage = limiter.usage.view(monotonic_s)
+    cooldowns = limiter.metrics.cooldowns.values
+    return ServiceStatus(
+        time_s=now_s,
+        uptime_s=monotonic_s - service.started_s,
+        trading_state=service.trading_state.state,
+        redis_up=not limiter.health.is_down(),
+        venue="simulator" if service.venue.simulator else service.config.venue.rest_url,
+        strategies=_strategy_statuses(service, now_s, usage),
+        pools=await _pool_statuses(service, usage),
+        venue_rejections=venue_rejections(service),
+        rate_limit_errors=int(sum(cooldowns.values())),
+        usage_window_s=usage.window_s,
+    )
+
+
 def format_line(status: StrategyStatus) -> str:
     line = (f"{status.name:<16} {status.state:<11} open {status.open_orders:>3}  "
-            f"fills {status.fills:>5}  pnl {status.pnl:>12.2f}")  # fmt: skip
+            f"placed {status.placed:>5}  amended {status.amended:>5}  fills {status.fills:>5}  "
+            f"pnl {status.pnl:>12.2f}  "
+            f"pool share {status.pool_share:>4.0%} (weight {status.weight_share:.0%})")  # fmt: skip
     return line if status.failure is None else f"{line}  ({status.failure})"
 
 
-class StatusReporter:
-    def __init__(
-        self, service: Service, clock: Clock, *, redis: aioredis.Redis, keys: Keys,
-        interval_s: float, out: TextIO,
-    ) -> None:  # fmt: skip
-        self.service = service
-        self.clock = clock
-        self.redis = redis
-        self.key = keys.strategy_status()
-        self.interval_s = interval_s
-        self.out = out
-
-    async def run(self) -> None:
-        while True:
-            await self.clock.sleep(self.interval_s)
-            await self.report()
-
-    async def report(self) -> list[StrategyStatus]:
-        statuses = strategy_statuses(self.service, self.clock.time())
-        for status in statuses:
-            log.info("service.status", strategy=status.name, state=status.state,
-                     open_orders=status.open_orders, fills=status.fills,
-                     pnl=str(status.pnl))  # fmt: skip
-        if statuses:
-            print("\n".join(format_line(s) for s in statuses), file=self.out, flush=True)
-            await self._write(statuses)
-        return statuses
-
-    async def _write(self, statuses: list[StrategyStatus]) -> None:
-        mapping = {s.name: _encode(s) for s in statuses}
-        try:
-            async with redis_errors(self.redis, "status.write"):
-                await self.redis.hset(self.key, mapping=mapping)  # type: ignore[arg-type]
-        except StoreError as exc:
-            log.warning("service.status_not_written", error=str(exc))
-
-    async def final(self, open_orders: int) -> None:
-        await self.report()
-        print(f"stopped: {open_orders} open orders left at the venue", file=self.out, flush=True)
+def format_pool_line(pool: PoolStatus) -> str:
+    level = "unknown" if pool.level_ratio is None else f"{pool.level_ratio:.0%}"
+    return f"pool {pool.scope:<20} level {level:>7}  rate {pool.rate_ratio:>4.0%} of decay"

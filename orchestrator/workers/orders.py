@@ -340,6 +340,10 @@ class OrderManager:
     def count(self, kind: str, outcome: str) -> None:
         self._sent.inc(self.strategy, kind, outcome)
 
+    def counted(self, kind: str, outcome: str) -> int:
+        """How many requests of `kind` ended in `outcome` (status screen, summaries)."""
+        return int(self._sent.get(self.strategy, kind, outcome))
+
     # --- the venue's side ----------------------------------------------------------------------
     def on_execution(self, execution: Execution) -> None:
         """One `executions` element of this account (from the private socket). One with
