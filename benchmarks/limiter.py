@@ -37,13 +37,22 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 import aiohttp
 import redis.asyncio as aioredis
 import uvloop
 
 from benchmarks._common import StartLine, percentile, run_workers, verdict, version
+from benchmarks._limiter_peers import (
+    AioGate,
+    Counter,
+    Gate,
+    LimitsGate,
+    OpenGate,
+    PyrateGate,
+    peer_notes,
+)
 from orchestrator.clock import RealClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import RateLimited, VenueRateLimited
@@ -81,6 +90,8 @@ ACCOUNT_DECAY_PER_S: Final = TIERS[TIER].trade_decay_per_s  # 2.34
 POOL_THRESHOLD: Final = LIMITS.domain_multiplier * ACCOUNT_THRESHOLD  # 625
 POOL_DECAY_PER_S: Final = LIMITS.domain_multiplier * ACCOUNT_DECAY_PER_S  # 11.7
 RESERVE: Final = LIMITS.risk_reserve_fraction
+POOL: Final = Counter(POOL_THRESHOLD, POOL_DECAY_PER_S)
+ACCOUNT: Final = Counter(ACCOUNT_THRESHOLD, ACCOUNT_DECAY_PER_S)
 
 STRATEGIES: Final = 8
 NAMES: Final = tuple(f"st{i}" for i in range(STRATEGIES))
@@ -107,13 +118,6 @@ def pool_budget(duration_s: float, *, reserve: float = 0.0) -> float:
 def account_cap(duration_s: float) -> float:
     """Cost one account's own counter can admit in `duration_s` from empty."""
     return ACCOUNT_THRESHOLD + ACCOUNT_DECAY_PER_S * duration_s
-
-
-def moving_window(threshold: float, decay_per_s: float) -> tuple[int, int]:
-    """The `limits` item that never overruns a Kraken counter: N per T s with N <= threshold and
-    N/T <= decay (then a full window is a full counter at worst). Longest whole-second window."""
-    window_s = math.floor(threshold / decay_per_s)
-    return math.floor(decay_per_s * window_s), window_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,143 +151,6 @@ class StrategyStats:
     cost_sent: float = 0.0
 
 
-# -- the peers, each configured as well as its API allows ---------------------------------------
-
-
-class Gate(Protocol):
-    async def admit(self, strategy: StrategySpec, cost: int, stop_at: float) -> bool:
-        """Block until `cost` may be sent for `strategy`; False when `stop_at` came first."""
-        ...
-
-
-class OpenGate:
-    """Ours: the limiter is inside `KrakenRest` (it takes the permit before signing)."""
-
-    async def admit(self, strategy: StrategySpec, cost: int, stop_at: float) -> bool:
-        return True
-
-
-class LimitsGate:
-    """`limits`: moving window in Redis (shared by every process), cost as the hit's `cost`.
-
-    Kraken's decaying counter has no window equivalent; "N per T" is safe when N <= threshold
-    and N/T <= decay, and the longest whole-second T keeps the largest burst: 620 per 53 s for
-    the pool, 124 per 53 s per account. Its price: after a burst nothing is admitted until the
-    burst's entries leave the window (53 s later), where Kraken's counter would already admit
-    11.7/s. Two scopes are two calls (account, then pool): not atomic, no reserve lane.
-    """
-
-    def __init__(self, redis_url: str, namespace: str) -> None:
-        from limits import RateLimitItemPerSecond  # noqa: PLC0415 - bench extra only
-        from limits.aio.storage import RedisStorage  # noqa: PLC0415
-        from limits.aio.strategies import MovingWindowRateLimiter  # noqa: PLC0415
-
-        storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=namespace)
-        self._strategy = MovingWindowRateLimiter(storage)
-        self._pool = RateLimitItemPerSecond(*moving_window(POOL_THRESHOLD, POOL_DECAY_PER_S))
-        self._account = RateLimitItemPerSecond(
-            *moving_window(ACCOUNT_THRESHOLD, ACCOUNT_DECAY_PER_S)
-        )
-
-    async def admit(self, strategy: StrategySpec, cost: int, stop_at: float) -> bool:
-        return await self._take(self._account, ("trade", strategy.account), cost, stop_at) and (
-            await self._take(self._pool, ("domain", "XBTUSD"), cost, stop_at)
-        )
-
-    async def _take(self, item: Any, ids: tuple[str, ...], cost: int, stop_at: float) -> bool:
-        while time.time() < stop_at:
-            if await self._strategy.hit(item, *ids, cost=cost):
-                return True
-            stats = await self._strategy.get_window_stats(item, *ids)
-            # The oldest entry leaves the window at `reset_time`; a cost > 1 may need more.
-            wait_s = max(0.002, float(stats.reset_time) - time.time())
-            await asyncio.sleep(min(wait_s, max(0.0, stop_at - time.time())))
-        return False
-
-
-class PyrateGate:
-    """`pyrate-limiter`: GCRA state in Redis (RedisStateStore), a Rate with `burst` = threshold
-    and emission = decay, the cost as the item's weight. GCRA *is* Kraken's counter, up to
-    integer microseconds. Two scopes are two limiters (account, then pool; not atomic), one pair
-    per strategy so no strategy waits behind another's lock; the clock is each host's; no
-    reserve lane. `buffer_ms` (extra sleep after the computed wait) lowered from 50 to 5.
-    """
-
-    BUFFER_MS: Final = 5
-
-    def __init__(self, redis: aioredis.Redis, namespace: str) -> None:
-        self._redis = redis
-        self._namespace = namespace
-        self._limiters: dict[str, tuple[Any, Any]] = {}
-
-    def _limiter(self, key: str, threshold: float, decay_per_s: float) -> Any:
-        from pyrate_limiter import (  # noqa: PLC0415 - bench extra only
-            GCRA,
-            Limiter,
-            Rate,
-            RedisStateStore,
-            SingleBucketFactory,
-            StateBucket,
-        )
-
-        # 11.7/s = 1170 per 100 s: integers, as Rate wants them.
-        rate = Rate(round(decay_per_s * 100), 100_000, burst=int(threshold))
-        bucket = StateBucket([rate], GCRA(), RedisStateStore(self._redis, key))
-        return Limiter(SingleBucketFactory(bucket, schedule_leak=False), buffer_ms=self.BUFFER_MS)
-
-    async def admit(self, strategy: StrategySpec, cost: int, stop_at: float) -> bool:
-        pair = self._limiters.get(strategy.name)
-        if pair is None:
-            pair = (
-                self._limiter(
-                    f"{self._namespace}:trade:{strategy.account}",
-                    ACCOUNT_THRESHOLD,
-                    ACCOUNT_DECAY_PER_S,
-                ),
-                self._limiter(f"{self._namespace}:domain", POOL_THRESHOLD, POOL_DECAY_PER_S),
-            )
-            self._limiters[strategy.name] = pair
-        # Its own `timeout=` leaves "cannot reuse already awaited coroutine" tasks behind when
-        # it fires (4.5.1); an outer timeout cancels the wait cleanly.
-        try:
-            async with asyncio.timeout(max(0.0, stop_at - time.time())):
-                for limiter in pair:
-                    await limiter.try_acquire_async(strategy.name, weight=cost, blocking=True)
-        except TimeoutError:
-            return False
-        return True
-
-
-class AioGate:
-    """`aiolimiter`: a leaky bucket in each process, the cost as `amount`. Exact for one account
-    (its strategy lives in one process); the pool gets a static equal share per process
-    (hummingbot's `rate_limits_share_pct`): threshold/P with decay/P, so the P buckets sum to
-    Kraken's pool however demand is spread. Share left idle by one process is lost to others.
-    """
-
-    def __init__(self, processes: int) -> None:
-        from aiolimiter import AsyncLimiter  # noqa: PLC0415 - bench extra only
-
-        self._make = AsyncLimiter
-        share = POOL_THRESHOLD / processes
-        self._pool = AsyncLimiter(share, time_period=POOL_THRESHOLD / POOL_DECAY_PER_S)
-        self._accounts: dict[str, Any] = {}
-
-    async def admit(self, strategy: StrategySpec, cost: int, stop_at: float) -> bool:
-        account = self._accounts.get(strategy.account)
-        if account is None:
-            period_s = ACCOUNT_THRESHOLD / ACCOUNT_DECAY_PER_S
-            account = self._make(ACCOUNT_THRESHOLD, time_period=period_s)
-            self._accounts[strategy.account] = account
-        try:
-            async with asyncio.timeout(max(0.0, stop_at - time.time())):
-                await account.acquire(cost)
-                await self._pool.acquire(cost)
-        except TimeoutError:
-            return False
-        return True
-
-
 # -- the worker process --------------------------------------------------------------------------
 
 
@@ -313,7 +180,7 @@ async def _order_loop(
         else:
             cost, method, params = 1, ADD_ORDER, ORDER
             request = VenueRequest(method=method, pair=PAIR)
-        if not await gate.admit(strategy, cost, stop_at):
+        if not await gate.admit(strategy.name, strategy.account, cost, stop_at):
             return
         deadline_s = min(PERMIT_DEADLINE_S, max(0.0, stop_at - time.time()))
         try:
@@ -352,11 +219,13 @@ def _gate(spec: WorkerSpec, redis: aioredis.Redis) -> tuple[Gate, PermitSource]:
             )
             return OpenGate(), limiter
         case "limits":
-            return LimitsGate(spec.redis_url, spec.namespace), Unlimited()
+            return LimitsGate(
+                spec.redis_url, spec.namespace, pool=POOL, account=ACCOUNT
+            ), Unlimited()
         case "pyrate":
-            return PyrateGate(redis, spec.namespace), Unlimited()
+            return PyrateGate(redis, spec.namespace, pool=POOL, account=ACCOUNT), Unlimited()
         case "aiolimiter":
-            return AioGate(spec.processes), Unlimited()
+            return AioGate(spec.processes, pool=POOL, account=ACCOUNT), Unlimited()
 
 
 async def _worker(spec: WorkerSpec, line: StartLine) -> dict[str, Any]:
@@ -760,7 +629,7 @@ async def run(quick: bool, samples: int) -> None:
             )
             for n, (approach, label, weights) in enumerate(plan)
         ]
-        print_utilization(results, peer_notes())
+        print_utilization(results, peer_notes(pool=POOL, account=ACCOUNT, processes=len(PLACEMENT)))
 
         fair_per_s = pool_budget(duration_s) / STRATEGIES / duration_s
         fair_demand = [fair_per_s * (HEAVY_X if i == 0 else 1.0) for i in range(STRATEGIES)]
@@ -790,22 +659,6 @@ async def run(quick: bool, samples: int) -> None:
         f" | (c) light strategies' share/weight min {min(ratios[1:]):.2f}x, heavy "
         f"{ratios[0]:.2f}x, venue rejections {fairness.rejected}"
     )
-
-
-def peer_notes() -> list[str]:
-    pool_n, pool_t = moving_window(POOL_THRESHOLD, POOL_DECAY_PER_S)
-    acct_n, acct_t = moving_window(ACCOUNT_THRESHOLD, ACCOUNT_DECAY_PER_S)
-    share = POOL_THRESHOLD / len(PLACEMENT)
-    return [
-        f"limits: moving window '{pool_n} per {pool_t} s' (pool) and '{acct_n} per {acct_t} s' "
-        f"(account), hit(cost=...): after its burst nothing until the window slides, {pool_t} s on",
-        "pyrate-limiter: GCRA Rate(1170 per 100 s, burst=625) (pool) and (234 per 100 s, "
-        "burst=125) (account) in RedisStateStore, weight=cost; account then pool, not atomic",
-        f"aiolimiter: AsyncLimiter({share:g}, {POOL_THRESHOLD / POOL_DECAY_PER_S:.2f} s) per "
-        f"process (a static 1/{len(PLACEMENT)} share) + AsyncLimiter(125, 53.42 s) per account",
-        "peers: no cancel lane (whole threshold for every request), each host's clock, the "
-        "age-based cancel cost passed as their weight",
-    ]
 
 
 async def _server_info(url: str) -> str:
