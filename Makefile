@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The most complete thing on the embedded default: embedded Redis and simulator, the service with
-# the example strategies trading on their sub-accounts, status lines every few seconds. Ctrl-C
-# stops it cleanly (every order cancelled). `make run RUN_ARGS="--duration 30"` stops by itself.
+# the three example strategies trading on their sub-accounts, a live status screen (status lines
+# when stdout is not a terminal). Ctrl-C stops it cleanly (every order cancelled).
+# `make run RUN_ARGS="--duration 30"` stops by itself.
 RUN_ARGS ?=
 run: $(STAMP)
 	$(BIN)/orchestrator run --config $(CONFIG) $(RUN_ARGS)

@@ -104,7 +104,7 @@ def test_sim_serves_the_example_config(tmp_path: Path) -> None:
     assert "simulator REST" in result.stdout
     assert "simulator stopped" in result.stdout
     accounts = json.loads(keys.read_text())["accounts"]
-    assert set(accounts) == {"master", "mm-xbt", "twap-eth", "mm-sol"}
+    assert set(accounts) == {"master", "mm-xbt", "twap-eth", "grid-sol"}
     assert oct(keys.stat().st_mode & 0o777) == "0o600"
 
 

@@ -83,7 +83,7 @@ def test_defaults_make_a_runnable_demo_config() -> None:
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "orchestrator.example.toml", environ={})
     assert config.master.name == "master"
-    assert [a.name for a in config.accounts if a.role == "sub"] == ["mm-xbt", "twap-eth", "mm-sol"]
+    assert [a.name for a in config.accounts if a.role == "sub"] == ["mm-xbt", "twap-eth", "grid-sol"]
     assert config.rebalancer.targets[0].target == Decimal(10000)
 
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_example_config_becomes_the_demo_domain() -> None:
     settings = settings_from_config(load_config(ROOT / "orchestrator.example.toml", environ={}))
     assert [(a.name, a.role) for a in settings.accounts] == [
-        ("master", "master"), ("mm-xbt", "sub"), ("twap-eth", "sub"), ("mm-sol", "sub"),
+        ("master", "master"), ("mm-xbt", "sub"), ("twap-eth", "sub"), ("grid-sol", "sub"),
     ]  # fmt: skip
     assert settings.tier == "intermediate"
     assert all(a.balances for a in settings.accounts)
