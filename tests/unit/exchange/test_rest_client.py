@@ -19,6 +19,7 @@ from orchestrator.exchange.kraken.common.key_lock import LocalKeyLock
 from orchestrator.exchange.kraken.common.methods import (
     ACCOUNT_TRANSFER,
     ADD_ORDER,
+    AMEND_ORDER,
     BALANCE,
     CANCEL_ORDER,
     WITHDRAW,
@@ -68,6 +69,21 @@ def client(
     return rest, transport, permits
 
 
+# The spot calls that act (issue 9's matrix), each with the type its caller decodes it into.
+ACTING_CALLS = [
+    pytest.param(ADD_ORDER, s.AddOrderResult, id="AddOrder"),
+    pytest.param(AMEND_ORDER, s.AmendResult, id="AmendOrder"),
+    pytest.param(CANCEL_ORDER, s.CancelResult, id="CancelOrder"),
+    pytest.param(ACCOUNT_TRANSFER, s.TransferResult, id="AccountTransfer"),
+    pytest.param(WITHDRAW, s.WithdrawResult, id="Withdraw"),
+]
+
+
+async def call_acting(rest: KrakenRest, method: Method, into: type[Any]) -> None:
+    """Send `method` the way its caller does: typed, with the permit request that prices it."""
+    await rest.call_as(into, method, {}, request=VenueRequest(method=method, pair="XBT/USD"))
+
+
 def answers(*replies: HttpReply | BaseException) -> Callable[[HttpRequest], Awaitable[HttpReply]]:
     queue = list(replies)
 
@@ -101,21 +117,31 @@ async def test_signed_request_carries_nonce_key_and_signature() -> None:
     assert [r.method for r in permits.requests] == [BALANCE, BALANCE]  # a permit per call
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [TimeoutError(), aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError(104, "reset")],
-)
-async def test_transport_loss_after_sending(failure: BaseException) -> None:
-    """A query is asked again; a call that acts is never re-sent by the client: ambiguous."""
+TRANSPORT_LOSSES = [
+    pytest.param(TimeoutError(), id="timeout"),
+    pytest.param(aiohttp.ServerDisconnectedError(), id="disconnected"),
+    pytest.param(aiohttp.ClientOSError(104, "reset"), id="reset"),
+]
+
+
+@pytest.mark.parametrize("failure", TRANSPORT_LOSSES)
+async def test_transport_loss_after_sending_a_query_asks_again(failure: BaseException) -> None:
     rest, transport, permits = client(answers(failure, ok({"ZUSD": "1.0"})))
     assert await rest.call(BALANCE) == {"ZUSD": "1.0"}
     assert len(transport.requests) == 2
     assert len(permits.requests) == 2  # the venue counts the retry: it takes its own permit
-    for method in (ADD_ORDER, CANCEL_ORDER, ACCOUNT_TRANSFER, WITHDRAW):
-        rest, transport, _ = client(answers(failure))
-        with pytest.raises(AmbiguousOutcome):
-            await rest.call(method, {}, request=VenueRequest(method=method, pair="XBT/USD"))
-        assert len(transport.requests) == 1
+
+
+@pytest.mark.parametrize(("method", "into"), ACTING_CALLS)
+@pytest.mark.parametrize("failure", TRANSPORT_LOSSES)
+async def test_transport_loss_after_sending(
+    failure: BaseException, method: Method, into: type[Any]
+) -> None:
+    """A call that acts is never re-sent by the client: the reply is lost, so it is ambiguous."""
+    rest, transport, _ = client(answers(failure))
+    with pytest.raises(AmbiguousOutcome):
+        await call_acting(rest, method, into)
+    assert len(transport.requests) == 1
 
 
 async def test_connect_failure_means_nothing_was_sent() -> None:
@@ -128,33 +154,40 @@ async def test_connect_failure_means_nothing_was_sent() -> None:
         await rest.call(ACCOUNT_TRANSFER, {})
 
 
-@pytest.mark.parametrize(
-    "garbled",
-    [
-        HttpReply(200, b'{"error":[],"result":{"transfer_'),
-        HttpReply(502, b"<html>Bad Gateway</html>"),
-    ],
-)
-async def test_garbled_reply_to_an_acting_call_is_ambiguous(garbled: HttpReply) -> None:
-    for method in (ACCOUNT_TRANSFER, WITHDRAW, ADD_ORDER):
-        rest, _, _ = client(answers(garbled))
-        with pytest.raises(AmbiguousOutcome):
-            await rest.call(method, {}, request=VenueRequest(method=method, pair="XBT/USD"))
+GARBLED_REPLIES = [
+    pytest.param(HttpReply(200, b'{"error":[],"result":{"transfer_'), id="truncated"),
+    pytest.param(HttpReply(502, b"<html>Bad Gateway</html>"), id="html-502"),
+]
+
+
+@pytest.mark.parametrize(("method", "into"), ACTING_CALLS)
+@pytest.mark.parametrize("garbled", GARBLED_REPLIES)
+async def test_garbled_reply_to_an_acting_call_is_ambiguous(
+    garbled: HttpReply, method: Method, into: type[Any]
+) -> None:
+    rest, transport, _ = client(answers(garbled))
+    with pytest.raises(AmbiguousOutcome):
+        await call_acting(rest, method, into)
+    assert len(transport.requests) == 1
+
+
+@pytest.mark.parametrize("garbled", GARBLED_REPLIES)
+async def test_garbled_reply_to_a_query_is_retried_then_unavailable(garbled: HttpReply) -> None:
     rest, _, _ = client(answers(garbled, garbled, garbled))
     with pytest.raises(VenueUnavailable):  # a query: nothing executed, retried, then unavailable
         await rest.call(BALANCE)
 
 
-async def test_unreadable_result_of_an_acting_call_is_ambiguous() -> None:
+@pytest.mark.parametrize(("method", "into"), ACTING_CALLS)
+async def test_unreadable_result_of_an_acting_call_is_ambiguous(
+    method: Method, into: type[Any]
+) -> None:
     """The envelope is fine but the result is not what the call returns: the venue answered,
     so it may have acted. (Read as "unavailable, retry" this would send a transfer twice.)"""
-    weird = ok({"unexpected": True})
-    for method, into in ((ACCOUNT_TRANSFER, s.TransferResult), (WITHDRAW, s.WithdrawResult),
-                         (ADD_ORDER, s.AddOrderResult)):  # fmt: skip
-        rest, _, _ = client(answers(weird))
-        request = VenueRequest(method=method, pair="XBT/USD")
-        with pytest.raises(AmbiguousOutcome):
-            await rest.call_as(into, method, {}, request=request)
+    rest, transport, _ = client(answers(ok({"unexpected": True})))
+    with pytest.raises(AmbiguousOutcome):
+        await call_acting(rest, method, into)
+    assert len(transport.requests) == 1
 
 
 async def test_venue_errors_map_and_rate_limits_feed_back_with_the_permit() -> None:
