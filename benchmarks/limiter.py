@@ -2,6 +2,7 @@
 
     python -m benchmarks.limiter            # about 2 min: 20 s per approach
     python -m benchmarks.limiter --quick    # about 35 s: 5 s per approach
+    python -m benchmarks.limiter --no-plots # the tables only, no figure
 
 (a) Latency: one process, one Redis connection (redis.asyncio + hiredis, uvloop). `Limiter.acquire`
     calls that always grant at once (scopes with huge thresholds) are interleaved with raw EVALSHA
@@ -14,7 +15,9 @@
     trading cost it admitted on the pool in the window, over the theoretical budget
     `threshold + decay x duration` (and `threshold x (1 - reserve) + decay x duration`), and its
     rate-limit rejections. Workers are real signed `KrakenRest` clients; for the peers the client
-    has no limiter and the peer is called before each request.
+    has no limiter and the peer is called before each request. The figure
+    docs/images/limiter_utilization.png draws (b) over time: the pool cost each strategy was
+    granted per second, one panel per approach, against the pool's decay.
 (c) Fairness: our limiter with equal weights; one strategy at 10x demand (four concurrent order
     loops) and seven at 1x (each asking exactly its fair share of the budget).
 
@@ -43,6 +46,7 @@ import aiohttp
 import redis.asyncio as aioredis
 import uvloop
 
+from benchmarks import plotting
 from benchmarks._common import StartLine, percentile, run_workers, verdict, version
 from benchmarks._limiter_peers import (
     AioGate,
@@ -53,16 +57,18 @@ from benchmarks._limiter_peers import (
     PyrateGate,
     peer_notes,
 )
+from benchmarks._limiter_plots import UtilizationPanel, draw_utilization
 from orchestrator.clock import RealClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import RateLimited, VenueRateLimited
+from orchestrator.exchange.kraken.common.errors import RateLimitKind
 from orchestrator.exchange.kraken.common.key_lock import LocalKeyLock
 from orchestrator.exchange.kraken.common.methods import ADD_ORDER, CANCEL_ORDER
 from orchestrator.exchange.kraken.common.nonce import LocalNonce
 from orchestrator.exchange.kraken.common.transport import AiohttpTransport
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.metrics import Registry
-from orchestrator.ratelimit.permits import PermitSource, Unlimited
+from orchestrator.ratelimit.permits import Permit, PermitSource, Unlimited
 from orchestrator.ratelimit.policy import TIERS, Charge, Policy, Scope, VenueRequest, trading_cost
 from orchestrator.ratelimit.redis import ACQUIRE_LUA, Limiter
 from orchestrator.secrets import ApiCredentials, Secret
@@ -203,6 +209,41 @@ async def _order_loop(
             stats.adds += 1
 
 
+class GrantLog:
+    """The client's permit source, noting when each request on the pair was let through and
+    the pool cost it carries: the figure's series, returned with the worker's stats. With a peer
+    the source is `Unlimited`, so the note falls right after the peer's gate admitted it."""
+
+    def __init__(self, permits: PermitSource, policy: Policy) -> None:
+        self._permits = permits
+        self._policy = policy
+        self.grants: dict[str, list[tuple[float, float]]] = {}  # strategy -> (wall s, cost)
+
+    async def acquire_for(
+        self,
+        request: VenueRequest,
+        *,
+        account: str,
+        key_id: str,
+        strategy: str | None = None,
+        deadline_s: float = 5.0,
+    ) -> Permit:
+        permit = await self._permits.acquire_for(
+            request, account=account, key_id=key_id, strategy=strategy, deadline_s=deadline_s
+        )
+        if strategy is not None and request.pair == PAIR:
+            cost = self._policy.trading_cost_of(request)
+            self.grants.setdefault(strategy, []).append((time.time(), cost))
+        return permit
+
+    async def feedback(self, permit: Permit, kind: RateLimitKind | None) -> None:
+        await self._permits.feedback(permit, kind)
+
+    def since(self, start_s: float) -> dict[str, list[tuple[float, float]]]:
+        """The grants per strategy, in seconds from `start_s`."""
+        return {s: [(t - start_s, c) for t, c in g] for s, g in self.grants.items()}
+
+
 def _gate(spec: WorkerSpec, redis: aioredis.Redis) -> tuple[Gate, PermitSource]:
     """The peer to call before each request, or our limiter to hand to `KrakenRest`. With a
     peer the client's own permit source is `Unlimited`: the peer's gate is the only limit."""
@@ -232,7 +273,8 @@ async def _worker(spec: WorkerSpec, line: StartLine) -> dict[str, Any]:
     redis = redis_client(spec.redis_url)
     stats = {s.name: StrategyStats() for s in spec.strategies}
     try:
-        gate, permits = _gate(spec, redis)
+        gate, source = _gate(spec, redis)
+        permits = GrantLog(source, Policy(TIER, LIMITS))
         async with aiohttp.ClientSession() as session:
             transport = AiohttpTransport(session, timeout_s=10.0)
             clients = [
@@ -261,7 +303,10 @@ async def _worker(spec: WorkerSpec, line: StartLine) -> dict[str, Any]:
                         group.create_task(loop)
     finally:
         await redis.aclose()
-    return {"strategies": {name: asdict(s) for name, s in stats.items()}}
+    return {
+        "strategies": {name: asdict(s) for name, s in stats.items()},
+        "grants": permits.since(start_s),
+    }
 
 
 def worker_main(spec: WorkerSpec, line: StartLine) -> dict[str, Any]:
@@ -300,6 +345,9 @@ class RunResult:
     rejections: dict[str, int]  # per venue scope
     stats: dict[str, dict[str, float]]  # per strategy, as its worker counted
     accounts: dict[str, str] = field(default_factory=dict)  # strategy -> account
+    # Per strategy, (seconds into the run, pool cost) of each request its limiter let through,
+    # as its worker noted them (a grant the venue then refused is here, not in `events`).
+    grants: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     @property
     def pool_cost(self) -> float:
@@ -364,8 +412,10 @@ async def run_workload(
             worker_main, specs, on_start=on_start, timeout_s=duration_s + 120
         )
         stats: dict[str, dict[str, float]] = {}
+        grants: dict[str, list[tuple[float, float]]] = {}
         for reply in replies:
             stats.update(reply["strategies"])
+            grants.update(reply["grants"])
         return RunResult(
             label,
             duration_s,
@@ -373,6 +423,7 @@ async def run_workload(
             sim.venue.limits.rejections(),
             stats,
             {s.name: s.account for s in strategies},
+            grants,
         )
 
 
@@ -594,7 +645,7 @@ def print_header(embedded: EmbeddedRedis, server_version: str, quick: bool) -> N
 # -- main -----------------------------------------------------------------------------------------
 
 
-async def run(quick: bool, samples: int) -> None:
+async def run(quick: bool, samples: int, *, plots: bool) -> None:
     duration_s = 5.0 if quick else 20.0
     async with open_embedded_redis() as embedded:
         url = embedded.url
@@ -659,6 +710,33 @@ async def run(quick: bool, samples: int) -> None:
         f" | (c) light strategies' share/weight min {min(ratios[1:]):.2f}x, heavy "
         f"{ratios[0]:.2f}x, venue rejections {fairness.rejected}"
     )
+    if plots:
+        runs = {approach: r for (approach, _, _), r in zip(plan, results, strict=True)}
+        print(figure_line(runs, bin_s=0.5 if quick else 1.0))
+
+
+FIGURE_ORDER: Final[tuple[Approach, ...]] = ("ours", "aiolimiter", "limits", "pyrate")
+
+
+def figure_line(runs: Mapping[Approach, RunResult], *, bin_s: float) -> str:
+    """Draw (b) over time, ours beside the static partition and the windows; say where."""
+    if not plotting.available():
+        return "figure: skipped (matplotlib absent: the `bench` extra)"
+    duration_s = runs["ours"].duration_s
+    panels = [
+        UtilizationPanel(r.label, r.pool_cost / pool_budget(duration_s), r.rejected, r.grants)
+        for r in (runs[a] for a in FIGURE_ORDER)
+    ]
+    weights = dict(zip(NAMES, DEMAND_WEIGHTS, strict=True))
+    path = draw_utilization(
+        panels,
+        strategies={name: f"{name} (demand {weights[name]:g})" for name in NAMES},
+        duration_s=duration_s,
+        bin_s=bin_s,
+        burst=POOL_THRESHOLD,
+        decay_per_s=POOL_DECAY_PER_S,
+    )
+    return f"figure: {path.relative_to(plotting.IMAGES_DIR.parent.parent)}"
 
 
 async def _server_info(url: str) -> str:
@@ -674,10 +752,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.limiter", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="5 s per approach (smoke)")
     parser.add_argument("--samples", type=int, default=None, help="calls per latency row")
+    parser.add_argument("--no-plots", action="store_true", help="print the tables only")
     args = parser.parse_args(argv)
     samples = args.samples or (1_000 if args.quick else 5_000)
     logging.getLogger().setLevel(logging.ERROR)
-    uvloop.run(run(args.quick, samples))
+    uvloop.run(run(args.quick, samples, plots=not args.no_plots))
     return 0  # a measurement: a MISS is reported, not an error
 
 
