@@ -4,18 +4,21 @@ account reading and the treasury."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import fakeredis
 import pytest
+import redis.asyncio as aioredis
 
 from orchestrator.clock import ManualClock
 from orchestrator.exchange.kraken.account import KrakenDomain
 from orchestrator.exchange.kraken.ws.book_store import BookStore
 from orchestrator.exchange.protocol import AccountReader, OrderSpec, TradingVenue, Treasury
+from orchestrator.ratelimit.policy import trading_cost
 from orchestrator.simulator.app import RunningSimulator, open_simulator
-from tests.sim_domains import open_sim_domain
+from tests.sim_domains import open_sim_domain, sim_config
 
 
 @pytest.fixture
@@ -109,6 +112,44 @@ async def test_amends_spend_no_rest_budget_and_counters_match_the_venue(
     # The add (1) decays away in 6 s; amend 1 + 2, 1 s of decay, cancel 8 (priced from the
     # placement it would be 6); then 1 + 1 + 8 amends x (1 + 3) + cancel-all of two young orders.
     assert venue["trade:mm-xbt:XBT/USD"] == pytest.approx(3 - 2.34 + 8 + 1 + 1 + 8 * 4 + 16)
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+async def any_redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    """The limiter's store: fakeredis, and the private redis-server (its Lua scripts for real)."""
+    if request.param == "fakeredis":
+        client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    else:
+        client = aioredis.Redis.from_url(request.getfixturevalue("redis_server"))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_the_cancel_of_an_amended_order_is_charged_from_the_amend(
+    sim: RunningSimulator, any_redis: aioredis.Redis
+) -> None:
+    """Kraken prices a cancel by the order's age since placed *or last amended*: a cancel 1 s
+    after an amend costs 8 on the trading counter, not the 6 of the 7 s since placement."""
+    clock = sim.venue.clock
+    assert isinstance(clock, ManualClock)
+    config = sim_config(sim, namespace=f"t{uuid.uuid4().hex[:12]}")  # a namespace of its own
+    async with open_sim_domain(sim, any_redis, clock, config=config, manual_time=True) as domain:
+        trading = domain.account("mm-xbt").trading
+        ref = await trading.place(spec(domain, "amend-then-cancel"))
+        await clock.advance(6.0)
+        ref = await trading.amend(ref, price=Decimal("50001.0"))
+        await clock.advance(1.0)
+        ours_before = await limiter_level(domain, "trade:mm-xbt:XBT/USD")
+        venue_before = venue_levels(sim)["trade:mm-xbt:XBT/USD"]
+        assert await trading.cancel(ref) is True  # the manual clock stands still: no decay
+        charged = await limiter_level(domain, "trade:mm-xbt:XBT/USD") - ours_before
+        venue_charged = venue_levels(sim)["trade:mm-xbt:XBT/USD"] - venue_before
+    assert (trading_cost("cancel", 1.0), trading_cost("cancel", 7.0)) == (8, 6)
+    assert charged == pytest.approx(trading_cost("cancel", 1.0))
+    assert venue_charged == pytest.approx(charged)
+    assert sim.venue.limits.rejections() == {}
 
 
 async def test_balances_ledger_cancel_all_and_dead_man(domain: KrakenDomain) -> None:
