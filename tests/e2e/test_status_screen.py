@@ -16,6 +16,7 @@ import pty
 import re
 import select
 import struct
+import subprocess
 import termios
 import time
 from pathlib import Path
@@ -143,3 +144,27 @@ def test_the_demo_screen_shows_every_strategy_trading_and_stops_cleanly_on_ctrl_
         assert "summary" in after, after
     finally:
         term.kill()
+
+
+def test_the_demo_run_for_60_s_ends_clean_and_says_so_in_its_summary() -> None:
+    """`orchestrator run --duration 60` on the default config, stdout not a terminal: status
+    lines, then the summary: every strategy traded, 0 open orders, 0 rate-limit rejections."""
+    config = load_config(CONFIG)
+    names = [s.name for s in config.strategies if s.enabled]
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "orchestrator"), "run", "--config", str(CONFIG),
+         "--duration", "60"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    summary = lines[-(len(names) + 2) :]
+    assert summary[-1] == "stopped: 0 open orders left at the venue"
+    assert summary[-2] == "rate-limit rejections: venue 0, answered us 0"
+    for name, line in zip(names, summary, strict=False):
+        cells = line.split()
+        assert cells[0] == name, summary
+        assert cells[1] == "stopped", line
+        assert int(cells[cells.index("fills") + 1]) > 0, line
+        assert int(cells[cells.index("placed") + 1]) > 0, line
+        assert int(cells[cells.index("open") + 1]) == 0, line
