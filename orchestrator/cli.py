@@ -111,9 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="run the side-by-side benchmarks and print their ratios",
-        description="Run benchmarks/ (limiter, book, simulator throughput) in one process run.",
+        description="Run benchmarks/ (simulator throughput, limiter, book, tick-to-order, "
+        "strategies per process), each printing its side-by-side table; full runs also draw "
+        "their figures into docs/images/.",
     )
     bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    bench.add_argument(
+        "--no-plots", action="store_true", help="draw no figures (a --quick run never draws)"
+    )
     bench.add_argument("--quick", action="store_true", help="short runs")
     return parser
 
@@ -187,6 +192,9 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
 
 
 BENCHMARKS: Final = ("simulator", "limiter", "book", "tick_to_order", "strategies_per_process")
+# The benchmarks that draw figures (and take `--no-plots`). A quick run's figures would replace
+# the README's with ones from a few seconds of data, so quick runs draw none.
+DRAWING: Final = frozenset({"limiter", "tick_to_order", "strategies_per_process"})
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -206,7 +214,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise FeatureNotBuilt(f"benchmark {name!r} ({exc})") from None
         print(f"== benchmarks.{name}", flush=True)
-        rc = max(rc, int(module.main(["--quick"] if args.quick else [])))
+        argv = ["--quick"] if args.quick else []
+        if name in DRAWING and (args.quick or args.no_plots):
+            argv.append("--no-plots")
+        rc = max(rc, int(module.main(argv)))
     return rc
 
 
