@@ -5,6 +5,7 @@ handed out, the key lock to a local lock, the limiter to its local cancel budget
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -16,8 +17,9 @@ from orchestrator.errors import LimiterUnavailable
 from orchestrator.exchange.protocol import OrderRef, OrderSpec
 from orchestrator.simulator.app import open_simulator
 from orchestrator.store.connection import redis_client
+from orchestrator.store.keys import Keys
 from tests.redis_process import RedisProcess, own_redis_server
-from tests.sim_domains import domain_settings, open_sim_domain
+from tests.sim_domains import domain_settings, open_sim_domain, sim_config
 
 
 @pytest.fixture
@@ -26,9 +28,16 @@ def server() -> Iterator[RedisProcess]:
         yield running
 
 
+def fallbacks(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, object]]:
+    """The fields of each `<part>.local_fallback` record: a part leaving Redis for its local
+    stand-in says so once, when it does."""
+    return [r.__dict__["fields"] for r in caplog.records if r.getMessage() == event]
+
+
 async def test_redis_killed_with_ten_orders_open_cancel_all_reaches_the_venue(
-    server: RedisProcess,
+    server: RedisProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="orchestrator")
     redis = redis_client(server.url, socket_connect_timeout=0.3, socket_timeout=0.5)
     async with open_simulator(domain_settings(2)) as sim, \
             open_sim_domain(sim, redis, RealClock()) as domain:  # fmt: skip
@@ -50,6 +59,10 @@ async def test_redis_killed_with_ten_orders_open_cancel_all_reaches_the_venue(
             for name in ("s0", "s1")
         }
         assert sum(len(sim.venue.engine.open_orders(a)) for a in refs) == 10
+        permits = domain.limiter.metrics.permits
+        assert permits.get("risk_reducing", "local") == 0
+        assert fallbacks(caplog, "nonce.local_fallback") == []
+        assert fallbacks(caplog, "key_lock.local_fallback") == []
 
         server.kill()
         started_s = time.monotonic()
@@ -62,6 +75,16 @@ async def test_redis_killed_with_ten_orders_open_cancel_all_reaches_the_venue(
         assert elapsed_s < 2.0
         assert sim.venue.request_counts.get("error:EAPI:Invalid nonce", 0) == 0
         assert sim.venue.limits.rejections() == {}
+        # The path taken was the local one: the limiter's cancel budget granted both cancel-alls,
+        # and each account's key took its nonce and its lock locally (each says so once).
+        assert permits.get("risk_reducing", "local") == 2
+        assert permits.get("risk_reducing", "redis") == 0
+        keys = Keys(sim_config(sim).redis.namespace)  # the namespace open_sim_domain wires
+        nonce_keys = {keys.nonce(domain.account(name).rest.key_id) for name in refs}
+        assert sorted(str(f["key"]) for f in fallbacks(caplog, "nonce.local_fallback")) == sorted(
+            nonce_keys
+        )
+        assert len(fallbacks(caplog, "key_lock.local_fallback")) == len(refs)
         with pytest.raises(LimiterUnavailable):  # new risk stays out while Redis is down
             await domain.account("s0").trading.place(
                 OrderSpec(
