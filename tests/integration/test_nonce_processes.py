@@ -9,6 +9,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +27,7 @@ from orchestrator.exchange.kraken.account import open_kraken
 from orchestrator.exchange.kraken.common.key_lock import SharedKeyLock
 from orchestrator.exchange.kraken.common.methods import BALANCE
 from orchestrator.exchange.protocol import OrderSpec
+from orchestrator.logs import configure_logging
 from orchestrator.metrics import Registry
 from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import RunningSimulator, open_simulator
@@ -57,8 +59,12 @@ def _credentials(sim: RunningSimulator) -> dict[str, tuple[str, str]]:
 
 def _worker(job: str, config: Config, redis_url: str, creds: dict[str, tuple[str, str]],
             index: int, out: str) -> None:  # fmt: skip
-    """One process using the key of `s0`: `orders` places PER_PROCESS orders at once,
-    `balances` asks for the balance 3 times; outcomes by error type (or code) into `out`."""
+    """One process using the key of `s0`: `orders` places PER_PROCESS orders at once, `slow`
+    asks for the balance, places one order, asks again; outcomes by error type (or code) into
+    `out`, and everything the process logs or writes to stderr beside it, in `<name>.stderr`."""
+    stderr = Path(out).with_suffix(".stderr").open("w")  # open for the life of the process
+    os.dup2(stderr.fileno(), 2)  # also what is written below Python: the fd, not sys.stderr
+    configure_logging("debug")  # the product's JSON lines, to stderr
 
     async def main() -> dict[str, int]:
         redis = redis_client(redis_url, socket_timeout=2.0, socket_connect_timeout=1.0)
@@ -92,12 +98,17 @@ def _worker(job: str, config: Config, redis_url: str, creds: dict[str, tuple[str
                 await asyncio.gather(*(tally(account.trading.place(spec(i)))
                                        for i in range(PER_PROCESS)))  # fmt: skip
             else:
-                for _ in range(3):
-                    await tally(account.rest.call(BALANCE, deadline_s=60.0))
+                order = OrderSpec(instrument=domain.instruments.get("XBT/USD"), side="buy",
+                                  order_type="limit", volume=Decimal("0.001"),
+                                  price=Decimal("30000.0"), cl_ord_id=f"slow-{index}")  # fmt: skip
+                await tally(account.rest.call(BALANCE, deadline_s=60.0))
+                await tally(account.trading.place(order))  # acting: sent once, never retried
+                await tally(account.rest.call(BALANCE, deadline_s=60.0))
         await redis.aclose()
         return outcomes
 
     Path(out).write_text(json.dumps(uvloop.run(main())))
+    sys.stderr.flush()
 
 
 async def _run_two(job: str, sim: RunningSimulator, config: Config, redis_url: str,
@@ -132,12 +143,33 @@ async def test_slow_venue_raises_no_raw_redis_error(
     redis_server: str, keys: Keys, tmp_path: Path
 ) -> None:
     """The venue answers in 2.5 s, longer than Redis's 2 s socket timeout, while the other
-    process waits for the key: no call fails (the mutex is polled, never a long blocking read)."""
+    process waits for the key: no call fails (the mutex is polled, never a long blocking read),
+    and nothing else meets a Redis error either: no renewal, no fallback, no stray task."""
     async with open_simulator(domain_settings(1)) as sim:
         sim.venue.settings.faults.latency_s = 2.5
         config = _config(sim.rest_url, keys.namespace, timeout_s=10.0)
-        totals = await _run_two("balances", sim, config, redis_server, tmp_path)
-        assert totals == {"ok": 6}, totals
+        totals = await _run_two("slow", sim, config, redis_server, tmp_path)
+        assert totals == {"ok": 6}, totals  # 2 processes x (Balance, AddOrder, Balance)
+        assert len(sim.venue.engine.open_orders("s0")) == 2  # each order placed once
+    for i in range(2):
+        stderr = tmp_path / f"slow-{i}.stderr"
+        assert _redis_errors_written(stderr) == [], stderr
+
+
+def _redis_errors_written(stderr: Path) -> list[str]:
+    """Lines of a worker's stderr that show something went wrong: a raw `redis.exceptions`
+    name, anything not a log line (a traceback printed raw), or any warning or error logged (an
+    unretrieved task's exception, a renewal or release that failed, Redis marked down, a local
+    fallback). With Redis healthy, a slow venue must cause none of them."""
+    found = []
+    for line in stderr.read_text().splitlines():
+        try:
+            level = json.loads(line)["level"]
+        except (ValueError, KeyError):
+            level = "not a log line"
+        if "redis.exceptions" in line or level not in ("debug", "info"):
+            found.append(line)
+    return found
 
 
 def _hold_forever(redis_url: str, namespace: str, key_id: str, lease_s: float, ready: str) -> None:
