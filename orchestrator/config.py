@@ -211,12 +211,73 @@ class LimitsConfig(_Section, frozen=True):
     key_idle_ttl_s: Annotated[int, _doc("Limiter keys expire after this idle time.", gt=0)] = 3600
 
 
+class RampStep(_Section, frozen=True):
+    after_s: Annotated[float, _doc("Seconds after the band was first seen by the rebalancer.",
+                                   ge=0)]  # fmt: skip
+    fraction: Annotated[Decimal, _doc("Share of the full target (and band) from then on, "
+                                      "in (0, 1].")]  # fmt: skip
+
+
 class RebalanceTarget(_Section, frozen=True):
-    account: Annotated[str, _doc("Sub-account whose balance is kept in the band.")]
+    account: Annotated[str, _doc("Account whose balance is kept in the band.")]
     asset: Annotated[str, _doc("Asset code as the venue names it (`ZUSD`, `XXBT`).", min_length=1)]
-    low: Annotated[Decimal, _doc("Below this, top up to `target`.")]
-    target: Annotated[Decimal, _doc("Level a transfer restores.")]
-    high: Annotated[Decimal, _doc("Above this, sweep down to `target`.")]
+    target: Annotated[Decimal | None, _doc("Level a transfer restores (or give `weight`).")] = None
+    weight: Annotated[
+        Decimal | None,
+        _doc("Target as this fraction of the domain's total of the asset; the weights of an "
+             "asset sum to 1 over the accounts that have one (or give `target`)."),
+    ] = None  # fmt: skip
+    low: Annotated[Decimal | None, _doc("Below this, top up to the target (or give `band`).")] = (
+        None
+    )
+    high: Annotated[Decimal | None, _doc("Above this, sweep down to the target.")] = None
+    band: Annotated[
+        Decimal | None, _doc("Band as a fraction of the target: low = target x (1 - band), "
+                             "high = target x (1 + band); in [0, 1].")
+    ] = None  # fmt: skip
+    floor: Annotated[
+        Decimal, _doc("Never sent from below this: the account keeps at least this much.")
+    ] = Decimal(0)
+    ramp: Annotated[
+        list[RampStep],
+        _doc("Gradual rollout: the target is the last step's fraction of the full target."),
+    ] = []
+
+
+class AssetTransferLimits(_Section, frozen=True):
+    asset: Annotated[str, _doc("Asset code as the venue names it.", min_length=1)]
+    min_transfer: Annotated[
+        Decimal, _doc("Smaller transfers are not made (not worth a ledger entry).")
+    ] = Decimal(0)
+    max_per_transfer: Annotated[
+        Decimal | None, _doc("Largest single transfer; a bigger need is met over cycles.")
+    ] = None
+    max_per_day: Annotated[
+        Decimal | None, _doc("Most moved in one UTC day, all accounts together.")
+    ] = None
+
+
+class WithdrawalRule(_Section, frozen=True):
+    asset: Annotated[str, _doc("Asset withdrawn from the source account.", min_length=1)]
+    key: Annotated[str, _doc("Withdrawal destination by its name in the account (allowlisted "
+                             "at the venue).", min_length=1)]  # fmt: skip
+    keep: Annotated[Decimal, _doc("The source account keeps this much; above it, withdraw.")]
+    min_amount: Annotated[Decimal, _doc("Smaller withdrawals are not made.")] = Decimal(0)
+    max_per_day: Annotated[
+        Decimal | None, _doc("Most withdrawn in one UTC day (also bounded by the tier).")
+    ] = None
+
+
+class MarginTopUp(_Section, frozen=True):
+    account: Annotated[str, _doc("Account whose futures `flex` wallet is watched.")]
+    asset: Annotated[str, _doc("Collateral sent (futures name, e.g. `USD`).", min_length=1)] = "USD"
+    min_margin_level: Annotated[
+        Decimal, _doc("Top up when (collateral + unrealized PnL) / margin is below this (> 1).")
+    ] = Decimal(2)
+    target_margin_level: Annotated[
+        Decimal, _doc("The level a top-up restores (above min_margin_level).")
+    ] = Decimal(3)
+    max_per_transfer: Annotated[Decimal | None, _doc("Largest single top-up.")] = None
 
 
 class RebalancerConfig(_Section, frozen=True):
@@ -226,6 +287,21 @@ class RebalancerConfig(_Section, frozen=True):
         str | None, _doc("Account that funds top-ups and receives sweeps; default the master.")
     ] = None
     targets: Annotated[list[RebalanceTarget], _doc("Balance bands per account and asset.")] = []
+    limits: Annotated[
+        list[AssetTransferLimits], _doc("Minimum size and caps of transfers, per asset.")
+    ] = []
+    senders: Annotated[
+        list[str] | None, _doc("Accounts allowed to send (default: every account).")
+    ] = None
+    receivers: Annotated[
+        list[str] | None, _doc("Accounts allowed to receive (default: every account).")
+    ] = None
+    withdrawals: Annotated[
+        list[WithdrawalRule], _doc("Treasury sweeps out of the source account.")
+    ] = []
+    margin: Annotated[
+        list[MarginTopUp], _doc("Futures flex wallets kept above a margin level.")
+    ] = []
 
 
 class OperatorConfig(_Section, frozen=True):

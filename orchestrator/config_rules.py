@@ -4,6 +4,7 @@ URL. Each names the first offending field path."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
@@ -16,7 +17,7 @@ from redis.exceptions import RedisError
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
-    from orchestrator.config import Config
+    from orchestrator.config import Config, RebalanceTarget
 
 
 def check_relations(config: Config, source: str) -> None:
@@ -188,23 +189,112 @@ def _check_strategies(config: Config) -> None:
 def _check_rebalancer(config: Config) -> None:
     accounts = {a.name for a in config.accounts}
     rebalancer = config.rebalancer
-    if rebalancer.source_account is not None and rebalancer.source_account not in accounts:
-        raise _Invalid(
-            "rebalancer.source_account", f"unknown account {rebalancer.source_account!r}"
-        )
+
+    def known(path: str, account: str) -> None:
+        if account not in accounts:
+            raise _Invalid(path, f"unknown account {account!r} (the domain: "
+                                 f"{', '.join(sorted(accounts))})")  # fmt: skip
+
+    if rebalancer.source_account is not None:
+        known("rebalancer.source_account", rebalancer.source_account)
+    for field in ("senders", "receivers"):
+        for i, name in enumerate(getattr(rebalancer, field) or ()):
+            known(f"rebalancer.{field}[{i}]", name)
     seen_bands: set[tuple[str, str]] = set()
+    weights: dict[str, Decimal] = {}
     for i, band in enumerate(rebalancer.targets):
         where = f"rebalancer.targets[{i}]"
-        if band.account not in accounts:
-            raise _Invalid(f"{where}.account", f"unknown account {band.account!r}")
-        if not Decimal(0) <= band.low <= band.target <= band.high:
-            raise _Invalid(
-                where,
-                f"needs 0 <= low <= target <= high, got {band.low} / {band.target} / {band.high}",
-            )
+        known(f"{where}.account", band.account)
+        _check_band(band, where)
+        if band.weight is not None:
+            weights[band.asset] = weights.get(band.asset, Decimal(0)) + band.weight
         if (band.account, band.asset) in seen_bands:
             raise _Invalid(where, f"a second band for {band.account}/{band.asset}")
         seen_bands.add((band.account, band.asset))
+    for asset, total in sorted(weights.items()):
+        if abs(total - 1) > Decimal("1e-9"):
+            i = next(i for i, t in enumerate(rebalancer.targets) if t.asset == asset and t.weight)
+            raise _Invalid(f"rebalancer.targets[{i}].weight",
+                           f"the weights of {asset} sum to {total}, not 1")  # fmt: skip
+    _check_transfer_limits(config)
+    for i, top_up in enumerate(rebalancer.margin):
+        where = f"rebalancer.margin[{i}]"
+        known(f"{where}.account", top_up.account)
+        if not top_up.min_margin_level > 1:
+            raise _Invalid(f"{where}.min_margin_level",
+                           f"must be above 1, got {top_up.min_margin_level}")  # fmt: skip
+        if top_up.target_margin_level <= top_up.min_margin_level:
+            raise _Invalid(f"{where}.target_margin_level",
+                           f"{top_up.target_margin_level} must be above min_margin_level "
+                           f"{top_up.min_margin_level}")  # fmt: skip
+        _positive(f"{where}.max_per_transfer", top_up.max_per_transfer)
+
+
+def _positive(path: str, value: Decimal | None, *, zero_ok: bool = False) -> None:
+    """A finite amount above 0 (or at least 0); None passes (not set)."""
+    if value is None:
+        return
+    if not value.is_finite() or value < 0 or (value == 0 and not zero_ok):
+        raise _Invalid(path, f"must be {'>= 0' if zero_ok else '> 0'}, got {value}")
+
+
+def _check_transfer_limits(config: Config) -> None:
+    rebalancer = config.rebalancer
+    seen_assets: set[str] = set()
+    for i, limit in enumerate(rebalancer.limits):
+        where = f"rebalancer.limits[{i}]"
+        if limit.asset in seen_assets:
+            raise _Invalid(f"{where}.asset", f"a second limits entry for {limit.asset}")
+        seen_assets.add(limit.asset)
+        _positive(f"{where}.min_transfer", limit.min_transfer, zero_ok=True)
+        _positive(f"{where}.max_per_transfer", limit.max_per_transfer)
+        _positive(f"{where}.max_per_day", limit.max_per_day)
+        if limit.max_per_transfer is not None and limit.max_per_transfer < limit.min_transfer:
+            raise _Invalid(f"{where}.max_per_transfer",
+                           f"{limit.max_per_transfer} is below min_transfer "
+                           f"{limit.min_transfer}")  # fmt: skip
+    for i, rule in enumerate(rebalancer.withdrawals):
+        where = f"rebalancer.withdrawals[{i}]"
+        _positive(f"{where}.keep", rule.keep, zero_ok=True)
+        _positive(f"{where}.min_amount", rule.min_amount, zero_ok=True)
+        _positive(f"{where}.max_per_day", rule.max_per_day)
+
+
+def _check_band_numbers(band: RebalanceTarget, where: str) -> None:
+    for name in ("target", "low", "high", "floor"):
+        _positive(f"{where}.{name}", getattr(band, name), zero_ok=True)
+    if band.band is not None and not (band.band.is_finite() and 0 <= band.band <= 1):
+        raise _Invalid(f"{where}.band", f"must be in [0, 1], got {band.band}")
+    for j, step in enumerate(band.ramp):
+        if not (step.fraction.is_finite() and 0 < step.fraction <= 1):
+            raise _Invalid(f"{where}.ramp[{j}].fraction", f"must be in (0, 1], got {step.fraction}")
+
+
+def _check_band(band: RebalanceTarget, where: str) -> None:
+    """One of `target` / `weight`, one of `low`+`high` / `band`, and a target inside its band."""
+    if (band.target is None) == (band.weight is None):
+        raise _Invalid(where, "give exactly one of target (an amount) or weight (a fraction)")
+    if band.weight is not None and not (band.weight.is_finite() and 0 < band.weight <= 1):
+        raise _Invalid(f"{where}.weight", f"must be in (0, 1], got {band.weight}")
+    _check_band_numbers(band, where)
+    absolute = band.low is not None or band.high is not None
+    if absolute == (band.band is not None):
+        raise _Invalid(where, "give either low and high (amounts) or band (a fraction)")
+    if absolute:
+        if band.weight is not None:
+            raise _Invalid(where, "a weight's band moves with the domain total: give band, "
+                                  "not low and high")  # fmt: skip
+        if band.low is None or band.high is None or band.target is None:
+            raise _Invalid(where, "low and high go together")
+        if not Decimal(0) <= band.low <= band.target <= band.high:
+            raise _Invalid(where, f"needs 0 <= low <= target <= high, got "
+                                  f"{band.low} / {band.target} / {band.high}")  # fmt: skip
+    if band.target is not None and band.floor > band.target:
+        raise _Invalid(f"{where}.floor", f"{band.floor} is above the target {band.target}")
+    after_s = [step.after_s for step in band.ramp]
+    if after_s and (after_s[0] != 0 or any(b <= a for a, b in itertools.pairwise(after_s))):
+        raise _Invalid(f"{where}.ramp", "steps start at after_s = 0 and go up strictly, "
+                                        f"got {after_s}")  # fmt: skip
 
 
 def _check_operators(config: Config) -> None:

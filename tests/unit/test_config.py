@@ -83,7 +83,11 @@ def test_defaults_make_a_runnable_demo_config() -> None:
 def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "orchestrator.example.toml", environ={})
     assert config.master.name == "master"
-    assert [a.name for a in config.accounts if a.role == "sub"] == ["mm-xbt", "twap-eth", "grid-sol"]
+    assert [a.name for a in config.accounts if a.role == "sub"] == [
+        "mm-xbt",
+        "twap-eth",
+        "grid-sol",
+    ]
     assert config.rebalancer.targets[0].target == Decimal(10000)
 
 
@@ -372,3 +376,91 @@ def test_bad_redis_url_from_the_environment_names_the_variable(tmp_path: Path) -
     assert err.path == "redis.url"
     assert "(set by ORCH__REDIS__URL)" in err.reason
     assert "hunter2pw" not in str(err)
+
+
+def band(account: str, asset: str, **fields: str) -> str:
+    lines = [
+        f'account = "{account}"',
+        f'asset = "{asset}"',
+        *(f"{k} = {v}" for k, v in fields.items()),
+    ]
+    return "\n[[rebalancer.targets]]\n" + "\n".join(lines) + "\n"
+
+
+GOOD_WEIGHTS = band("master", "XXBT", weight="0.5", band="0.2") + band(
+    "sub1", "XXBT", weight="0.3", band="0.2"
+) + band("sub2", "XXBT", weight="0.2", band="0.25", floor="0.01")  # fmt: skip
+
+
+def test_weight_targets_and_limits_load(tmp_path: Path) -> None:
+    config = load_text(tmp_path, GOOD + GOOD_WEIGHTS + textwrap.dedent("""
+        [[rebalancer.limits]]
+        asset = "ZUSD"
+        min_transfer = 10
+        max_per_transfer = 5000
+        max_per_day = 20000
+
+        [[rebalancer.targets.ramp]]
+        after_s = 0
+        fraction = 0.1
+
+        [[rebalancer.targets.ramp]]
+        after_s = 3600
+        fraction = 1
+    """))  # fmt: skip
+    weights = [t.weight for t in config.rebalancer.targets if t.asset == "XXBT"]
+    assert weights == [Decimal("0.5"), Decimal("0.3"), Decimal("0.2")]
+    assert config.rebalancer.limits[0].max_per_day == Decimal(20000)
+    assert [s.fraction for s in config.rebalancer.targets[-1].ramp] == [Decimal("0.1"), 1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "reason"),
+    [
+        (band("master", "XXBT", weight="0.5", band="0.2")
+         + band("sub2", "XXBT", weight="0.4", band="0.2"),
+         "rebalancer.targets[1].weight", "sum to 0.9, not 1"),
+        (band("sub2", "XETH", target="5", weight="0.5", band="0.1"),
+         "rebalancer.targets[1]", "exactly one of target"),
+        (band("sub2", "XETH", target="5"), "rebalancer.targets[1]", "either low and high"),
+        (band("sub2", "XETH", target="5", low="1", high="9", band="0.1"),
+         "rebalancer.targets[1]", "either low and high"),
+        (band("sub2", "XETH", weight="1", low="1", high="9"),
+         "rebalancer.targets[1]", "give band"),
+        (band("sub2", "XETH", target="5", band="1.5"), "rebalancer.targets[1].band", "[0, 1]"),
+        (band("sub2", "XETH", target="5", band="0.1", floor="6"),
+         "rebalancer.targets[1].floor", "above the target"),
+        (band("sub2", "XETH", target="-5", band="0.1"), "rebalancer.targets[1].target", ">= 0"),
+        (band("outsider", "XETH", target="5", band="0.1"),
+         "rebalancer.targets[1].account", "unknown account 'outsider'"),
+        ('\n[[rebalancer.limits]]\nasset = "ZUSD"\nmax_per_day = -1\n',
+         "rebalancer.limits[0].max_per_day", "> 0"),
+        ('\n[[rebalancer.limits]]\nasset = "ZUSD"\nmin_transfer = 50\nmax_per_transfer = 10\n',
+         "rebalancer.limits[0].max_per_transfer", "below min_transfer"),
+        ('\n[[rebalancer.withdrawals]]\nasset = "XXBT"\nkey = "cold"\nkeep = -2\n',
+         "rebalancer.withdrawals[0].keep", ">= 0"),
+        ('\n[[rebalancer.margin]]\naccount = "sub2"\nmin_margin_level = 3\n'
+         'target_margin_level = 2\n', "rebalancer.margin[0].target_margin_level", "above"),
+        ('\n[[rebalancer.margin]]\naccount = "ghost"\n', "rebalancer.margin[0].account",
+         "unknown account"),
+        ('\n[rebalancer]\nsenders = ["master", "ghost"]\n', "rebalancer.senders[1]",
+         "unknown account"),
+    ],
+)  # fmt: skip
+def test_bad_rebalancing_policy_is_refused_naming_the_field(
+    tmp_path: Path, extra: str, path: str, reason: str
+) -> None:
+    err = error_of(tmp_path, GOOD + extra)
+    assert err.path == path
+    assert reason in err.reason
+
+
+def test_a_ramp_must_start_at_zero_and_go_up(tmp_path: Path) -> None:
+    ramp = "\n[[rebalancer.targets.ramp]]\nafter_s = {after}\nfraction = {fraction}\n"
+    err = error_of(tmp_path, GOOD + ramp.format(after=60, fraction=0.5))
+    assert err.path == "rebalancer.targets[0].ramp"
+    err = error_of(tmp_path, GOOD + ramp.format(after=0, fraction=0.5)
+                   + ramp.format(after=0, fraction=1))  # fmt: skip
+    assert err.path == "rebalancer.targets[0].ramp"
+    err = error_of(tmp_path, GOOD + ramp.format(after=0, fraction=2))
+    assert err.path == "rebalancer.targets[0].ramp[0].fraction"
