@@ -33,6 +33,7 @@ from orchestrator.exchange.kraken.account import KrakenDomain, open_kraken
 from orchestrator.feeds.hub import MarketHub
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
+from orchestrator.runtime.loop_lag import LoopLagMonitor
 from orchestrator.runtime.screen import StatusReporter, is_terminal
 from orchestrator.runtime.signals import install_stop_signals, run_until_stopped
 from orchestrator.runtime.supervisor import RestartPolicy, Supervisor
@@ -64,6 +65,7 @@ class Service:
     not_started: dict[str, str] = field(default_factory=dict)  # strategy -> why
     disabled: list[str] = field(default_factory=list)  # loaded and checked, not started
     started_s: float = 0.0  # the clock's monotonic time at start
+    loop_lag: LoopLagMonitor | None = None  # set while the service runs
 
 
 async def run_service(
@@ -172,6 +174,8 @@ async def _serve(
                                 interval_s=config.service.status_interval_s,
                                 out=sys.stdout, screen=screen)  # fmt: skip
         reporter = tg.create_task(status.run())
+        service.loop_lag = LoopLagMonitor(clock, registry=service.registry)
+        lag_sampler = tg.create_task(service.loop_lag.run())
         log.info("service.started", strategies=len(service.units),
                  not_started=len(service.not_started))  # fmt: skip
         if on_ready is not None:
@@ -191,6 +195,7 @@ async def _serve(
             for task in units:
                 task.cancel()
         reporter.cancel()
+        lag_sampler.cancel()
         await service.hub.close()
     # Orders a strategy keeps on purpose (`cancel_on_stop = false`) are not a failed stop.
     left = sum(len(u.worker.manager.open_orders()) for u in service.units.values()

@@ -78,6 +78,13 @@ def _rejections(status: ServiceStatus) -> Text:
                 style="bold red" if bad else "green")  # fmt: skip
 
 
+def _loop_lag(status: ServiceStatus) -> Text:
+    lag_s = status.loop_lag_p99_s
+    if lag_s is None:
+        return Text("")
+    return Text(f"  loop lag p99 {lag_s * 1000:.2f} ms", style="yellow" if lag_s > 0.005 else "")
+
+
 def render(status: ServiceStatus) -> RenderableType:
     """The whole screen for one snapshot (pure: tests render it to text)."""
     header = Text.assemble(
@@ -85,7 +92,7 @@ def render(status: ServiceStatus) -> RenderableType:
         f"  up {status.uptime_s:,.0f} s  trading ",
         (status.trading_state, "green" if status.trading_state == "ACTIVE" else "bold red"),
         "  redis ", ("up", "green") if status.redis_up else ("DOWN", "bold red"),
-        f"  venue {status.venue}  ", _rejections(status),
+        f"  venue {status.venue}  ", _rejections(status), _loop_lag(status),
     )  # fmt: skip
     strategies = Table(title="strategies", title_justify="left", expand=True)
     for column in ("strategy", "account", "state"):

@@ -67,6 +67,7 @@ class ServiceStatus(msgspec.Struct, frozen=True, kw_only=True):
     venue_rejections: int | None  # rate-limit refusals the simulator counted (None: Kraken)
     rate_limit_errors: int  # rate-limit errors our clients were answered
     usage_window_s: float  # what `pool_share`, the waits and `rate_ratio` look back over
+    loop_lag_p99_s: float | None = None  # the event loop's lag (runtime/loop_lag.py)
 
 
 def _strategy_statuses(service: Service, now_s: float, usage: UsageView) -> list[StrategyStatus]:
@@ -144,6 +145,7 @@ async def service_status(service: Service, *, now_s: float, monotonic_s: float) 
         venue_rejections=venue_rejections(service),
         rate_limit_errors=int(sum(cooldowns.values())),
         usage_window_s=usage.window_s,
+        loop_lag_p99_s=service.loop_lag.p99_s if service.loop_lag is not None else None,
     )
 
 

@@ -30,7 +30,7 @@ def snapshot(*, venue_rejections: int | None = 0, redis_up: bool = True) -> Serv
                                 PoolStatus(scope="domain:SOL/USD", level_ratio=None,
                                            rate_ratio=0.0)],
                          venue_rejections=venue_rejections, rate_limit_errors=0,
-                         usage_window_s=10.0)  # fmt: skip
+                         usage_window_s=10.0, loop_lag_p99_s=0.00042)  # fmt: skip
 
 
 def text_of(renderable: object, width: int = 200) -> str:
@@ -44,6 +44,7 @@ def test_every_figure_of_a_strategy_and_a_pool_is_on_the_screen() -> None:
     assert "up 42 s" in screen
     assert "ACTIVE" in screen
     assert "rate-limit rejections: venue 0, answered us 0" in screen
+    assert "loop lag p99 0.42 ms" in screen
     row = next(line for line in screen.splitlines() if "mm-xbt" in line)
     for shown in ("sub-1", "running", "17", "41", "9", "XBT 0.03", "1.25", "XXBT 0.5300",
                   "ZUSD 9,876.50", "62% / 50%", "2.1 (max 12)"):  # fmt: skip
