@@ -1,0 +1,161 @@
+"""The rebalancer as a service component: cycles that read, reconcile, plan and move money.
+
+    rebalancer = Rebalancer(config, reads=..., executor=..., journal=..., clock=clock, ...)
+    tg.create_task(supervisor.supervise("rebalancer", rebalancer.run))
+    rebalancer.request("request:mm-xbt", asset="ZUSD")   # a strategy's request_rebalance
+
+A cycle, every `rebalancer.interval_s` or sooner when asked (a strategy's `request_rebalance`,
+an operator's command, a balance a strategy saw leave its band):
+1. reconcile: every journal entry not final is settled against the venue first (executor), so
+   nothing is ever sent for an account and asset whose last move is still unknown;
+2. read: every account's balances, one `BalanceEx` per account through the limiter (Kraken has
+   no aggregate endpoint), held funds apart;
+3. plan (pure, plan.py) against the bands, the caps and what moved today; then the treasury
+   sweeps (withdrawals from the source account above `keep`, within the day's caps and the
+   tier's daily withdrawal limit) and the futures margin top-ups (margin.py);
+4. execute each move exactly once (executor.py: journalled before the call).
+A cycle that fails (the venue or Redis away) is logged and counted; the next one starts over
+from the venue's truth. Pausing (the control plane's `halt`) stops new moves, never
+reconciliation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Final, Protocol
+
+from orchestrator.clock import Clock
+from orchestrator.config import Config
+from orchestrator.errors import OrchestratorError
+from orchestrator.exchange.protocol import Balance
+from orchestrator.logs import get_logger
+from orchestrator.metrics import Registry
+from orchestrator.rebalancer.transfers import PlannedTransfer, TransferRecord
+
+log = get_logger(__name__)
+
+RECENT_MOVES: Final = 20  # kept for the status screen
+
+
+class Journal(Protocol):
+    async def in_flight(self) -> set[tuple[str, str]]: ...
+
+    async def moved_today(self, asset: str, day: str) -> Decimal: ...
+
+
+class Executor(Protocol):
+    async def reconcile(self) -> list[TransferRecord]: ...
+
+    async def execute(self, planned: PlannedTransfer, trigger: str) -> TransferRecord: ...
+
+
+Planner = Callable[
+    [Mapping[str, Mapping[str, Balance]], set[tuple[str, str]], Mapping[str, Decimal], float],
+    Sequence[PlannedTransfer],
+]
+"""(balances by account, in flight, moved today by asset, now_s) -> the moves of one cycle."""
+
+
+@dataclass(slots=True)
+class CycleReport:
+    trigger: str
+    started_s: float
+    planned: list[PlannedTransfer] = field(default_factory=list)
+    records: list[TransferRecord] = field(default_factory=list)
+    error: str | None = None
+
+
+def utc_day(time_s: float) -> str:
+    return dt.datetime.fromtimestamp(time_s, tz=dt.UTC).strftime("%Y-%m-%d")
+
+
+class Rebalancer:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        read_balances: Callable[[str], Awaitable[Mapping[str, Balance]]],
+        planner: Planner,
+        executor: Executor,
+        journal: Journal,
+        clock: Clock,
+        registry: Registry,
+    ) -> None:
+        """`read_balances(account)`: one account's balances (its reader, through the limiter);
+        `planner`: what a cycle moves, pure (plan.py, treasury sweeps and margin top-ups)."""
+        self.config = config
+        self.accounts = [a.name for a in config.accounts]
+        self.interval_s = config.rebalancer.interval_s
+        self._read_balances = read_balances
+        self._planner = planner
+        self._executor = executor
+        self._journal = journal
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._triggers: list[str] = []
+        self.paused = False
+        self.last: CycleReport | None = None
+        self.recent: list[TransferRecord] = []  # newest first
+        self._cycles = registry.counter(
+            "orch_rebalancer_cycles_total", "Rebalancing cycles by outcome", ("outcome",)
+        )
+
+    # --- triggers ------------------------------------------------------------------------------
+    def request(self, trigger: str) -> None:
+        """Run a cycle now (a strategy's request, an operator's command)."""
+        self._triggers.append(trigger)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with self.clock.timeout(self.interval_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            trigger = ",".join(dict.fromkeys(self._triggers)) or "period"
+            self._triggers.clear()
+            await self.cycle(trigger)
+
+    # --- one cycle -----------------------------------------------------------------------------
+    async def cycle(self, trigger: str) -> CycleReport:
+        report = CycleReport(trigger=trigger, started_s=self.clock.time())
+        try:
+            self._remember(await self._executor.reconcile())
+            if self.paused:
+                report.error = "paused"
+                self._cycles.inc("paused")
+                return report
+            balances = {name: await self._read_balances(name) for name in self.accounts}
+            in_flight = await self._journal.in_flight()
+            day = utc_day(report.started_s)
+            assets = sorted({asset for funds in balances.values() for asset in funds})
+            moved = {asset: await self._journal.moved_today(asset, day) for asset in assets}
+            report.planned = list(self._planner(balances, in_flight, moved, report.started_s))
+            for planned in report.planned:
+                record = await self._executor.execute(planned, trigger)
+                report.records.append(record)
+                self._remember([record])
+        except OrchestratorError as exc:  # the venue or Redis away: the next cycle starts over
+            report.error = str(exc)
+            self._cycles.inc("failed")
+            log.warning("rebalancer.cycle_failed", trigger=trigger, error=str(exc))
+        else:
+            self._cycles.inc("ok")
+            if report.planned:
+                log.info("rebalancer.cycle", trigger=trigger, moves=len(report.planned),
+                         states=[r.state for r in report.records])  # fmt: skip
+        finally:
+            self.last = report
+        return report
+
+    def _remember(self, records: Sequence[TransferRecord]) -> None:
+        for record in records:
+            self.recent = [r for r in self.recent if r.id != record.id]
+            self.recent.insert(0, record)
+        del self.recent[RECENT_MOVES:]
