@@ -3,10 +3,11 @@
 Wired as `orchestrator run` wires it (service.py): `open_redis`, `open_kraken` (the shared
 `Limiter` on Redis, REST clients), one `MarketHub`, and a `StrategyUnit` (private socket,
 `WsOrderEntry`, worker, dead man's switch) running `_tick_strategy.BestBidFollower`, loaded by
-its dotted path. The variant picks the event loop (uvloop or asyncio's default) and the JSON
-codec at the WebSocket's edges (`codec.MSGSPEC`, or `_tick_codec.stdlib_codec()` installed
-before anything is built). Limits are set so that every permit is granted at once: the pro tier
-with a domain pool 1000x Kraken's, no per-account cap; Redis still decides each one (EVALSHA).
+its dotted path, and the service's event-loop lag sampler. The variant picks the event loop
+(uvloop or asyncio's default) and the JSON codec at the WebSocket's edges (`codec.MSGSPEC`, or
+`_tick_codec.stdlib_codec()` installed before anything is built). Limits are set so that every
+permit is granted at once: the pro tier with a domain pool 1000x Kraken's, no per-account cap;
+Redis still decides each one (EVALSHA).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from orchestrator.exchange.kraken.ws.order_entry import WsOrderEntry
 from orchestrator.feeds.hub import MarketHub
 from orchestrator.logs import configure_logging
 from orchestrator.metrics import Registry
+from orchestrator.runtime.loop_lag import LoopLagMonitor
 from orchestrator.runtime.supervisor import RestartPolicy, Supervisor
 from orchestrator.runtime.unit import SharedParts, StrategyUnit
 from orchestrator.secrets import ApiCredentials, Secret
@@ -128,14 +130,18 @@ async def _run(spec: ClientSpec, stop: Any) -> dict[str, float]:
             shared=shared,
             supervisor=supervisor,
         )
+        loop_lag = LoopLagMonitor(clock, registry=registry)  # as the service samples it
         async with asyncio.TaskGroup() as tg:
             tg.create_task(hub.run())
+            sampler = tg.create_task(loop_lag.run())
             running = tg.create_task(unit.run_contained())
             await asyncio.to_thread(stop.wait)
             unit.stop()
             await running
+            sampler.cancel()
             await hub.close()
-        return _report(registry, domain.limiter.metrics, unit, hub)
+        report = _report(registry, domain.limiter.metrics, unit, hub)
+        return report | {"loop_lag_p99_s": loop_lag.p99_s or 0.0}
 
 
 def _report(

@@ -42,6 +42,7 @@ class Summary:
     round_p50s_us: list[float]
     max_us: float
     permit_us: float | None  # mean time of one Limiter permit (its EVALSHA round trip)
+    loop_lag_p99_us: float | None  # the service's loop-lag sampler, median over rounds
 
 
 def summarize(rounds: list[Round], variant: Variant) -> Summary:
@@ -58,7 +59,12 @@ def summarize(rounds: list[Round], variant: Variant) -> Summary:
         round_p50s_us=p50s,
         max_us=max(max(r.latencies_us) for r in mine),
         permit_us=permit_s / permits * 1e6 if permits else None,
+        loop_lag_p99_us=statistics.median(lags) * 1e6 if (lags := _lags(mine)) else None,
     )
+
+
+def _lags(rounds: list[Round]) -> list[float]:
+    return [r.report["loop_lag_p99_s"] for r in rounds if "loop_lag_p99_s" in r.report]
 
 
 def path_problems(rounds: list[Round], warmup: int) -> list[str]:
@@ -116,10 +122,11 @@ def print_header(redis: str, *, rounds: int, samples: int, warmup: int, gap_ms: 
 
 def _row(s: Summary) -> str:
     permit = "-" if s.permit_us is None else f"{s.permit_us:.1f}"
+    lag = "-" if s.loop_lag_p99_us is None else f"{s.loop_lag_p99_us:.0f}"
     per_round = " ".join(f"{v:.0f}" for v in s.round_p50s_us)
     return (
         f"  {s.variant:<15} {s.ticks:6d} {s.missed:6d} {s.p50_us:8.1f} {s.p99_us:8.1f} "
-        f"{s.max_us:8.0f} {permit:>9}  {per_round}"
+        f"{s.max_us:8.0f} {permit:>9} {lag:>8}  {per_round}"
     )
 
 
@@ -129,13 +136,14 @@ def print_report(rounds: list[Round], warmup: int) -> list[str]:
     floor = summarize(rounds, FLOOR) if any(r.variant == FLOOR for r in rounds) else None
     header = (
         f"  {'variant':<15} {'ticks':>6} {'missed':>6} {'p50 us':>8} {'p99 us':>8} "
-        f"{'max us':>8} {'permit us':>9}  per-round p50 us"
+        f"{'max us':>8} {'permit us':>9} {'lag p99':>8}  per-round p50 us"
     )
     print(header)
     print("  " + "-" * (len(header) - 2))
     for s in (fast, base) if floor is None else (fast, base, floor):
         print(_row(s))
-    print("  p50, p99: medians over the rounds; permit: mean time of one Limiter permit (EVALSHA)")
+    print("  p50, p99: medians over the rounds; permit: mean time of one Limiter permit (EVALSHA);")
+    print("  lag p99: the client's event-loop lag (the service's sampler), us, median over rounds")
     if floor is not None:
         print(
             f"  floor: no product code, the same hops (websockets, msgspec, one EVALSHA `return "
