@@ -43,6 +43,6 @@ def draw_latencies(
     hist_ax.set_ylabel("ticks per bin")
     cdf_ax.set_ylabel("fraction of ticks at or below")
     cdf_ax.set_ylim(0, 1.0)
-    cdf_ax.legend(loc="lower right", fontsize=9)
+    cdf_ax.legend(loc="center right", fontsize=9)
     fig.suptitle(title, fontsize=11)
     return plotting.save(fig, FIGURE, out_dir=out_dir)

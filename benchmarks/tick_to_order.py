@@ -2,7 +2,7 @@
 the private one, through the product's whole path; uvloop + msgspec against asyncio + stdlib json.
 
     python -m benchmarks.tick_to_order            # 5 rounds x 1200 ticks per variant, ~2 min
-    python -m benchmarks.tick_to_order --quick    # 2 rounds x 200 ticks, ~30 s
+    python -m benchmarks.tick_to_order --quick    # 2 rounds x 200 ticks, ~20 s
 
 The path, all of it product code in one client process (`_tick_client.py`): the websockets
 client, `KrakenWs` (frame head), `BookStore` (typed decode, CRC32 checksum), `MarketHub`, the
