@@ -191,7 +191,14 @@ def _cmd_ctl(args: argparse.Namespace) -> int:
     raise FeatureNotBuilt("operator commands (`orchestrator ctl`)")
 
 
-BENCHMARKS: Final = ("simulator", "limiter", "book", "tick_to_order", "strategies_per_process")
+BENCHMARKS: Final = (
+    "simulator",
+    "limiter",
+    "book",
+    "tick_to_order",
+    "strategies_per_process",
+    "rebalance",
+)
 # The benchmarks that draw figures (and take `--no-plots`). A quick run's figures would replace
 # the README's with ones from a few seconds of data, so quick runs draw none.
 DRAWING: Final = frozenset({"limiter", "tick_to_order", "strategies_per_process"})

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import redis.asyncio as aioredis
@@ -39,6 +40,7 @@ from orchestrator.store.keys import Keys
 log = get_logger(__name__)
 
 FieldValue = str | int | float | None
+Listener = Callable[[Mapping[str, str]], None]
 RESERVED_FIELDS: Final = frozenset({"event_id", "kind", "time_s"})
 
 
@@ -69,6 +71,7 @@ class ServiceEvents:
         self.timeout_s = timeout_s
         self.health = health
         self._backlog: deque[dict[str, str]] = deque()
+        self._listeners: dict[str, list[Listener]] = {}
         self._sending = False
         self._failing = False
         self.dropped = registry.counter(
@@ -83,6 +86,12 @@ class ServiceEvents:
         """Events not in Redis yet."""
         return len(self._backlog)
 
+    def listen(self, kind: str, listener: Listener) -> None:
+        """Call `listener(fields)` in this process for every event of `kind` published here
+        (before Redis has it: the rebalancer hears a strategy's request even with Redis away).
+        A listener must be quick and must not raise; one that raises is logged and skipped."""
+        self._listeners.setdefault(kind, []).append(listener)
+
     async def publish(self, kind: str, **fields: FieldValue) -> None:
         """Record one event: logged now, in Redis now or after the backlog's flush. Never
         raises for Redis's sake (see the module)."""
@@ -90,6 +99,11 @@ class ServiceEvents:
         if clash:
             raise ValueError(f"event fields {sorted(clash)} are reserved")
         given = {name: redact(_text(v), name) for name, v in fields.items() if v is not None}
+        for listener in self._listeners.get(kind, ()):
+            try:
+                listener(given)
+            except Exception:  # a listener's bug must not stop the event or its publisher
+                log.exception("service_events.listener_failed", kind=kind)
         entry = {"event_id": uuid.uuid4().hex, "kind": kind, "time_s": repr(self.clock.time())}
         log.info("service.event", kind=kind, event_id=entry["event_id"], fields=given)
         self._keep(entry | given)

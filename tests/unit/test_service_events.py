@@ -206,3 +206,21 @@ async def test_recent_raises_when_redis_is_down(
     server.connected = False
     with pytest.raises(StoreUnavailable):
         await events.recent()
+
+
+async def test_listeners_hear_their_kind_in_process_even_with_redis_down(
+    client: fakeredis.FakeAsyncRedis, server: fakeredis.FakeServer
+) -> None:
+    events, _ = events_of(client, ManualClock())
+    heard: list[dict[str, str]] = []
+    events.listen("rebalance_requested", lambda fields: heard.append(dict(fields)))
+
+    def broken(fields: object) -> None:
+        raise RuntimeError("a listener's bug")
+
+    events.listen("rebalance_requested", broken)
+    server.connected = False
+    await events.publish("rebalance_requested", strategy="mm", asset="ZUSD", reason="low")
+    await events.publish("strategy_failed", strategy="mm")  # another kind: not heard
+    assert heard == [{"strategy": "mm", "asset": "ZUSD", "reason": "low"}]
+    assert events.backlog == 2  # the broken listener stopped nothing
