@@ -33,6 +33,7 @@ from orchestrator.exchange.kraken.account import KrakenDomain, open_kraken
 from orchestrator.feeds.hub import MarketHub
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
+from orchestrator.rebalancer.component import Rebalancer
 from orchestrator.runtime.loop_lag import LoopLagMonitor
 from orchestrator.runtime.screen import StatusReporter, is_terminal
 from orchestrator.runtime.signals import install_stop_signals, run_until_stopped
@@ -66,6 +67,7 @@ class Service:
     disabled: list[str] = field(default_factory=list)  # loaded and checked, not started
     started_s: float = 0.0  # the clock's monotonic time at start
     loop_lag: LoopLagMonitor | None = None  # set while the service runs
+    rebalancer: Rebalancer | None = None  # when `rebalancer.enabled`
 
 
 async def run_service(

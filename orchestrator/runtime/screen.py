@@ -28,6 +28,7 @@ from orchestrator.clock import Clock
 from orchestrator.errors import StoreError
 from orchestrator.logs import get_logger
 from orchestrator.runtime.status import (
+    RebalancerStatus,
     ServiceStatus,
     StrategyStatus,
     format_line,
@@ -119,8 +120,38 @@ def render(status: ServiceStatus) -> RenderableType:
     for p in status.pools:
         level = "unknown" if p.level_ratio is None else f"{p.level_ratio:.0%}"
         pools.add_row(p.scope, level, f"{p.rate_ratio:.0%}")
-    return Group(header, strategies, pools, Text("Ctrl-C stops: every order is cancelled",
-                                                 style="dim"))  # fmt: skip
+    parts: list[RenderableType] = [header, strategies, pools]
+    if status.rebalancer is not None:
+        parts.append(_moves(status, status.rebalancer))
+    parts.append(Text("Ctrl-C stops: every order is cancelled", style="dim"))
+    return Group(*parts)
+
+
+_MOVE_STYLE: Final = {"complete": "green", "failed": "bold red", "pending": "yellow",
+                      "awaiting_approval": "yellow", "sent": "yellow",
+                      "intent": "yellow"}  # fmt: skip
+
+
+def _moves(status: ServiceStatus, rebalancer: RebalancerStatus) -> RenderableType:
+    if rebalancer.last_cycle_s is None:
+        last = "no cycle yet"
+    else:
+        ago_s = max(0.0, status.time_s - rebalancer.last_cycle_s)
+        last = f"last cycle {ago_s:,.0f} s ago ({rebalancer.last_trigger})"
+        if rebalancer.last_error:
+            last += f": {rebalancer.last_error}"
+    title = f"rebalancer{' (PAUSED)' if rebalancer.paused else ''}: {last}"
+    table = Table(title=title, title_justify="left")
+    for column in ("move", "asset", "amount", "from", "to", "why", "state"):
+        table.add_column(column, justify="right" if column == "amount" else "left", no_wrap=True)
+    for m in rebalancer.moves[:8]:
+        state = Text(m.state, style=_MOVE_STYLE.get(m.state, ""))
+        if m.error and m.state != "complete":
+            state.append(f" ({m.error})", style="red")
+        table.add_row(m.id[:8], m.asset, _qty(m.amount), m.source, m.target, m.reason, state)
+    if not rebalancer.moves:
+        table.add_row("-", "", "", "", "", "nothing to move", "")
+    return table
 
 
 def render_summary(status: ServiceStatus, open_orders_left: int) -> RenderableType:
@@ -132,12 +163,24 @@ def render_summary(status: ServiceStatus, open_orders_left: int) -> RenderableTy
                       _pnl(s.pnl), str(s.open_orders))  # fmt: skip
     left = Text(f"stopped: {open_orders_left} open orders left at the venue",
                 style="green" if open_orders_left == 0 else "bold red")  # fmt: skip
-    return Group(table, _rejections(status), left)
+    moved = _moves_line(status)
+    return Group(table, *([Text(moved)] if moved else []), _rejections(status), left)
+
+
+def _moves_line(status: ServiceStatus) -> str | None:
+    if status.rebalancer is None:
+        return None
+    states: dict[str, int] = {}
+    for move in status.rebalancer.moves:
+        states[move.state] = states.get(move.state, 0) + 1
+    counted = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "none"
+    return f"rebalancer moves: {counted}"
 
 
 def summary_lines(status: ServiceStatus, open_orders_left: int) -> list[str]:
     venue = "n/a" if status.venue_rejections is None else str(status.venue_rejections)
-    return [*(format_line(s) for s in status.strategies),
+    moved = _moves_line(status)
+    return [*(format_line(s) for s in status.strategies), *([moved] if moved else []),
             f"rate-limit rejections: venue {venue}, answered us {status.rate_limit_errors}",
             f"stopped: {open_orders_left} open orders left at the venue"]  # fmt: skip
 

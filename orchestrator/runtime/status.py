@@ -56,6 +56,29 @@ class PoolStatus(msgspec.Struct, frozen=True, kw_only=True):
     rate_ratio: float  # granted cost per second / decay per second
 
 
+class MoveStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One of the rebalancer's recent moves."""
+
+    id: str
+    kind: str
+    asset: str
+    amount: Decimal
+    source: str
+    target: str
+    reason: str
+    state: str
+    updated_s: float
+    error: str | None = None
+
+
+class RebalancerStatus(msgspec.Struct, frozen=True, kw_only=True):
+    paused: bool
+    last_cycle_s: float | None  # wall clock
+    last_trigger: str | None
+    last_error: str | None
+    moves: list[MoveStatus]  # newest first
+
+
 class ServiceStatus(msgspec.Struct, frozen=True, kw_only=True):
     time_s: float
     uptime_s: float
@@ -68,6 +91,7 @@ class ServiceStatus(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_errors: int  # rate-limit errors our clients were answered
     usage_window_s: float  # what `pool_share`, the waits and `rate_ratio` look back over
     loop_lag_p99_s: float | None = None  # the event loop's lag (runtime/loop_lag.py)
+    rebalancer: RebalancerStatus | None = None  # None when it is not enabled
 
 
 def _strategy_statuses(service: Service, now_s: float, usage: UsageView) -> list[StrategyStatus]:
@@ -124,6 +148,22 @@ async def _pool_statuses(service: Service, usage: UsageView) -> list[PoolStatus]
     return out
 
 
+def rebalancer_status(service: Service) -> RebalancerStatus | None:
+    rebalancer = service.rebalancer
+    if rebalancer is None:
+        return None
+    last = rebalancer.last
+    moves = [MoveStatus(id=r.id, kind=r.planned.kind, asset=r.planned.asset,
+                        amount=r.planned.amount, source=r.planned.source,
+                        target=r.planned.target, reason=r.planned.reason, state=r.state,
+                        updated_s=r.updated_s, error=r.error)
+             for r in rebalancer.recent]  # fmt: skip
+    return RebalancerStatus(paused=rebalancer.paused,
+                            last_cycle_s=last.started_s if last else None,
+                            last_trigger=last.trigger if last else None,
+                            last_error=last.error if last else None, moves=moves)  # fmt: skip
+
+
 def venue_rejections(service: Service) -> int | None:
     """Rate-limit refusals counted by the embedded simulator (Kraken does not tell)."""
     simulator = service.venue.simulator
@@ -146,6 +186,7 @@ async def service_status(service: Service, *, now_s: float, monotonic_s: float) 
         rate_limit_errors=int(sum(cooldowns.values())),
         usage_window_s=usage.window_s,
         loop_lag_p99_s=service.loop_lag.p99_s if service.loop_lag is not None else None,
+        rebalancer=rebalancer_status(service),
     )
 
 

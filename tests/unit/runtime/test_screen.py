@@ -8,10 +8,18 @@ from decimal import Decimal
 from rich.console import Console
 
 from orchestrator.runtime.screen import render, render_summary, summary_lines
-from orchestrator.runtime.status import PoolStatus, PositionStatus, ServiceStatus, StrategyStatus
+from orchestrator.runtime.status import (
+    MoveStatus,
+    PoolStatus,
+    PositionStatus,
+    RebalancerStatus,
+    ServiceStatus,
+    StrategyStatus,
+)
 
 
-def snapshot(*, venue_rejections: int | None = 0, redis_up: bool = True) -> ServiceStatus:
+def snapshot(*, venue_rejections: int | None = 0, redis_up: bool = True,
+             rebalancer: RebalancerStatus | None = None) -> ServiceStatus:  # fmt: skip
     position = PositionStatus(qty=Decimal("0.03"), avg_price=Decimal(50_000),
                               realized_pnl=Decimal("1.5"), unrealized_pnl=Decimal("-0.25"),
                               fees=Decimal("0.1"), mark=Decimal(50_010))  # fmt: skip
@@ -30,7 +38,8 @@ def snapshot(*, venue_rejections: int | None = 0, redis_up: bool = True) -> Serv
                                 PoolStatus(scope="domain:SOL/USD", level_ratio=None,
                                            rate_ratio=0.0)],
                          venue_rejections=venue_rejections, rate_limit_errors=0,
-                         usage_window_s=10.0, loop_lag_p99_s=0.00042)  # fmt: skip
+                         usage_window_s=10.0, loop_lag_p99_s=0.00042,
+                         rebalancer=rebalancer)  # fmt: skip
 
 
 def text_of(renderable: object, width: int = 200) -> str:
@@ -70,3 +79,23 @@ def test_the_summary_names_what_was_left() -> None:
     assert lines[-2] == "rate-limit rejections: venue 2, answered us 0"
     assert lines[-1] == "stopped: 0 open orders left at the venue"
     assert lines[0].startswith("mm-xbt")
+
+
+def test_the_rebalancers_moves_are_on_the_screen_and_in_the_summary() -> None:
+    moves = [MoveStatus(id="a1b2c3d4e5", kind="transfer", asset="ZUSD", amount=Decimal("2500"),
+                        source="master", target="twap-eth", reason="band_low", state="complete",
+                        updated_s=0.0),
+             MoveStatus(id="f6f6f6f6f6", kind="transfer", asset="ZUSD", amount=Decimal(40),
+                        source="grid-sol", target="master", reason="band_high", state="failed",
+                        updated_s=0.0, error="EFunding:Insufficient funds")]  # fmt: skip
+    rebalancer = RebalancerStatus(paused=False, last_cycle_s=-12.0, last_trigger="period",
+                                  last_error=None, moves=moves)  # fmt: skip
+    screen = text_of(render(snapshot(rebalancer=rebalancer)))
+    assert "rebalancer: last cycle 12 s ago (period)" in screen
+    row = next(line for line in screen.splitlines() if "a1b2c3d4" in line)
+    for shown in ("ZUSD", "2500", "master", "twap-eth", "band_low", "complete"):
+        assert shown in row, (shown, row)
+    assert "EFunding:Insufficient funds" in screen
+    lines = summary_lines(snapshot(rebalancer=rebalancer), open_orders_left=0)
+    assert "rebalancer moves: 1 complete, 1 failed" in lines
+    assert "rebalancer" not in text_of(render(snapshot()))  # not enabled: no table
