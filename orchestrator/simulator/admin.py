@@ -1,8 +1,9 @@
 """Admin and introspection endpoints (`/admin/*`) for tests, benchmarks and the demo.
 
 Not part of Kraken's API: they read counters, rejections, orders, transfers and ledgers, change
-faults and settings at run time, approve Organization withdrawals, reset counters and move a
-manual clock. Bound to the simulator's own address; the simulator holds no real money.
+faults and settings at run time (the daily withdrawal limit too), approve Organization
+withdrawals, reset counters and move a manual clock. Bound to the simulator's own address; the
+simulator holds no real money.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ async def get_transfers(request: web.Request) -> web.Response:
     ]  # fmt: skip
     withdrawals = [
         {"refid": w.refid, "account": w.account, "asset": w.asset, "amount": w.amount,
-         "status": w.status, "approval_request_id": w.approval_request_id}
+         "status": w.status, "approval_request_id": w.approval_request_id,
+         "usd_value": w.usd_value}
         for w in venue.funding.withdrawals.values()
     ]  # fmt: skip
     return _json({"transfers": transfers, "withdrawals": withdrawals})
@@ -120,24 +122,76 @@ async def post_faults(request: web.Request) -> web.Response:
     return _json(venue.settings.faults)
 
 
+_SETTINGS: Final = frozenset({
+    "status", "transfer_mode", "organization_mode", "daily_withdraw_limit_usd",
+    "withdraw_limit_scope", "withdraw_limit_window",
+})  # fmt: skip
+
+
+def _settings_problem(body: dict[str, Any]) -> str | None:
+    unknown = set(body) - _SETTINGS
+    if unknown:
+        return f"unknown settings: {sorted(unknown)}"
+    if body.get("status", "online") not in ("online", "maintenance", "cancel_only", "post_only"):
+        return "status must be online, maintenance, cancel_only or post_only"
+    if body.get("transfer_mode", "complete") not in ("complete", "pending", "fail"):
+        return "transfer_mode must be complete, pending or fail"
+    if body.get("withdraw_limit_scope", "domain") not in ("domain", "account"):
+        return "withdraw_limit_scope must be domain or account"
+    if body.get("withdraw_limit_window", "utc_day") not in ("utc_day", "rolling_24h"):
+        return "withdraw_limit_window must be utc_day or rolling_24h"
+    if "daily_withdraw_limit_usd" in body:
+        limit = body["daily_withdraw_limit_usd"]
+        try:
+            valid = not isinstance(limit, bool | float) and Decimal(str(limit)) >= 0
+        except InvalidOperation:
+            valid = False
+        if not valid:
+            return "daily_withdraw_limit_usd must be a decimal string or integer >= 0"
+    return None
+
+
 async def post_settings(request: web.Request) -> web.Response:
-    """Run-time settings: `status`, `transfer_mode`, `organization_mode`."""
+    """Run-time settings: `status`, `transfer_mode`, `organization_mode`, and the withdrawal
+    limit: `daily_withdraw_limit_usd` (the venue's tier's), `withdraw_limit_scope`,
+    `withdraw_limit_window`."""
     venue = request.app[VENUE_KEY]
     body = await _body(request)
-    unknown = set(body) - {"status", "transfer_mode", "organization_mode"}
-    if unknown:
-        return _bad(f"unknown settings: {sorted(unknown)}")
-    if body.get("status", "online") not in ("online", "maintenance", "cancel_only", "post_only"):
-        return _bad("status must be online, maintenance, cancel_only or post_only")
-    if body.get("transfer_mode", "complete") not in ("complete", "pending", "fail"):
-        return _bad("transfer_mode must be complete, pending or fail")
+    problem = _settings_problem(body)
+    if problem is not None:
+        return _bad(problem)
+    funding = venue.funding.settings
     if "status" in body:
         venue.settings.status = body["status"]
     if "transfer_mode" in body:
-        venue.funding.settings.transfer_mode = body["transfer_mode"]
+        funding.transfer_mode = body["transfer_mode"]
     if "organization_mode" in body:
-        venue.funding.settings.organization_mode = bool(body["organization_mode"])
+        funding.organization_mode = bool(body["organization_mode"])
+    if "daily_withdraw_limit_usd" in body:
+        limit = Decimal(str(body["daily_withdraw_limit_usd"]))
+        funding.daily_withdraw_limit_usd[venue.funding.tier] = limit
+    if "withdraw_limit_scope" in body:
+        funding.withdraw_limit_scope = body["withdraw_limit_scope"]
+    if "withdraw_limit_window" in body:
+        funding.withdraw_limit_window = body["withdraw_limit_window"]
     return _json({"ok": True})
+
+
+async def get_withdraw_limit(request: web.Request) -> web.Response:
+    """The daily withdrawal limit as `account` sees it now: limit, counted, headroom (USD)."""
+    venue = request.app[VENUE_KEY]
+    name = request.query.get("account", venue.domain.master.name)
+    account = venue.domain.accounts.get(name)
+    if account is None or account.role == "system":
+        return _bad(f"unknown account {name!r}")
+    funding = venue.funding
+    return _json({
+        "account": name, "tier": funding.tier, "scope": funding.settings.withdraw_limit_scope,
+        "window": funding.settings.withdraw_limit_window,
+        "limit_usd": funding.daily_withdraw_limit_usd(),
+        "withdrawn_usd": funding.withdrawn_usd(name),
+        "headroom_usd": funding.withdraw_headroom_usd(name),
+    })  # fmt: skip
 
 
 async def post_approve(request: web.Request) -> web.Response:
@@ -209,6 +263,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/ledgers", get_ledgers)
     app.router.add_post("/admin/faults", post_faults)
     app.router.add_post("/admin/settings", post_settings)
+    app.router.add_get("/admin/withdraw_limit", get_withdraw_limit)
     app.router.add_post("/admin/approve", post_approve)
     app.router.add_post("/admin/reset", post_reset)
     app.router.add_post("/admin/time", post_time)

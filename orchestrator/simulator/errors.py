@@ -40,6 +40,8 @@ FUNDING_UNKNOWN_ASSET: Final = "EFunding:Unknown asset"
 FUNDING_INVALID_AMOUNT: Final = "EFunding:Invalid amount"
 FUNDING_UNKNOWN_KEY: Final = "EFunding:Unknown withdraw key"
 FUNDING_INSUFFICIENT: Final = "EFunding:Insufficient funds"
+# Not in Kraken's lists: a Decision (docs/kraken/accounts-and-transfers.md section 3).
+FUNDING_DAILY_LIMIT: Final = "EFunding:Daily limit exceeded"
 # Service.
 SERVICE_UNAVAILABLE: Final = "EService:Unavailable"
 SERVICE_BUSY: Final = "EService:Busy"

@@ -2,7 +2,8 @@
 domain, Withdraw (with Organizations approvals), and sub-account creation.
 
 Settings decide how transfers end (`complete` at once, `pending` then complete, or `fail` after
-pending) so that clients can be tested against every outcome Kraken documents.
+pending) so that clients can be tested against every outcome Kraken documents. Withdrawals are
+held to the tier's daily limit in USD (`withdraw_limits`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any, Final, Literal
 import msgspec
 
 from orchestrator.clock import Clock
+from orchestrator.simulator import withdraw_limits as wl
 from orchestrator.simulator.accounts import EXTERNAL, FEES, Account, Domain, LedgerEntry
 from orchestrator.simulator.errors import (
+    FUNDING_DAILY_LIMIT,
     FUNDING_INSUFFICIENT,
     FUNDING_INVALID_AMOUNT,
     FUNDING_UNKNOWN_ASSET,
@@ -24,6 +27,7 @@ from orchestrator.simulator.errors import (
     PERMISSION_DENIED,
     KrakenError,
 )
+from orchestrator.simulator.limits import Tier
 from orchestrator.simulator.orders import invalid, parse_decimal
 
 TransferMode = Literal["complete", "pending", "fail"]
@@ -42,6 +46,12 @@ class FundingSettings(msgspec.Struct, kw_only=True):
     withdraw_fee: dict[str, Decimal] = msgspec.field(
         default_factory=lambda: {"XXBT": Decimal("0.00015"), "ZUSD": Decimal(5)}
     )
+    # The tier's daily withdrawal limit in USD (docs/kraken/accounts-and-transfers.md 3).
+    daily_withdraw_limit_usd: dict[Tier, Decimal] = msgspec.field(
+        default_factory=lambda: dict(wl.DAILY_WITHDRAW_LIMIT_USD)
+    )
+    withdraw_limit_scope: wl.LimitScope = "domain"
+    withdraw_limit_window: wl.LimitWindow = "utc_day"
 
 
 @dataclass(slots=True)
@@ -71,6 +81,7 @@ class Withdrawal:
     approval_request_id: str | None = None
     approved: bool = True
     due_s: float = 0.0
+    usd_value: Decimal = Decimal(0)  # what the daily limit counts
 
 
 @dataclass(slots=True)
@@ -79,6 +90,8 @@ class Funding:
     clock: Clock
     settings: FundingSettings
     on_ledger: Callable[[str, LedgerEntry | None], None]
+    tier: Tier
+    price_usd: wl.PriceUsd  # an asset id's USD price, for the daily withdrawal limit
     transfers: dict[str, Transfer] = field(default_factory=dict)
     withdrawals: dict[str, Withdrawal] = field(default_factory=dict)
     approvals: dict[str, str] = field(default_factory=dict)  # approval request id -> refid
@@ -167,11 +180,15 @@ class Funding:
         fee = self.settings.withdraw_fee.get(asset_id, Decimal(0))
         if max_fee is not None and fee > parse_decimal(max_fee, "max_fee"):
             raise KrakenError("EFunding:Max fee exceeded")
+        usd_value = value * self.price_usd(asset_id)
+        if usd_value > self.withdraw_headroom_usd(caller.name):
+            raise KrakenError(FUNDING_DAILY_LIMIT)
         caller.reserve_out(asset_id, value + fee, FUNDING_INSUFFICIENT)
         now_s = self.clock.time()
         withdrawal = Withdrawal(
             refid=self.domain.ids.make("F"), account=caller.name, asset=asset_id, amount=value,
             fee=fee, key=key, created_s=now_s, due_s=now_s + self.settings.withdraw_delay_s,
+            usd_value=usd_value,
         )  # fmt: skip
         if self.settings.organization_mode:
             withdrawal.approval_request_id = self.domain.ids.uuid()
@@ -180,6 +197,28 @@ class Funding:
             self.approvals[withdrawal.approval_request_id] = withdrawal.refid
         self.withdrawals[withdrawal.refid] = withdrawal
         return withdrawal
+
+    def daily_withdraw_limit_usd(self) -> Decimal:
+        """The venue's tier's limit: the setting, else the Decision's figure."""
+        limits = self.settings.daily_withdraw_limit_usd
+        return limits.get(self.tier, wl.DAILY_WITHDRAW_LIMIT_USD[self.tier])
+
+    def withdrawn_usd(self, account: str) -> Decimal:
+        """USD counted against the limit for `account` now (its domain's, with scope `domain`):
+        withdrawals made in the window that have not failed or been denied."""
+        counted = (
+            wl.Counted(w.account, w.created_s, w.usd_value)
+            for w in self.withdrawals.values()
+            if w.status != "Failure"
+        )
+        return wl.used_usd(
+            counted, account=account, now_s=self.clock.time(),
+            scope=self.settings.withdraw_limit_scope, window=self.settings.withdraw_limit_window,
+        )  # fmt: skip
+
+    def withdraw_headroom_usd(self, account: str) -> Decimal:
+        """USD `account` may still withdraw now; never negative."""
+        return max(wl.ZERO, self.daily_withdraw_limit_usd() - self.withdrawn_usd(account))
 
     def decide(self, approval_request_id: str, approve: bool) -> Withdrawal:
         """The Organization's approvers' answer (admin API): approve, or deny and refund."""

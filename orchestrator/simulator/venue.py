@@ -15,6 +15,7 @@ from typing import Any
 from orchestrator.clock import Clock
 from orchestrator.logs import get_logger
 from orchestrator.simulator import market as mk
+from orchestrator.simulator import withdraw_limits as wl
 from orchestrator.simulator.accounts import MARKET, Domain, IdFactory
 from orchestrator.simulator.auth import ApiKey, FuturesAuthenticator, Permission, SpotAuthenticator
 from orchestrator.simulator.book_feed import AggregatedBook
@@ -147,7 +148,14 @@ def build_venue(settings: SimSettings, clock: Clock) -> Venue:
         domain=domain,
         limits=limits,
         engine=engine,
-        funding=Funding(domain, clock, settings.funding, engine.emit_ledger),
+        funding=Funding(
+            domain,
+            clock,
+            settings.funding,
+            engine.emit_ledger,
+            tier=settings.tier,
+            price_usd=wl.usd_pricer(catalog, engine.books),
+        ),
         spot_auth=SpotAuthenticator(lockout_after=settings.lockout_after),
         futures_auth=FuturesAuthenticator(),
         rng=random.Random(settings.seed),  # noqa: S311 - simulation, not security
