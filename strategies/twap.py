@@ -19,6 +19,9 @@ is sent only after the passive order has ended, so the two never overlap. Volume
 pair's volume decimals and at least its minimum (`ordermin`, and `costmin` at the price): a
 slice that would leave less than the minimum takes it along.
 
+Short of funds for the rest of the parent (quote for a buy, base for a sell, at the price being
+sent), it asks the rebalancer for more (`request_rebalance`) and goes on with what it has.
+
 Reports (`twap.fill` on each fill, `twap.completed` at the end; also the attributes `filled`,
 `progress`, `slippage_bps`, `done`): the arrival mid is the mid of the first whole book;
 slippage is the average fill price against it, in bps, signed so that positive is worse (paid
@@ -265,9 +268,22 @@ class Twap(Strategy[Params]):
         self._send(qty, price, ioc=True)
 
     def _send(self, qty: Decimal, price: Decimal, *, ioc: bool) -> None:
+        self._ask_for_funds(price)
         cl_ord_id = self.ctx.place(self.pair, self.ctx.params.side, qty, price,
                                    time_in_force="IOC" if ioc else "GTC")  # fmt: skip
         self.child = _Child(cl_ord_id, qty, ioc)
+
+    def _ask_for_funds(self, price: Decimal) -> None:
+        """Short of what the rest of the parent will spend: ask the rebalancer for more (it
+        tops the account up to its target; the risk checks refuse what the funds cannot pay)."""
+        instrument = self.ctx.instrument(self.pair)
+        buying = self.ctx.params.side == "buy"
+        asset = instrument.quote if buying else instrument.base
+        needed = self.free * price if buying else self.free
+        have = self.ctx.balances().get(asset, _ZERO)
+        if have < needed:
+            self.ctx.request_rebalance(asset, f"twap needs {needed:f} {asset} for the rest of "
+                                              f"its parent, has {have:f}")  # fmt: skip
 
     def _finish_if_over(self, *, force: bool = False) -> None:
         if self.done or self.child is not None:

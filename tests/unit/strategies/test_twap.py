@@ -215,3 +215,25 @@ async def test_a_slice_the_risk_limits_refuse_is_rejected_sent_nowhere_and_left_
         assert twap.filled == bought
         assert twap.progress == Decimal("0.5")
         assert_pnl_is_the_venues(replay, worker, before)
+
+
+async def test_short_of_funds_for_the_parent_it_asks_the_rebalancer() -> None:
+    heard: list[dict[str, str]] = []
+    async with ReplayHarness(SimSettings()) as replay:  # twap-eth holds 5000 USD
+        replay.events.listen("rebalance_requested", lambda fields: heard.append(dict(fields)))
+        _, twap = await started(replay, twap_config(quantity="3", slices=6, duration_s=60))
+        await replay.run_for(1.0)
+        assert twap.child is not None  # the first slice went out with what there is
+    assert heard, "3 ETH at ~3000 USD needs more than the account's 5000 USD"
+    assert heard[0]["asset"] == "ZUSD"
+    assert heard[0]["strategy"] == "twap"
+    assert "twap needs" in heard[0]["reason"]
+
+
+async def test_with_funds_enough_it_asks_for_nothing() -> None:
+    heard: list[dict[str, str]] = []
+    async with ReplayHarness(SimSettings()) as replay:
+        replay.events.listen("rebalance_requested", lambda fields: heard.append(dict(fields)))
+        await started(replay, twap_config(quantity="0.5", slices=5, duration_s=50))
+        await replay.run_for(20.0)
+    assert heard == []
