@@ -18,6 +18,7 @@ import msgspec
 
 from orchestrator.simulator.catalog import Catalog
 from orchestrator.simulator.errors import INSUFFICIENT_FUNDS, KrakenError
+from orchestrator.simulator.futures_accounts import NO_RISK
 from orchestrator.simulator.futures_log import LogEntry
 
 MARKET: Final = "_market"
@@ -50,6 +51,7 @@ class Account:
         "account_id",
         "balances",
         "email",
+        "flex_risk",
         "futures",
         "futures_log",
         "futures_uid",
@@ -73,6 +75,7 @@ class Account:
         self.futures: dict[str, dict[str, Decimal]] = {"cash": {}, "flex": {}}
         self.futures_log: list[LogEntry] = []  # the futures account log, oldest first
         self.futures_uid = ""
+        self.flex_risk = NO_RISK  # the flex wallet's positions and orders (tests set them)
         self.trading_enabled = True
 
     def balance(self, asset: str) -> Decimal:

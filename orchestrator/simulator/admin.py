@@ -2,8 +2,8 @@
 
 Not part of Kraken's API: they read counters, rejections, orders, transfers and ledgers, change
 faults and settings at run time (the daily withdrawal limit too), approve Organization
-withdrawals, reset counters and move a manual clock. Bound to the simulator's own address; the
-simulator holds no real money.
+withdrawals, reset counters and move a manual clock; the futures ones are in `admin_futures`.
+Bound to the simulator's own address; the simulator holds no real money.
 """
 
 from __future__ import annotations

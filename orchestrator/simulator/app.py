@@ -18,7 +18,7 @@ from aiohttp import web
 
 from orchestrator.clock import Clock, ManualClock, RealClock
 from orchestrator.logs import get_logger
-from orchestrator.simulator import admin, futures_history, http, ws
+from orchestrator.simulator import admin, admin_futures, futures_history, http, ws
 from orchestrator.simulator.errors import SimulatorBug
 from orchestrator.simulator.futures_rest import add_routes as add_futures_routes
 from orchestrator.simulator.http import STEP_LISTENERS_KEY
@@ -34,6 +34,7 @@ def build_app(venue: Venue) -> web.Application:
     app[STEP_LISTENERS_KEY] = []
     http.add_routes(app)
     admin.add_routes(app)
+    admin_futures.add_routes(app)
     ws.add_routes(app, app[STEP_LISTENERS_KEY])
     add_futures_routes(app)
     futures_history.add_routes(app)

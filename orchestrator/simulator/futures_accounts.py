@@ -30,6 +30,36 @@ MAINTENANCE_SPOT_MARGIN_RATE: Final = Decimal("0.8")
 LIQUIDATION_SPOT_MARGIN_RATE: Final = Decimal("0.4")
 
 
+class FlexRisk(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a flex wallet's open positions and orders weigh, in USD. The simulator matches no
+    futures orders: tests and the admin API set these figures to drive the margin level.
+
+    `order_margin` is the initial margin of open orders (`initialMarginWithOrders` - IM)."""
+
+    initial_margin: Decimal = ZERO
+    maintenance_margin: Decimal = ZERO
+    unrealized_pnl: Decimal = ZERO
+    unrealized_funding: Decimal = ZERO
+    order_margin: Decimal = ZERO
+
+    def __post_init__(self) -> None:
+        for name in ("initial_margin", "maintenance_margin", "order_margin"):
+            value: Decimal = getattr(self, name)
+            if not value.is_finite() or value < 0:
+                raise ValueError(f"{name} must be a finite amount >= 0, got {value}")
+        for name in ("unrealized_pnl", "unrealized_funding"):
+            if not getattr(self, name).is_finite():
+                raise ValueError(f"{name} must be finite")
+        if self.maintenance_margin > self.initial_margin:
+            raise ValueError(
+                f"maintenance_margin {self.maintenance_margin} is above initial_margin "
+                f"{self.initial_margin}"
+            )
+
+
+NO_RISK: Final = FlexRisk()
+
+
 class _Wire(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """Base of the payload's structs: snake_case here, camelCase on the wire."""
 

@@ -18,7 +18,8 @@ Choices where Kraken says nothing:
   budget) cost nothing, calls that then fail validation cost their full price. `GET /subaccounts`
   costs 2 (UNCONFIRMED: docs/kraken/rest.md 5.4; Kraken's cost table does not list it).
 - Wallets are `cash` and `flex` (`Account.futures`); transfers naming any other wallet are
-  `invalidAccount`.
+  `invalidAccount`. Taking collateral out of a flex wallet with open positions (`flex_risk`)
+  is `insufficientFunds` when its available margin would fall below zero.
 - Asset names: lower-case altnames in `cash` and sub-account lists (`xbt`), upper-case in `flex`
   (`XBT`), as in Kraken's example; `unit` accepts any name the catalog knows, in any case.
 - Amounts: plain decimal text (an exponent is allowed), > 0, below 10**15 and with no more
@@ -235,6 +236,22 @@ def move(
     )
 
 
+def _move_backed(
+    venue: Venue, source: Account, source_wallet: str, target: Account, target_wallet: str,
+    *, asset: str, amount: Decimal,
+) -> tuple[flog.Leg, flog.Leg]:  # fmt: skip
+    """`move`, keeping the collateral that backs open positions: taking funds out of a flex
+    wallet may not leave its available margin below zero (`insufficientFunds`)."""
+    source_wallet, target_wallet = _wallet(source_wallet), _wallet(target_wallet)
+    moves_out = source is not target or source_wallet != target_wallet
+    if moves_out and source_wallet == "flex" and source.flex_risk != fa.NO_RISK:
+        after = dict(source.futures["flex"])
+        after[asset] = after.get(asset, _ZERO) - amount
+        if fp.flex_available_margin(venue, source, after) < 0:
+            raise KrakenError(INSUFFICIENT_FUNDS, "needed as margin")
+    return move(source, source_wallet, target, target_wallet, asset=asset, amount=amount)
+
+
 def _log_transfer(venue: Venue, legs: tuple[flog.Leg, flog.Leg], *, info: str, asset: str) -> None:
     """One account-log entry per side of a transfer, both naming the transfer's uid."""
     ids = venue.domain.ids
@@ -277,7 +294,9 @@ def transfer(call: Call) -> dict[str, Any]:
     asset = _unit(call.venue, unit)
     quantity = parse_amount(amount, asset.decimals)
     account = call.account
-    legs = move(account, _wallet(source), account, _wallet(target), asset=asset.id, amount=quantity)
+    legs = _move_backed(
+        call.venue, account, source, account, target, asset=asset.id, amount=quantity
+    )
     _log_transfer(call.venue, legs, info=flog.WALLET_TRANSFER, asset=asset.id)
     return {}
 
@@ -291,10 +310,9 @@ def transfer_subaccount(call: Call) -> dict[str, Any]:
     quantity = parse_amount(amount, asset.decimals)
     venue = call.venue
     source_account, target_account = _user(venue, from_user), _user(venue, to_user)
-    legs = move(
-        source_account, _wallet(source), target_account, _wallet(target),
-        asset=asset.id, amount=quantity,
-    )  # fmt: skip
+    legs = _move_backed(
+        venue, source_account, source, target_account, target, asset=asset.id, amount=quantity
+    )
     _log_transfer(venue, legs, info=flog.SUBACCOUNT_TRANSFER, asset=asset.id)
     return {}
 

@@ -1,7 +1,9 @@
 """Settings of the simulated venue: its domain, tier, Decisions, funding behaviour and faults.
 
-All of them can be given at start (`SimSettings`) and the faults, the system status and the
-funding modes can be changed at run time through the admin endpoint.
+All of them can be given at start (`SimSettings`) and the faults, the system status, the
+funding modes and the daily withdrawal limit can be changed at run time through the admin
+endpoint. The demo domains have futures funds: the master's futures cash and flex wallets, and
+some USD in every sub-account's flex wallet.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import msgspec
 
 from orchestrator.config import Config
 from orchestrator.simulator.funding import FundingSettings
+from orchestrator.simulator.futures_accounts import NO_RISK, FlexRisk
 from orchestrator.simulator.limits import DomainSettings, Tier
 
 ALL_PERMISSIONS: tuple[str, ...] = (
@@ -42,7 +45,9 @@ class AccountSeed(msgspec.Struct, frozen=True, kw_only=True):
     role: Literal["master", "sub"] = "sub"
     account_id: str | None = None
     balances: dict[str, Decimal] = {}
-    futures_flex: dict[str, Decimal] = {}
+    futures_cash: dict[str, Decimal] = {}  # the futures holding wallet
+    futures_flex: dict[str, Decimal] = {}  # the multi-collateral wallet
+    flex_risk: FlexRisk = NO_RISK  # what the flex wallet's positions weigh (USD)
     keys: tuple[KeySeed, ...] = (KeySeed(),)
 
 
@@ -87,6 +92,13 @@ class FaultSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     corrupt_checksum_rate: float = 0.0  # book updates sent with a wrong checksum
 
 
+# Futures funds of the demo domains: the master can fund its sub-accounts' flex wallets (margin
+# top-ups), and each sub-account's flex wallet holds some collateral of its own.
+_DEMO_MASTER_FUTURES_CASH: dict[str, Decimal] = {"ZUSD": Decimal(50_000)}
+_DEMO_MASTER_FLEX: dict[str, Decimal] = {"ZUSD": Decimal(250_000), "XXBT": Decimal(1)}
+_DEMO_SUB_FLEX: dict[str, Decimal] = {"ZUSD": Decimal(10_000)}
+
+
 def _demo_accounts() -> tuple[AccountSeed, ...]:
     def funded(usd: int, xbt: str, eth: str, sol: str) -> dict[str, Decimal]:
         return {
@@ -97,11 +109,15 @@ def _demo_accounts() -> tuple[AccountSeed, ...]:
         }
 
     return (
-        AccountSeed(name="master", role="master", balances=funded(1_000_000, "20", "300", "5000")),
-        AccountSeed(name="mm-xbt", balances=funded(10_000, "0.5", "0", "0")),
-        AccountSeed(name="twap-eth", balances=funded(5_000, "0", "5", "0")),
-        AccountSeed(name="mm-sol", balances=funded(5_000, "0", "0", "100")),
-    )
+        AccountSeed(name="master", role="master", balances=funded(1_000_000, "20", "300", "5000"),
+                    futures_cash=_DEMO_MASTER_FUTURES_CASH, futures_flex=_DEMO_MASTER_FLEX),
+        AccountSeed(name="mm-xbt", balances=funded(10_000, "0.5", "0", "0"),
+                    futures_flex=_DEMO_SUB_FLEX),
+        AccountSeed(name="twap-eth", balances=funded(5_000, "0", "5", "0"),
+                    futures_flex=_DEMO_SUB_FLEX),
+        AccountSeed(name="mm-sol", balances=funded(5_000, "0", "0", "100"),
+                    futures_flex=_DEMO_SUB_FLEX),
+    )  # fmt: skip
 
 
 def domain_accounts(
@@ -144,6 +160,8 @@ def settings_from_config(config: Config) -> SimSettings:
             role=account.role,
             account_id=account.venue_id,
             balances=_DEMO_MASTER_FUNDS if account.role == "master" else _DEMO_SUB_FUNDS,
+            futures_cash=_DEMO_MASTER_FUTURES_CASH if account.role == "master" else {},
+            futures_flex=_DEMO_MASTER_FLEX if account.role == "master" else _DEMO_SUB_FLEX,
         )
         for account in config.accounts
     )

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from orchestrator.clock import Clock
 from orchestrator.logs import get_logger
 from orchestrator.simulator import market as mk
@@ -23,6 +25,7 @@ from orchestrator.simulator.catalog import Catalog, PairSpec
 from orchestrator.simulator.engine import Engine
 from orchestrator.simulator.errors import KrakenError
 from orchestrator.simulator.funding import Funding
+from orchestrator.simulator.futures_accounts import FlexRisk
 from orchestrator.simulator.limits import VenueLimits
 from orchestrator.simulator.settings import AccountSeed, SimSettings
 
@@ -122,6 +125,37 @@ class Venue:
     def keys_of(self, account: str) -> list[ApiKey]:
         return [k for k in self.keys.values() if k.account == account]
 
+    # --- futures flex margin (tests and the admin API) -----------------------------------------
+    def set_flex_risk(
+        self,
+        account: str,
+        *,
+        initial_margin: Decimal | int | str | None = None,
+        maintenance_margin: Decimal | int | str | None = None,
+        unrealized_pnl: Decimal | int | str | None = None,
+        unrealized_funding: Decimal | int | str | None = None,
+        order_margin: Decimal | int | str | None = None,
+    ) -> FlexRisk:
+        """Set what `account`'s flex positions and orders weigh, in USD, as `GET /accounts`
+        will report them; a figure left out keeps its value, all zero means nothing is open.
+
+        KeyError for an unknown account; ValueError for a negative margin or a maintenance
+        margin above the initial margin (nothing changes then)."""
+        found = self.domain.accounts.get(account)
+        if found is None or found.role == "system":
+            raise KeyError(account)
+        given = {
+            "initial_margin": initial_margin,
+            "maintenance_margin": maintenance_margin,
+            "unrealized_pnl": unrealized_pnl,
+            "unrealized_funding": unrealized_funding,
+            "order_margin": order_margin,
+        }
+        figures = msgspec.structs.asdict(found.flex_risk)
+        figures.update({k: Decimal(str(v)) for k, v in given.items() if v is not None})
+        found.flex_risk = FlexRisk(**figures)
+        return found.flex_risk
+
 
 def _market_spec(pair: PairSpec) -> mk.PairSpec:
     return mk.PairSpec(
@@ -196,9 +230,10 @@ def _add_account(venue: Venue, seed: AccountSeed) -> None:
             refid=domain.ids.make("Q"),
             now_s=now_s,
         )
-    for asset_name, amount in seed.futures_flex.items():
-        asset = venue.catalog.asset(asset_name).id
-        account.futures["flex"][asset] = amount
+    for wallet, holdings in (("cash", seed.futures_cash), ("flex", seed.futures_flex)):
+        for asset_name, amount in holdings.items():
+            account.futures[wallet][venue.catalog.asset(asset_name).id] = amount
+    account.flex_risk = seed.flex_risk
     for key in seed.keys:
         venue.add_key(account.name, key.key, key.secret, key.permissions, key.nonce_window)
 

@@ -378,3 +378,35 @@ async def test_a_transfer_refused_before_the_venue_acted_is_sent_again(
     assert sim.venue.request_counts["futures:transfer/subaccount"] == 2
     assert wallet(sim, "alpha", "flex") == {"ZUSD": Decimal(60)}
     assert wallet(sim, "master", "cash") == {"ZUSD": Decimal(40)}
+
+
+# --- a flex wallet's margin, driven for the rebalancer -------------------------------------------
+async def test_a_flex_margin_level_driven_low_is_raised_by_a_subaccount_top_up(
+    session: aiohttp.ClientSession, sim: RunningSimulator
+) -> None:
+    """The margin a test sets reaches our client's decoded `flex` wallet; the level, recomputed
+    from those figures with section 4's formula (maintenance margin as the requirement), rises
+    by exactly the collateral a top-up from the master adds (USD: no haircut)."""
+
+    def level_pct(flex: FlexAccount) -> Decimal:
+        equity = flex.collateral_value + flex.total_unrealized_as_margin
+        return equity / flex.maintenance_margin * 100
+
+    async def alpha_flex() -> FlexAccount:
+        flex = (await client(session, sim, "alpha").accounts()).accounts["flex"]
+        assert isinstance(flex, FlexAccount)
+        return flex
+
+    sim.venue.set_flex_risk("alpha", initial_margin=80, maintenance_margin=40, unrealized_pnl=-30)
+    low = await alpha_flex()
+    assert [low.initial_margin, low.maintenance_margin, low.pnl] == [80, 40, -30]
+    assert low.margin_equity == low.collateral_value + low.total_unrealized_as_margin == 70
+    assert low.available_margin == low.margin_equity - low.initial_margin_with_orders == -10
+    assert level_pct(low) == 175
+    await client(session, sim).transfer_subaccount(
+        from_user=uid(sim, "master"), to_user=uid(sim, "alpha"), from_account="flex",
+        to_account="flex", unit="usd", amount=Decimal(30),
+    )  # fmt: skip
+    high = await alpha_flex()
+    assert high.collateral_value == 130
+    assert level_pct(high) == 250

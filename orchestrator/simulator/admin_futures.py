@@ -1,0 +1,136 @@
+"""Admin endpoints for the futures wallets (`/admin/futures/*`): not part of Kraken's API.
+
+- `GET /admin/futures/margin?account=NAME`: the account's flex figures as `GET /accounts`
+  reports them, what its positions weigh (`risk`) and its margin level.
+- `POST /admin/futures/margin` `{"account": NAME, "initial_margin": "1000", ...}`: set what the
+  flex wallet's positions and orders weigh, in USD (`initial_margin`, `maintenance_margin`,
+  `unrealized_pnl`, `unrealized_funding`, `order_margin`; decimal strings or integers; a figure
+  left out keeps its value), then the same reply as the GET.
+- `POST /admin/futures/fund` `{"account": NAME, "wallet": "flex"|"cash", "asset": "USD",
+  "amount": "1000"}`: credit a futures wallet from outside, logged as an `admin transfer`.
+
+The margin level is docs/kraken/accounts-and-transfers.md section 4's formula with the
+maintenance margin as the requirement, in percent: (collateralValue + totalUnrealizedAsMargin)
+/ maintenanceMargin x 100, computed from the reply's own figures; null while nothing is open.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from orchestrator.simulator import futures_log as flog
+from orchestrator.simulator import futures_payloads as fp
+from orchestrator.simulator.accounts import Account
+from orchestrator.simulator.errors import KrakenError
+from orchestrator.simulator.http import VENUE_KEY
+from orchestrator.simulator.venue import Venue
+
+_encoder = msgspec.json.Encoder(decimal_format="string")
+RISK_FIELDS: Final = (
+    "initial_margin",
+    "maintenance_margin",
+    "unrealized_pnl",
+    "unrealized_funding",
+    "order_margin",
+)
+ADMIN_TRANSFER: Final = "admin transfer"  # an info type of Kraken's account log
+_WALLETS: Final = ("cash", "flex")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_encoder.encode(data), status=status, content_type="application/json")
+
+
+def _bad(reason: str) -> web.Response:
+    return _json({"error": reason}, status=400)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        data = msgspec.json.decode(await request.read() or b"{}")
+    except msgspec.DecodeError as exc:
+        raise web.HTTPBadRequest(text=f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text="body must be a JSON object")
+    return data
+
+
+def _client(venue: Venue, name: object) -> Account | None:
+    found = venue.domain.accounts.get(str(name))
+    return None if found is None or found.role == "system" else found
+
+
+def margin_view(venue: Venue, account: Account) -> dict[str, Any]:
+    """The account's flex wallet as `GET /accounts` shows it, its risk and its margin level."""
+    wallet = fp.flex_wallet(venue, account)
+    level = fp.flex_margin_level(wallet)
+    return {
+        "account": account.name,
+        "risk": msgspec.to_builtins(account.flex_risk),
+        "flex": msgspec.to_builtins(wallet),
+        "margin_level_pct": None if level is None else str(level),
+    }
+
+
+async def get_margin(request: web.Request) -> web.Response:
+    venue = request.app[VENUE_KEY]
+    account = _client(venue, request.query.get("account"))
+    if account is None:
+        return _bad("unknown account")
+    return _json(margin_view(venue, account))
+
+
+async def post_margin(request: web.Request) -> web.Response:
+    venue = request.app[VENUE_KEY]
+    body = await _body(request)
+    account = _client(venue, body.pop("account", None))
+    if account is None:
+        return _bad("unknown account")
+    unknown = set(body) - set(RISK_FIELDS)
+    if unknown:
+        return _bad(f"unknown fields: {sorted(unknown)}")
+    if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in body.values()):
+        return _bad("figures are decimal strings or integers")
+    try:
+        venue.set_flex_risk(account.name, **body)
+    except (InvalidOperation, ValueError) as exc:
+        return _bad(str(exc) or "figures are decimal strings or integers")
+    return _json(margin_view(venue, account))
+
+
+async def post_fund(request: web.Request) -> web.Response:
+    venue = request.app[VENUE_KEY]
+    body = await _body(request)
+    account = _client(venue, body.get("account"))
+    if account is None:
+        return _bad("unknown account")
+    wallet = body.get("wallet", "flex")
+    if wallet not in _WALLETS:
+        return _bad("wallet must be cash or flex")
+    try:
+        asset = venue.catalog.asset(str(body.get("asset"))).id
+        amount = Decimal(str(body.get("amount")))
+    except (KrakenError, InvalidOperation):
+        return _bad("a known asset and a decimal amount are required")
+    if not amount.is_finite() or amount <= 0:
+        return _bad("amount must be positive")
+    holdings = account.futures[wallet]
+    had = holdings.get(asset, Decimal(0))
+    holdings[asset] = had + amount
+    ids = venue.domain.ids
+    flog.record(
+        [flog.Leg(account.futures_log, wallet, had, holdings[asset])], info=ADMIN_TRANSFER,
+        asset=venue.catalog.assets[asset].altname.lower(), uids=[ids.uuid()], execution=None,
+        time_s=venue.clock.time(),
+    )  # fmt: skip
+    return _json({"wallet": wallet, "asset": asset, "balance": holdings[asset]})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/admin/futures/margin", get_margin)
+    app.router.add_post("/admin/futures/margin", post_margin)
+    app.router.add_post("/admin/futures/fund", post_fund)
