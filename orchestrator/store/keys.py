@@ -86,6 +86,27 @@ class Keys:
         """Set of transfer ids not yet in a final state; reconciled at start."""
         return f"{self.namespace}:xfer:open"
 
+    # --- rebalancer journal: one hash slot (its write script touches all four) ---------------
+    def rebalancer_transfers(self) -> str:
+        """Hash record id -> rebalancing record (JSON), open and recently finished ones."""
+        return f"{self._rebalancer_tag()}:transfers"
+
+    def rebalancer_open(self) -> str:
+        """Hash record id -> state of every record not final yet; reconciled before a cycle."""
+        return f"{self._rebalancer_tag()}:open"
+
+    def rebalancer_finished(self) -> str:
+        """Sorted set of finished record ids by finish time; capped, the oldest dropped."""
+        return f"{self._rebalancer_tag()}:finished"
+
+    def rebalancer_day(self, day: str) -> str:
+        """Hash record id -> (kind, asset, amount) of the moves of one UTC day that did not
+        fail, for the daily caps; expires days later."""
+        return f"{self._rebalancer_tag()}:day:{_part(day, 'day')}"
+
+    def _rebalancer_tag(self) -> str:
+        return f"{{{self.namespace}:rebalancer}}"
+
     # --- operator control ---------------------------------------------------------------------
     def commands(self) -> str:
         """Stream of operator commands, read by a consumer group."""
