@@ -208,8 +208,10 @@ class TransferExecutor:
     async def _settle(self, record: TransferRecord) -> TransferRecord:
         if record.state == "intent":
             return await self._move(record, "failed", error="not executed: never sent")
+        probe = {"transfer": self._probe_transfer, "withdrawal": self._probe_withdrawal,
+                 "futures_transfer": self._probe_futures}[record.planned.kind]  # fmt: skip
         try:
-            verdict, venue_id, note = await self._probe(record)
+            verdict, venue_id, note = await probe(record)
         except _CANNOT_ASK as exc:
             log.warning("rebalancer.reconcile_deferred", id=record.id, error=str(exc))
             return record
@@ -232,35 +234,24 @@ class TransferExecutor:
             return await self._move(record, record.state, error=note)
         return record
 
-    async def _probe(self, record: TransferRecord) -> tuple[Verdict, str | None, str | None]:
-        """What the venue shows of `record`: (verdict, venue id, note)."""
-        kind = record.planned.kind
-        if kind == "futures_transfer":
-            return await self._probe_futures(record)
-        return await (self._probe_transfer if kind == "transfer" else self._probe_withdrawal)(
-            record
-        )
-
     async def _probe_transfer(self, record: TransferRecord) -> tuple[Verdict, str | None, None]:
+        """Our entry in the ledger (one read); else the ledger and the set-aside balance, read
+        between two reads of the asset's ledger that agree (nothing moved meanwhile)."""
         p = record.planned
         reader = self.readers[p.source]
+        found = _found(record, await reader.ledger(asset=p.asset, type_="transfer"))
+        if found is not None:
+            return (*found, None)
         for _ in range(_CONSISTENT_READS):
             before = await reader.ledger(asset=p.asset)
             moves = await reader.ledger(asset=p.asset, type_="transfer")
             funds = await reader.balances()
             after = await reader.ledger(asset=p.asset)
-            if _newest_id(before) == _newest_id(after):
+            if (found := _found(record, moves)) is not None:
+                return (*found, None)
+            if before[:1] == after[:1]:
                 break
         else:
-            return "unknown", None, None
-        new, whole = _after_mark(moves, record.ledger_mark, record.ledger_mark_s)
-        if record.venue_id is not None:
-            ours = [e for e in new if e.refid == record.venue_id]
-        else:
-            ours = [e for e in new if -e.amount == p.amount]
-        if len(ours) == 1:
-            return "complete", ours[0].refid, None
-        if ours or not whole:
             return "unknown", None, None
         ledger_balance = after[0].balance if after else Decimal(0)
         balance = funds.get(p.asset)
@@ -349,10 +340,6 @@ class TransferExecutor:
             await self.on_event(record)
 
 
-def _newest_id(entries: list[LedgerEntry]) -> str | None:
-    return entries[0].id if entries else None
-
-
 def _after_mark(
     entries: list[LedgerEntry], mark: str | None, mark_s: float | None
 ) -> tuple[list[LedgerEntry], bool]:
@@ -364,6 +351,19 @@ def _after_mark(
             return new, True
         new.append(entry)
     return new, len(entries) < LEDGER_PAGE
+
+
+def _found(record: TransferRecord, moves: list[LedgerEntry]) -> tuple[Verdict, str | None] | None:
+    """Our transfer among the source's `transfer` entries after the mark: complete with its
+    refid, unknown when we cannot tell, None when it is not there."""
+    new, whole = _after_mark(moves, record.ledger_mark, record.ledger_mark_s)
+    if record.venue_id is not None:
+        ours = [e for e in new if e.refid == record.venue_id]
+    else:
+        ours = [e for e in new if -e.amount == record.planned.amount]
+    if len(ours) == 1:
+        return "complete", ours[0].refid
+    return ("unknown", None) if ours or not whole else None
 
 
 def _withdrawal_verdict(w: WithdrawalState) -> tuple[Verdict, str, str]:
