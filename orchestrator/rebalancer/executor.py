@@ -144,6 +144,8 @@ class TransferExecutor:
                 return await self._move(record, "sent", error=f"outcome unknown: {exc}")
             except OrchestratorError as exc:  # refused, or never left: nothing happened
                 return await self._move(record, "failed", error=f"not executed: {exc}")
+            log.info("rebalancer.answered", id=record.id, state=state, venue_id=venue_id,
+                     approval_request_id=approval)  # fmt: skip
             return await self._move(record, state, venue_id=venue_id,
                                     approval_request_id=approval)  # fmt: skip
 

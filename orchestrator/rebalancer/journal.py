@@ -170,6 +170,7 @@ class TransferJournal:
         if missing:  # an open id without its record: the journal lost what may be in flight
             raise StoreError(f"transfer journal {self.open_key}: open ids without records "
                              f"{missing}")  # fmt: skip
+        records = [r for r in records if not r.is_final]  # finished between the two reads
         self.open_count = len(records)
         return sorted(records, key=lambda r: (r.created_s, r.id))
 

@@ -67,8 +67,8 @@ MOVES: Final = (
 MASTER: Final = {"ZUSD": Decimal(100_000), "XXBT": Decimal(10), "XETH": Decimal(20)}
 SUB: Final = {"ZUSD": Decimal(1_000), "XXBT": Decimal(1)}
 FLEX: Final = {"master": Decimal(5_000), "s0": Decimal(100)}
-STEP_S: Final = 30.0  # venue time between the healthy life's reconciliations
-ROUNDS: Final = 8  # > (settle_after_s + the venue's delays) / STEP_S
+STEP_S: Final = 60.0  # venue time between the healthy life's reconciliations (= settle_after_s)
+ROUNDS: Final = 6  # > (settle_after_s + the venue's delays) / STEP_S, with room
 MUST_STRIKE: Final = ("create", "update", "ledger", "account_transfer", "withdraw",
                       "transfer_subaccount", "account_log", "withdraw_status")  # fmt: skip
 # The venue calls that reconciling an open record of each kind makes.

@@ -23,7 +23,6 @@ from orchestrator.rebalancer.transfers import (
     TransferState,
     utc_day,
 )
-from orchestrator.store.embedded import free_port
 from orchestrator.store.keys import Keys
 
 
@@ -193,12 +192,12 @@ async def test_a_corrupt_record_is_an_error_naming_it(
 
 
 async def test_redis_unreachable_is_store_unavailable(clock: ManualClock) -> None:
-    client = aioredis.Redis(port=free_port(), socket_connect_timeout=0.2)
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeAsyncRedis(server=server)
     journal = TransferJournal(client, Keys("down"), clock)
-    try:
-        with pytest.raises(StoreUnavailable, match=r"transfer_journal\.write"):
-            await journal.create(record())
-        with pytest.raises(StoreUnavailable, match=r"transfer_journal\.open_records"):
-            await journal.in_flight()
-    finally:
-        await client.aclose()
+    server.connected = False
+    with pytest.raises(StoreUnavailable, match=r"transfer_journal\.write"):
+        await journal.create(record())
+    with pytest.raises(StoreUnavailable, match=r"transfer_journal\.open_records"):
+        await journal.in_flight()
+    await client.aclose()
