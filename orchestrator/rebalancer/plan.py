@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from typing import Final
 
+import msgspec
+
 from orchestrator.config import AssetTransferLimits, Config, RampStep, RebalanceTarget
 from orchestrator.rebalancer.portfolio import Portfolio
 from orchestrator.rebalancer.transfers import PlannedTransfer
@@ -47,9 +49,10 @@ ZERO: Final = Decimal(0)
 ONE: Final = Decimal(1)
 
 
-@dataclass(frozen=True, slots=True)
-class Band:
-    """One account's band for one asset, in amounts of the asset (ramp applied)."""
+class Band(msgspec.Struct, frozen=True, kw_only=True):
+    """One account's band for one asset, in amounts of the asset (ramp applied). A Struct,
+    not a dataclass: a cycle makes one per (account, asset), and a frozen dataclass costs
+    several times as much to build."""
 
     account: str
     asset: str
@@ -107,18 +110,13 @@ def resolve_bands(
             low, high = spec.low, spec.high
         else:
             raise ValueError(f"{spec.account}/{spec.asset}: neither band nor low and high")
-        fraction = ramp_fraction(spec.ramp, elapsed_s.get((spec.account, spec.asset), 0.0))
-        bands.append(
-            Band(
-                account=spec.account,
-                asset=spec.asset,
-                target=full * fraction,
-                low=low * fraction,
-                high=high * fraction,
-                floor=spec.floor,
-                ramp_fraction=fraction,
-            )
-        )
+        fraction = ONE
+        if spec.ramp:
+            fraction = ramp_fraction(spec.ramp, elapsed_s.get((spec.account, spec.asset), 0.0))
+            full, low, high = full * fraction, low * fraction, high * fraction
+        band = Band(account=spec.account, asset=spec.asset, target=full, low=low, high=high,
+                    floor=spec.floor, ramp_fraction=fraction)  # fmt: skip
+        bands.append(band)
     return bands
 
 
@@ -132,13 +130,17 @@ class _Caps:
     max_per_transfer: Decimal | None
     quantum: Decimal | None
 
-    def cut(self, need: Decimal, *budgets: Decimal | None) -> Decimal:
-        """`need` within the per-transfer cap and every budget, on the asset's grid; 0 when the
-        result is under `min_transfer`."""
+    def cut(self, need: Decimal, budget: Decimal | None, day_left: Decimal | None) -> Decimal:
+        """`need` within the per-transfer cap, the budget and the day's cap, on the asset's grid;
+        0 when the result is under `min_transfer`."""
         amount = need
-        for cap in (self.max_per_transfer, *budgets):
-            if cap is not None and cap < amount:
-                amount = cap
+        cap = self.max_per_transfer
+        if cap is not None and cap < amount:
+            amount = cap
+        if budget is not None and budget < amount:
+            amount = budget
+        if day_left is not None and day_left < amount:
+            amount = day_left
         if self.quantum is not None:
             amount = amount.quantize(self.quantum, rounding=ROUND_FLOOR)
         if amount <= 0 or amount < self.min_transfer:
@@ -211,6 +213,7 @@ def _plan_asset(
     flying: frozenset[tuple[str, str]],
 ) -> list[PlannedTransfer]:
     hub_floor = ZERO
+    # (-need, account): sorted, the largest need first, ties by account name
     deficits: list[tuple[Decimal, str]] = []
     surpluses: list[tuple[Decimal, str]] = []
     hub_sends = may_send is None or hub in may_send
@@ -224,36 +227,34 @@ def _plan_asset(
         if account == hub:
             hub_floor = band.floor
             continue
-        if (account, asset) in flying:
+        if flying and (account, asset) in flying:
             continue
-        available = portfolio.available(account, asset)
+        available = portfolio.available_in(account).get(asset, ZERO)
         if available < band.low:
             if hub_sends and (may_receive is None or account in may_receive):
-                deficits.append((band.target - available, account))
+                deficits.append((available - band.target, account))
         elif available > band.high:
             keep = band.target if band.target > band.floor else band.floor
             if available > keep and hub_receives and (may_send is None or account in may_send):
-                surpluses.append((available - keep, account))
+                surpluses.append((keep - available, account))
     budget = portfolio.available(hub, asset) - hub_floor
     plan: list[PlannedTransfer] = []
-    for need, account in sorted(deficits, key=_largest_first):
-        amount = caps.cut(need, budget, day_left)
+    deficits.sort()
+    surpluses.sort()
+    for minus_need, account in deficits:
+        amount = caps.cut(-minus_need, budget, day_left)
         if amount:
             budget -= amount
             day_left = None if day_left is None else day_left - amount
             plan.append(PlannedTransfer(asset=asset, amount=amount, source=hub, target=account,
                                         reason="band_low"))  # fmt: skip
-    for need, account in sorted(surpluses, key=_largest_first):
-        amount = caps.cut(need, day_left)
+    for minus_need, account in surpluses:
+        amount = caps.cut(-minus_need, None, day_left)
         if amount:
             day_left = None if day_left is None else day_left - amount
             plan.append(PlannedTransfer(asset=asset, amount=amount, source=account, target=hub,
                                         reason="band_high"))  # fmt: skip
     return plan
-
-
-def _largest_first(need: tuple[Decimal, str]) -> tuple[Decimal, str]:
-    return -need[0], need[1]
 
 
 def plan_cycle(

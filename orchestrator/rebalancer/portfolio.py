@@ -71,18 +71,24 @@ def account_funds(account: str, balances: Mapping[str, Balance]) -> AccountFunds
 class Portfolio:
     """The accounts of one domain by name; immutable (moves give a new portfolio)."""
 
-    __slots__ = ("_accounts", "_totals")
+    __slots__ = ("_accounts", "_free", "_totals")
 
     def __init__(self, accounts: Iterable[AccountFunds]) -> None:
         by_name: dict[str, AccountFunds] = {}
+        free: dict[str, Mapping[str, Decimal]] = {}
         totals: dict[str, Decimal] = {}
         for funds in accounts:
             if funds.account in by_name:
                 raise ValueError(f"account {funds.account!r} given twice")
             by_name[funds.account] = funds
+            held = funds.held
+            free[funds.account] = MappingProxyType(
+                {a: max(t - held.get(a, ZERO), ZERO) for a, t in funds.total.items()}
+            )
             for asset, amount in funds.total.items():
                 totals[asset] = totals.get(asset, ZERO) + amount
         self._accounts: Mapping[str, AccountFunds] = MappingProxyType(by_name)
+        self._free = free  # computed once: a plan reads every (account, asset)
         self._totals: Mapping[str, Decimal] = MappingProxyType(totals)
 
     @property
@@ -101,7 +107,14 @@ class Portfolio:
             raise KeyError(f"no balances for account {account!r}") from None
 
     def available(self, account: str, asset: str) -> Decimal:
-        return self.funds(account).available(asset)
+        return self.available_in(account).get(asset, ZERO)
+
+    def available_in(self, account: str) -> Mapping[str, Decimal]:
+        """Asset -> available for one account (assets it lacks are absent: 0)."""
+        try:
+            return self._free[account]
+        except KeyError:
+            raise KeyError(f"no balances for account {account!r}") from None
 
     def total(self, asset: str) -> Decimal:
         """The domain total of `asset`: every account's total, held parts included."""
