@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks import rebalance as rebalance_benchmark
 from orchestrator.config import AssetTransferLimits, RampStep, RebalanceTarget, parse_config
 from orchestrator.rebalancer.plan import (
     Band,
@@ -221,3 +222,12 @@ def test_plan_cycle_from_config() -> None:
                            AccountFunds("mm", {USD: D(100)}, {})])  # fmt: skip
     result = plan_cycle(config, portfolio, in_flight=set(), moved_today={}, elapsed_s={})
     assert result == [move("treasury", "mm", "300", "band_low")]
+
+
+def test_the_benchmarks_domain_plans_validly(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/rebalance.py checks every plan it times; a small run of it exits 0."""
+    argv = ["--rounds", "1", "--runs", "2", "--subs", "10", "--no-plots"]
+    assert rebalance_benchmark.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "200 bands" in out
+    assert "PROBLEM" not in out
