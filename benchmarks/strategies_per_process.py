@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     workdir = Path(tempfile.mkdtemp(prefix="orch-spp-"))
     try:
-        idle = uvloop.run(idle_baseline(min(run.window_s, 5.0), run.lag_interval_s))
+        idle = uvloop.run(idle_baseline(run.window_s, run.lag_interval_s))
         rows = uvloop.run(_run(ns, run, workdir))
     finally:
         if args.keep:
