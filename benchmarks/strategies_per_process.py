@@ -72,7 +72,8 @@ def print_table(idle: RunResult, rows: Sequence[RunResult]) -> None:
     print(f"samples per row: lag {min(r.lag_samples for r in rows)}-"
           f"{max(r.lag_samples for r in rows)}, tick-to-order "
           f"{min(r.tick_samples for r in rows)}-{max(r.tick_samples for r in rows)}; "
-          f"late wakes (lag over-estimated) {sum(r.late_wakes for r in rows)}")  # fmt: skip
+          f"coarse sleeps past due (their samples may hold timer lateness too) "
+          f"{sum(r.late_wakes for r in rows)}")  # fmt: skip
 
 
 def print_diagnostics(idle: RunResult, rows: Sequence[RunResult]) -> None:
