@@ -34,6 +34,7 @@ from orchestrator.feeds.hub import MarketHub
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
 from orchestrator.rebalancer.component import Rebalancer
+from orchestrator.rebalancer.wiring import open_rebalancer
 from orchestrator.runtime.loop_lag import LoopLagMonitor
 from orchestrator.runtime.screen import StatusReporter, is_terminal
 from orchestrator.runtime.signals import install_stop_signals, run_until_stopped
@@ -96,7 +97,14 @@ async def run_service(
                                                                clock=clock))  # fmt: skip
             config = venue.config
             domain = await stack.enter_async_context(
-                open_kraken(config, venue.credentials, redis=redis, clock=clock, registry=registry)
+                open_kraken(
+                    config,
+                    venue.credentials,
+                    redis=redis,
+                    clock=clock,
+                    registry=registry,
+                    futures_credentials=venue.futures_credentials,
+                )
             )
             hub = MarketHub(config.venue.ws_public_url, clock=clock, instruments=domain.instruments,
                             depth=config.service.book_depth, registry=registry)  # fmt: skip
@@ -144,24 +152,7 @@ async def _serve(
     screen: bool,
 ) -> int:
     config, clock = service.config, shared.clock
-    for index, strategy in enumerate(config.strategies):
-        try:
-            loaded = load_strategy(strategy, index=index)  # a disabled one is checked too
-            _check_pairs(service, index)
-            if not strategy.enabled:
-                service.disabled.append(strategy.name)
-                continue
-            service.units[strategy.name] = StrategyUnit(
-                config, strategy, loaded.cls, loaded.params, domain=service.domain,
-                shared=shared, supervisor=supervisor,
-            )  # fmt: skip
-        except (ConfigError, StrategyError) as exc:
-            service.not_started[strategy.name] = str(exc)
-        else:
-            continue
-        why = service.not_started[strategy.name]
-        log.error("strategy.not_started", strategy=strategy.name, error=why)
-        await events.publish("strategy_not_started", strategy=strategy.name, error=why)
+    await _load_units(service, shared=shared, supervisor=supervisor, events=events)
     clean = True
     async with asyncio.TaskGroup() as tg:
 
@@ -172,6 +163,14 @@ async def _serve(
         units = [
             tg.create_task(unit.run_contained(), name=name) for name, unit in service.units.items()
         ]
+        if config.rebalancer.enabled:
+            service.rebalancer = open_rebalancer(
+                config, service.domain, redis=shared.redis, keys=shared.keys, clock=clock,
+                registry=service.registry, events=events, books=service.hub,
+            )  # fmt: skip
+            units.append(tg.create_task(
+                supervisor.supervise("rebalancer", service.rebalancer.run, on_gave_up=gave_up)
+            ))  # fmt: skip
         status = StatusReporter(service, clock, redis=shared.redis, keys=shared.keys,
                                 interval_s=config.service.status_interval_s,
                                 out=sys.stdout, screen=screen)  # fmt: skip
@@ -186,6 +185,8 @@ async def _serve(
         log.info("service.stopping", reason=reason)
         for unit in service.units.values():
             unit.stop()
+        if service.rebalancer is not None:
+            service.rebalancer.stop()  # after the cycle under way
         try:
             async with clock.timeout(config.service.shutdown_timeout_s):
                 await _units_or_force(units, force)
@@ -205,6 +206,31 @@ async def _serve(
     await status.final(left)
     log.info("service.stopped", open_orders=left, clean=clean)
     return EXIT_OK if clean and left == 0 else EXIT_UNCLEAN
+
+
+async def _load_units(
+    service: Service, *, shared: SharedParts, supervisor: Supervisor, events: ServiceEvents
+) -> None:
+    """A unit per enabled strategy that loads; the others reported, naming the field."""
+    config = service.config
+    for index, strategy in enumerate(config.strategies):
+        try:
+            loaded = load_strategy(strategy, index=index)  # a disabled one is checked too
+            _check_pairs(service, index)
+            if not strategy.enabled:
+                service.disabled.append(strategy.name)
+                continue
+            service.units[strategy.name] = StrategyUnit(
+                config, strategy, loaded.cls, loaded.params, domain=service.domain,
+                shared=shared, supervisor=supervisor,
+            )  # fmt: skip
+        except (ConfigError, StrategyError) as exc:
+            service.not_started[strategy.name] = str(exc)
+        else:
+            continue
+        why = service.not_started[strategy.name]
+        log.error("strategy.not_started", strategy=strategy.name, error=why)
+        await events.publish("strategy_not_started", strategy=strategy.name, error=why)
 
 
 def _check_pairs(service: Service, index: int) -> None:

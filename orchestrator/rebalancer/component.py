@@ -22,10 +22,8 @@ reconciliation.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Final, Protocol
 
 from orchestrator.clock import Clock
@@ -44,8 +42,6 @@ RECENT_MOVES: Final = 20  # kept for the status screen
 class Journal(Protocol):
     async def in_flight(self) -> set[tuple[str, str]]: ...
 
-    async def moved_today(self, asset: str, day: str) -> Decimal: ...
-
 
 class Executor(Protocol):
     async def reconcile(self) -> list[TransferRecord]: ...
@@ -54,10 +50,11 @@ class Executor(Protocol):
 
 
 Planner = Callable[
-    [Mapping[str, Mapping[str, Balance]], set[tuple[str, str]], Mapping[str, Decimal], float],
-    Sequence[PlannedTransfer],
+    [Mapping[str, Mapping[str, Balance]], set[tuple[str, str]], float],
+    Awaitable[Sequence[PlannedTransfer]],
 ]
-"""(balances by account, in flight, moved today by asset, now_s) -> the moves of one cycle."""
+"""(balances by account, (account, asset) in flight, now_s) -> the moves of one cycle
+(wiring.py: the pure plans of plan.py and sweeps.py over what the journal and the venue say)."""
 
 
 @dataclass(slots=True)
@@ -67,10 +64,6 @@ class CycleReport:
     planned: list[PlannedTransfer] = field(default_factory=list)
     records: list[TransferRecord] = field(default_factory=list)
     error: str | None = None
-
-
-def utc_day(time_s: float) -> str:
-    return dt.datetime.fromtimestamp(time_s, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
 class Rebalancer:
@@ -96,6 +89,7 @@ class Rebalancer:
         self._journal = journal
         self.clock = clock
         self._wake = asyncio.Event()
+        self._stopping = False
         self._triggers: list[str] = []
         self.paused = False
         self.last: CycleReport | None = None
@@ -110,14 +104,25 @@ class Rebalancer:
         self._triggers.append(trigger)
         self._wake.set()
 
+    def stop(self) -> None:
+        """Stop after the cycle under way (a move is never cut between its call and its
+        journal entry by a clean stop; a crash there is what reconciliation is for)."""
+        self._stopping = True
+        self._wake.set()
+
+    def _stopped(self) -> bool:
+        return self._stopping
+
     async def run(self) -> None:
-        while True:
+        while not self._stopped():
             try:
                 async with self.clock.timeout(self.interval_s):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
+            if self._stopped():
+                return
             trigger = ",".join(dict.fromkeys(self._triggers)) or "period"
             self._triggers.clear()
             await self.cycle(trigger)
@@ -133,10 +138,7 @@ class Rebalancer:
                 return report
             balances = {name: await self._read_balances(name) for name in self.accounts}
             in_flight = await self._journal.in_flight()
-            day = utc_day(report.started_s)
-            assets = sorted({asset for funds in balances.values() for asset in funds})
-            moved = {asset: await self._journal.moved_today(asset, day) for asset in assets}
-            report.planned = list(self._planner(balances, in_flight, moved, report.started_s))
+            report.planned = list(await self._planner(balances, in_flight, report.started_s))
             for planned in report.planned:
                 record = await self._executor.execute(planned, trigger)
                 report.records.append(record)

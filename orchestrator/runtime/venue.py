@@ -29,6 +29,7 @@ class VenueSetup:
     config: Config  # with the venue's URLs as the clients must use them
     credentials: Mapping[str, ApiCredentials]
     simulator: RunningSimulator | None
+    futures_credentials: Mapping[str, ApiCredentials]  # the Derivatives keys, by account
 
 
 @contextlib.asynccontextmanager
@@ -36,7 +37,9 @@ async def open_venue(config: Config, *, base_dir: Path, clock: Clock) -> AsyncIt
     venue = config.venue
     if not venue.is_embedded:
         credentials = resolve_credentials(config, base_dir=base_dir)
-        yield VenueSetup(config=config, credentials=credentials, simulator=None)
+        futures = resolve_credentials(config, base_dir=base_dir, futures=True)
+        yield VenueSetup(config=config, credentials=credentials, simulator=None,
+                         futures_credentials=futures)  # fmt: skip
         return
     sim_config = venue.simulator
     # The standalone service's simulator logs its own bugs rather than raising them at exit.
@@ -52,5 +55,8 @@ async def open_venue(config: Config, *, base_dir: Path, clock: Clock) -> AsyncIt
             credentials[account.name] = ApiCredentials(key=Secret(key.key),
                                                        secret=Secret(key.secret_b64))  # fmt: skip
         log.info("venue.embedded_simulator", rest_url=sim.rest_url)
+        # The simulator's keys serve its futures API too (Kraken issues separate Derivatives
+        # keys: then they are the accounts' futures_api_key / futures_api_secret).
         yield VenueSetup(config=msgspec.structs.replace(config, venue=urls),
-                         credentials=credentials, simulator=sim)  # fmt: skip
+                         credentials=credentials, simulator=sim,
+                         futures_credentials=credentials)  # fmt: skip

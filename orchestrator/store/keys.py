@@ -99,6 +99,11 @@ class Keys:
         """Sorted set of finished record ids by finish time; capped, the oldest dropped."""
         return f"{self._rebalancer_tag()}:finished"
 
+    def rebalancer_ramp(self) -> str:
+        """Hash `account:asset` -> when the rebalancer first saw that band (wall clock): where
+        a ramp (gradual rollout) counts from, kept across restarts."""
+        return f"{self._rebalancer_tag()}:ramp"
+
     def rebalancer_day(self, day: str) -> str:
         """Hash record id -> (kind, asset, amount) of the moves of one UTC day that did not
         fail, for the daily caps; expires days later."""

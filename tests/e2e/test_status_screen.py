@@ -158,12 +158,17 @@ def test_the_demo_run_for_60_s_ends_clean_and_says_so_in_its_summary() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    summary = lines[-(len(names) + 2) :]
-    assert summary[-1] == "stopped: 0 open orders left at the venue"
-    assert summary[-2] == "rate-limit rejections: venue 0, answered us 0"
-    for name, line in zip(names, summary, strict=False):
+    assert lines[-1] == "stopped: 0 open orders left at the venue", lines[-12:]
+    assert lines[-2] == "rate-limit rejections: venue 0, answered us 0", lines[-12:]
+    moves = lines[-3]
+    assert moves.startswith("rebalancer moves: "), lines[-12:]
+    assert "complete" in moves, moves  # the TWAP's account topped up, the master's XBT swept
+    assert "failed" not in moves, moves
+    last_report = max(i for i, line in enumerate(lines) if line.startswith("pool "))
+    summary = lines[last_report + 1 : -3]  # the summary's line per strategy
+    assert [line.split()[0] for line in summary] == names, lines[-12:]
+    for line in summary:
         cells = line.split()
-        assert cells[0] == name, summary
         assert cells[1] == "stopped", line
         assert int(cells[cells.index("fills") + 1]) > 0, line
         assert int(cells[cells.index("placed") + 1]) > 0, line

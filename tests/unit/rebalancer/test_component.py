@@ -15,8 +15,8 @@ from orchestrator.config import Config, parse_config
 from orchestrator.errors import VenueUnavailable
 from orchestrator.exchange.protocol import Balance
 from orchestrator.metrics import Registry
-from orchestrator.rebalancer.component import Rebalancer, utc_day
-from orchestrator.rebalancer.transfers import PlannedTransfer, TransferRecord
+from orchestrator.rebalancer.component import Rebalancer
+from orchestrator.rebalancer.transfers import PlannedTransfer, TransferRecord, utc_day
 
 CONFIG = parse_config(
     {
@@ -43,14 +43,10 @@ class Venue:
 class Journal:
     def __init__(self, venue: Venue) -> None:
         self.venue = venue
-        self.moved: dict[tuple[str, str], Decimal] = {}
 
     async def in_flight(self) -> set[tuple[str, str]]:
         self.venue.calls.append("in_flight")
         return set()
-
-    async def moved_today(self, asset: str, day: str) -> Decimal:
-        return self.moved.get((asset, day), Decimal(0))
 
 
 class Executor:
@@ -72,8 +68,8 @@ class Executor:
                               day=utc_day(now_s))  # fmt: skip
 
 
-def top_up_sub1(balances: Mapping[str, Mapping[str, Balance]], in_flight: set[tuple[str, str]],
-                moved: Mapping[str, Decimal], now_s: float) -> Sequence[PlannedTransfer]:  # fmt: skip
+async def top_up_sub1(balances: Mapping[str, Mapping[str, Balance]],
+                      in_flight: set[tuple[str, str]], now_s: float) -> Sequence[PlannedTransfer]:  # fmt: skip
     have = balances["sub1"]["ZUSD"].available
     if have >= 100:
         return []
