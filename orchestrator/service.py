@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
@@ -69,6 +71,15 @@ class Service:
     started_s: float = 0.0  # the clock's monotonic time at start
     loop_lag: LoopLagMonitor | None = None  # set while the service runs
     rebalancer: Rebalancer | None = None  # when `rebalancer.enabled`
+
+    def live_available(self, account: str, asset: str) -> Decimal | None:
+        """What the strategy trading from `account` sees available of `asset` now (its
+        private feed, net of its orders' holds), or None without one in this process."""
+        for unit in self.units.values():
+            worker = unit.worker
+            if worker.account == account and worker.state == "running":
+                return worker.available().get(asset)
+        return None
 
 
 async def run_service(
@@ -167,6 +178,7 @@ async def _serve(
             service.rebalancer = open_rebalancer(
                 config, service.domain, redis=shared.redis, keys=shared.keys, clock=clock,
                 registry=service.registry, events=events, books=service.hub,
+                live=service.live_available,
             )  # fmt: skip
             units.append(tg.create_task(
                 supervisor.supervise("rebalancer", service.rebalancer.run, on_gave_up=gave_up)
@@ -179,6 +191,9 @@ async def _serve(
         lag_sampler = tg.create_task(service.loop_lag.run())
         log.info("service.started", strategies=len(service.units),
                  not_started=len(service.not_started))  # fmt: skip
+        # What start-up made (modules, config, clients, strategies) lives as long as the process:
+        # out of the collector's generations, full collections walk only what the run makes.
+        gc.freeze()
         if on_ready is not None:
             on_ready(service)
         reason = await run_until_stopped(stop, duration_s=duration_s, clock=clock)

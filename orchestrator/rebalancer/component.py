@@ -77,9 +77,13 @@ class Rebalancer:
         journal: Journal,
         clock: Clock,
         registry: Registry,
+        watch: Callable[[], Sequence[str]] | None = None,
+        watch_every_s: float = 1.0,
     ) -> None:
         """`read_balances(account)`: one account's balances (its reader, through the limiter);
-        `planner`: what a cycle moves, pure (plan.py, treasury sweeps and margin top-ups)."""
+        `planner`: what a cycle moves (plan.py, treasury sweeps and margin top-ups); `watch`:
+        asked every `watch_every_s` between cycles for reasons to run one now (a balance the
+        strategies' own feeds saw leave its band: wiring.BandWatch), costing no venue call."""
         self.config = config
         self.accounts = [a.name for a in config.accounts]
         self.interval_s = config.rebalancer.interval_s
@@ -87,6 +91,8 @@ class Rebalancer:
         self._planner = planner
         self._executor = executor
         self._journal = journal
+        self._watch = watch
+        self.watch_every_s = watch_every_s
         self.clock = clock
         self._wake = asyncio.Event()
         self._stopping = False
@@ -114,18 +120,27 @@ class Rebalancer:
         return self._stopping
 
     async def run(self) -> None:
+        clock = self.clock
+        next_cycle_s = clock.monotonic() + self.interval_s
         while not self._stopped():
+            wait_s = max(0.0, next_cycle_s - clock.monotonic())
+            if self._watch is not None:
+                wait_s = min(wait_s, self.watch_every_s)
             try:
-                async with self.clock.timeout(self.interval_s):
+                async with clock.timeout(wait_s):
                     await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
             if self._stopped():
                 return
-            trigger = ",".join(dict.fromkeys(self._triggers)) or "period"
-            self._triggers.clear()
-            await self.cycle(trigger)
+            triggers, self._triggers = self._triggers, []
+            if not triggers and self._watch is not None:
+                triggers = list(self._watch())
+            if not triggers and clock.monotonic() < next_cycle_s:
+                continue
+            await self.cycle(",".join(dict.fromkeys(triggers)) or "period")
+            next_cycle_s = clock.monotonic() + self.interval_s
 
     # --- one cycle -----------------------------------------------------------------------------
     async def cycle(self, trigger: str) -> CycleReport:

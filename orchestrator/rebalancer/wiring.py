@@ -17,7 +17,7 @@ decimals of a pair the asset is the base of, else the price decimals of the pair
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Final, Protocol
 
@@ -34,7 +34,13 @@ from orchestrator.metrics import Registry
 from orchestrator.rebalancer.component import Rebalancer
 from orchestrator.rebalancer.executor import FUTURES_WALLET, TransferExecutor
 from orchestrator.rebalancer.journal import TransferJournal
-from orchestrator.rebalancer.plan import hub_account, plan_cycle
+from orchestrator.rebalancer.plan import (
+    Band,
+    hub_account,
+    limits_by_asset,
+    plan_transfers,
+    resolve_bands,
+)
 from orchestrator.rebalancer.portfolio import MissingPrice, Portfolio, portfolio_from
 from orchestrator.rebalancer.sweeps import plan_top_ups, plan_withdrawals
 from orchestrator.rebalancer.transfers import (
@@ -96,6 +102,7 @@ class CyclePlanner:
         self.books = books
         self.hub = hub_account(config)
         self.decimals = asset_decimals(domain.instruments)
+        self.bands: list[Band] = []  # as resolved by the last cycle (BandWatch reads them)
 
     async def __call__(
         self, balances: Mapping[str, Mapping[str, Balance]], in_flight: set[tuple[str, str]],
@@ -106,9 +113,13 @@ class CyclePlanner:
         day = utc_day(now_s)
         assets = sorted({t.asset for t in rebalancer.targets})
         moved = {asset: await self.journal.moved_today(asset, day) for asset in assets}
-        plan = plan_cycle(self.config, portfolio, in_flight=in_flight, moved_today=moved,
-                          elapsed_s=await self._ramp_elapsed(now_s),
-                          decimals=self.decimals)  # fmt: skip
+        self.bands = resolve_bands(rebalancer.targets, portfolio,
+                                   elapsed_s=await self._ramp_elapsed(now_s))  # fmt: skip
+        plan = plan_transfers(portfolio, self.bands, hub=self.hub,
+                              limits=limits_by_asset(rebalancer.limits),
+                              senders=rebalancer.senders, receivers=rebalancer.receivers,
+                              in_flight=in_flight, moved_today=moved,
+                              decimals=self.decimals)  # fmt: skip
         # What the hub sends this cycle is gone from it; what it receives may not be there yet.
         after = portfolio.moved(p for p in plan if p.source == self.hub)
         plan += await self._withdrawals(after, in_flight, day)
@@ -172,11 +183,44 @@ class CyclePlanner:
             return []
 
 
+LiveAvailable = Callable[[str, str], Decimal | None]
+"""(account, asset) -> what the account's strategy sees available now (its private feed), or
+None when no strategy of this process trades from that account."""
+
+
+class BandWatch:
+    """Between cycles: a band whose account's live balance left it asks for a cycle now, at
+    most once per `every_s` per band (a move under way takes a cycle or two to show)."""
+
+    def __init__(self, planner: CyclePlanner, live: LiveAvailable, clock: Clock,
+                 every_s: float) -> None:  # fmt: skip
+        self.planner = planner
+        self.live = live
+        self.clock = clock
+        self.every_s = every_s
+        self._asked_s: dict[tuple[str, str], float] = {}
+
+    def __call__(self) -> list[str]:
+        now_s = self.clock.monotonic()
+        out = []
+        for band in self.planner.bands:
+            have = self.live(band.account, band.asset)
+            if have is None or band.low <= have <= band.high:
+                continue
+            key = (band.account, band.asset)
+            if now_s - self._asked_s.get(key, -self.every_s) < self.every_s:
+                continue
+            self._asked_s[key] = now_s
+            out.append(f"band:{band.account}:{band.asset}")
+        return out
+
+
 def open_rebalancer(
     config: Config, domain: KrakenDomain, *, redis: aioredis.Redis, keys: Keys, clock: Clock,
-    registry: Registry, events: ServiceEvents, books: Books,
+    registry: Registry, events: ServiceEvents, books: Books, live: LiveAvailable | None = None,
 ) -> Rebalancer:  # fmt: skip
-    """The service's rebalancer; a strategy's `request_rebalance` wakes it."""
+    """The service's rebalancer; a strategy's `request_rebalance` wakes it, and so does a band
+    left, as `live` (the strategies' own balance feeds) shows it."""
     journal = TransferJournal(redis, keys, clock)
 
     async def publish(record: TransferRecord) -> None:
@@ -197,9 +241,11 @@ def open_rebalancer(
         return await domain.account(account).reader.balances()
 
     planner = CyclePlanner(config, domain, journal, redis=redis, keys=keys, books=books)
+    interval_s = config.rebalancer.interval_s
+    watch = None if live is None else BandWatch(planner, live, clock, every_s=interval_s)
     rebalancer = Rebalancer(config, read_balances=read_balances, planner=planner,
                             executor=executor, journal=journal, clock=clock,
-                            registry=registry)  # fmt: skip
+                            registry=registry, watch=watch)  # fmt: skip
 
     def requested(fields: Mapping[str, str]) -> None:
         rebalancer.request(f"request:{fields.get('strategy', '?')}:{fields.get('asset', '?')}")

@@ -141,3 +141,30 @@ async def test_a_request_runs_a_cycle_before_the_period_and_names_its_trigger() 
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_watched_band_exit_runs_a_cycle_before_the_period() -> None:
+    clock = ManualClock()
+    venue = Venue()
+    executor = Executor(venue, clock)
+    exits: list[list[str]] = [[], ["band:sub1:ZUSD"]]
+    rebalancer = Rebalancer(CONFIG, read_balances=venue.read, planner=top_up_sub1,
+                            executor=executor, journal=Journal(venue), clock=clock,
+                            registry=Registry(), watch=lambda: exits.pop(0) if exits else [],
+                            watch_every_s=1.0)  # fmt: skip
+    task = asyncio.create_task(rebalancer.run())
+    try:
+        for _ in range(5):  # the loop arms its first wait
+            await asyncio.sleep(0)
+        await clock.advance(1.0)  # first look: in band
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert executor.executed == []
+        await clock.advance(1.0)  # second look: out of band -> a cycle at 2 s, not 30 s
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert [t for _, t in executor.executed] == ["band:sub1:ZUSD"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
