@@ -92,6 +92,19 @@ def keys() -> Keys:
     return Keys(f"t{uuid.uuid4().hex[:12]}")
 
 
+@pytest.fixture(params=["fakeredis", "redis-server"])
+async def any_redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    """Both stores a Lua script must agree on: fakeredis, and the private redis-server."""
+    if request.param == "fakeredis":
+        client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    else:
+        client = aioredis.Redis.from_url(request.getfixturevalue("redis_server"))
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture
 async def fake_redis() -> AsyncIterator[fakeredis.FakeAsyncRedis]:
     """An in-memory Redis (with Lua) private to the test."""

@@ -30,27 +30,16 @@ from collections import deque
 from typing import Final
 
 from orchestrator.clock import Clock
-from orchestrator.metrics import Histogram, Registry
+from orchestrator.metrics import DEFAULT_BUCKETS_S, Histogram, Registry
 
 METRIC_NAME: Final = "orch_event_loop_lag_seconds"
 DEFAULT_INTERVAL_S: Final = 0.1
 DEFAULT_GUARD_S: Final = 0.0015  # above the poller's 1 ms granularity, with some room
 DEFAULT_WINDOW: Final = 600  # samples: about a minute at the default interval
 DEFAULT_JITTER: Final = 0.5
-LAG_BUCKETS_S: Final = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    1.0,
-)
+# The registry's default buckets from 0.5 ms to 1 s, and two finer ones: lag worth knowing
+# about starts well under a millisecond.
+LAG_BUCKETS_S: Final = (0.0001, 0.00025, *(b for b in DEFAULT_BUCKETS_S if b <= 1.0))
 
 
 class LagWindow:

@@ -25,15 +25,15 @@ _encoder = msgspec.json.Encoder(decimal_format="string")
 _MAX_ADVANCE_S: Final = 86400.0
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def json_reply(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=_encoder.encode(data), status=status, content_type="application/json")
 
 
-def _bad(reason: str) -> web.Response:
-    return _json({"error": reason}, status=400)
+def bad_request(reason: str) -> web.Response:
+    return json_reply({"error": reason}, status=400)
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         data = msgspec.json.decode(await request.read() or b"{}")
     except msgspec.DecodeError as exc:
@@ -64,7 +64,7 @@ def state(venue: Venue) -> dict[str, Any]:
 
 
 async def get_state(request: web.Request) -> web.Response:
-    return _json(state(request.app[VENUE_KEY]))
+    return json_reply(state(request.app[VENUE_KEY]))
 
 
 async def get_orders(request: web.Request) -> web.Response:
@@ -75,7 +75,7 @@ async def get_orders(request: web.Request) -> web.Response:
         for o in venue.engine.orders.values()
         if account is None or o.account == account
     ]
-    return _json(orders)
+    return json_reply(orders)
 
 
 async def get_transfers(request: web.Request) -> web.Response:
@@ -91,7 +91,7 @@ async def get_transfers(request: web.Request) -> web.Response:
          "usd_value": w.usd_value}
         for w in venue.funding.withdrawals.values()
     ]  # fmt: skip
-    return _json({"transfers": transfers, "withdrawals": withdrawals})
+    return json_reply({"transfers": transfers, "withdrawals": withdrawals})
 
 
 async def get_balances(request: web.Request) -> web.Response:
@@ -100,7 +100,7 @@ async def get_balances(request: web.Request) -> web.Response:
         a.name: {"balances": a.balances, "holds": a.holds, "pending_out": a.pending_out}
         for a in venue.domain.accounts.values()
     }
-    return _json({"accounts": accounts, "totals": venue.domain.totals()})
+    return json_reply({"accounts": accounts, "totals": venue.domain.totals()})
 
 
 async def get_ledgers(request: web.Request) -> web.Response:
@@ -108,18 +108,18 @@ async def get_ledgers(request: web.Request) -> web.Response:
     name = request.query.get("account", "")
     account = venue.domain.accounts.get(name)
     if account is None:
-        return _bad(f"unknown account {name!r}")
-    return _json([msgspec.to_builtins(e) for e in account.ledger])
+        return bad_request(f"unknown account {name!r}")
+    return json_reply([msgspec.to_builtins(e) for e in account.ledger])
 
 
 async def post_faults(request: web.Request) -> web.Response:
     venue = request.app[VENUE_KEY]
-    merged = msgspec.to_builtins(venue.settings.faults) | await _body(request)
+    merged = msgspec.to_builtins(venue.settings.faults) | await json_body(request)
     try:
         venue.settings.faults = msgspec.convert(merged, FaultSettings)
     except msgspec.ValidationError as exc:
-        return _bad(str(exc))
-    return _json(venue.settings.faults)
+        return bad_request(str(exc))
+    return json_reply(venue.settings.faults)
 
 
 _SETTINGS: Final = frozenset({
@@ -156,10 +156,10 @@ async def post_settings(request: web.Request) -> web.Response:
     limit: `daily_withdraw_limit_usd` (the venue's tier's), `withdraw_limit_scope`,
     `withdraw_limit_window`."""
     venue = request.app[VENUE_KEY]
-    body = await _body(request)
+    body = await json_body(request)
     problem = _settings_problem(body)
     if problem is not None:
-        return _bad(problem)
+        return bad_request(problem)
     funding = venue.funding.settings
     if "status" in body:
         venue.settings.status = body["status"]
@@ -174,7 +174,7 @@ async def post_settings(request: web.Request) -> web.Response:
         funding.withdraw_limit_scope = body["withdraw_limit_scope"]
     if "withdraw_limit_window" in body:
         funding.withdraw_limit_window = body["withdraw_limit_window"]
-    return _json({"ok": True})
+    return json_reply({"ok": True})
 
 
 async def get_withdraw_limit(request: web.Request) -> web.Response:
@@ -183,9 +183,9 @@ async def get_withdraw_limit(request: web.Request) -> web.Response:
     name = request.query.get("account", venue.domain.master.name)
     account = venue.domain.accounts.get(name)
     if account is None or account.role == "system":
-        return _bad(f"unknown account {name!r}")
+        return bad_request(f"unknown account {name!r}")
     funding = venue.funding
-    return _json({
+    return json_reply({
         "account": name, "tier": funding.tier, "scope": funding.settings.withdraw_limit_scope,
         "window": funding.settings.withdraw_limit_window,
         "limit_usd": funding.daily_withdraw_limit_usd(),
@@ -196,50 +196,50 @@ async def get_withdraw_limit(request: web.Request) -> web.Response:
 
 async def post_approve(request: web.Request) -> web.Response:
     venue = request.app[VENUE_KEY]
-    body = await _body(request)
+    body = await json_body(request)
     try:
         withdrawal = venue.funding.decide(
             str(body.get("approval_request_id")), bool(body.get("approve", True))
         )
     except KeyError:
-        return _bad("unknown approval_request_id")
-    return _json({"refid": withdrawal.refid, "status": withdrawal.status})
+        return bad_request("unknown approval_request_id")
+    return json_reply({"refid": withdrawal.refid, "status": withdrawal.status})
 
 
 async def post_reset(request: web.Request) -> web.Response:
     venue = request.app[VENUE_KEY]
     venue.limits.reset()
     venue.request_counts.clear()
-    return _json({"ok": True})
+    return json_reply({"ok": True})
 
 
 async def post_time(request: web.Request) -> web.Response:
     """Advance a manual clock by `advance_s`, moving the markets and timers with it."""
     venue = request.app[VENUE_KEY]
     if not isinstance(venue.clock, ManualClock):
-        return _bad("the simulator runs on the real clock")
-    advance_s = (await _body(request)).get("advance_s")
+        return bad_request("the simulator runs on the real clock")
+    advance_s = (await json_body(request)).get("advance_s")
     if not isinstance(advance_s, int | float) or not 0 <= advance_s <= _MAX_ADVANCE_S:
-        return _bad(f"advance_s must be a number of seconds in [0, {_MAX_ADVANCE_S}]")
+        return bad_request(f"advance_s must be a number of seconds in [0, {_MAX_ADVANCE_S}]")
     await venue.clock.advance(float(advance_s))
     step_venue(request.app, float(advance_s))
-    return _json({"time": venue.clock.time()})
+    return json_reply({"time": venue.clock.time()})
 
 
 async def post_fund(request: web.Request) -> web.Response:
     """Deposit into an account from outside (tests, demo top-ups)."""
     venue = request.app[VENUE_KEY]
-    body = await _body(request)
+    body = await json_body(request)
     account = venue.domain.accounts.get(str(body.get("account")))
     if account is None or account.role == "system":
-        return _bad("unknown account")
+        return bad_request("unknown account")
     try:
         asset = venue.catalog.asset(str(body.get("asset"))).id
         amount = Decimal(str(body.get("amount")))
     except (KrakenError, InvalidOperation):
-        return _bad("a known asset and a decimal amount are required")
+        return bad_request("a known asset and a decimal amount are required")
     if not amount.is_finite() or amount <= 0:
-        return _bad("amount must be positive")
+        return bad_request("amount must be positive")
     ids = venue.domain.ids
     external = venue.domain.accounts["_external"]
     _, entry = venue.domain.move(
@@ -252,7 +252,7 @@ async def post_fund(request: web.Request) -> web.Response:
         now_s=venue.clock.time(),
     )
     venue.engine.emit_ledger(account.name, entry)
-    return _json({"balance": account.balance(asset)})
+    return json_reply({"balance": account.balance(asset)})
 
 
 def add_routes(app: web.Application) -> None:

@@ -25,11 +25,11 @@ from aiohttp import web
 from orchestrator.simulator import futures_log as flog
 from orchestrator.simulator import futures_payloads as fp
 from orchestrator.simulator.accounts import Account
+from orchestrator.simulator.admin import bad_request, json_body, json_reply
 from orchestrator.simulator.errors import KrakenError
 from orchestrator.simulator.http import VENUE_KEY
 from orchestrator.simulator.venue import Venue
 
-_encoder = msgspec.json.Encoder(decimal_format="string")
 RISK_FIELDS: Final = (
     "initial_margin",
     "maintenance_margin",
@@ -39,24 +39,6 @@ RISK_FIELDS: Final = (
 )
 ADMIN_TRANSFER: Final = "admin transfer"  # an info type of Kraken's account log
 _WALLETS: Final = ("cash", "flex")
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_encoder.encode(data), status=status, content_type="application/json")
-
-
-def _bad(reason: str) -> web.Response:
-    return _json({"error": reason}, status=400)
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        data = msgspec.json.decode(await request.read() or b"{}")
-    except msgspec.DecodeError as exc:
-        raise web.HTTPBadRequest(text=f"body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
-    return data
 
 
 def _client(venue: Venue, name: object) -> Account | None:
@@ -80,44 +62,44 @@ async def get_margin(request: web.Request) -> web.Response:
     venue = request.app[VENUE_KEY]
     account = _client(venue, request.query.get("account"))
     if account is None:
-        return _bad("unknown account")
-    return _json(margin_view(venue, account))
+        return bad_request("unknown account")
+    return json_reply(margin_view(venue, account))
 
 
 async def post_margin(request: web.Request) -> web.Response:
     venue = request.app[VENUE_KEY]
-    body = await _body(request)
+    body = await json_body(request)
     account = _client(venue, body.pop("account", None))
     if account is None:
-        return _bad("unknown account")
+        return bad_request("unknown account")
     unknown = set(body) - set(RISK_FIELDS)
     if unknown:
-        return _bad(f"unknown fields: {sorted(unknown)}")
+        return bad_request(f"unknown fields: {sorted(unknown)}")
     if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in body.values()):
-        return _bad("figures are decimal strings or integers")
+        return bad_request("figures are decimal strings or integers")
     try:
         venue.set_flex_risk(account.name, **body)
     except (InvalidOperation, ValueError) as exc:
-        return _bad(str(exc) or "figures are decimal strings or integers")
-    return _json(margin_view(venue, account))
+        return bad_request(str(exc) or "figures are decimal strings or integers")
+    return json_reply(margin_view(venue, account))
 
 
 async def post_fund(request: web.Request) -> web.Response:
     venue = request.app[VENUE_KEY]
-    body = await _body(request)
+    body = await json_body(request)
     account = _client(venue, body.get("account"))
     if account is None:
-        return _bad("unknown account")
+        return bad_request("unknown account")
     wallet = body.get("wallet", "flex")
     if wallet not in _WALLETS:
-        return _bad("wallet must be cash or flex")
+        return bad_request("wallet must be cash or flex")
     try:
         asset = venue.catalog.asset(str(body.get("asset"))).id
         amount = Decimal(str(body.get("amount")))
     except (KrakenError, InvalidOperation):
-        return _bad("a known asset and a decimal amount are required")
+        return bad_request("a known asset and a decimal amount are required")
     if not amount.is_finite() or amount <= 0:
-        return _bad("amount must be positive")
+        return bad_request("amount must be positive")
     holdings = account.futures[wallet]
     had = holdings.get(asset, Decimal(0))
     holdings[asset] = had + amount
@@ -127,7 +109,7 @@ async def post_fund(request: web.Request) -> web.Response:
         asset=venue.catalog.assets[asset].altname.lower(), uids=[ids.uuid()], execution=None,
         time_s=venue.clock.time(),
     )  # fmt: skip
-    return _json({"wallet": wallet, "asset": asset, "balance": holdings[asset]})
+    return json_reply({"wallet": wallet, "asset": asset, "balance": holdings[asset]})
 
 
 def add_routes(app: web.Application) -> None:

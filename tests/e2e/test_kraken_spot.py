@@ -114,19 +114,6 @@ async def test_amends_spend_no_rest_budget_and_counters_match_the_venue(
     assert venue["trade:mm-xbt:XBT/USD"] == pytest.approx(3 - 2.34 + 8 + 1 + 1 + 8 * 4 + 16)
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
-async def any_redis(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
-    """The limiter's store: fakeredis, and the private redis-server (its Lua scripts for real)."""
-    if request.param == "fakeredis":
-        client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-    else:
-        client = aioredis.Redis.from_url(request.getfixturevalue("redis_server"))
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 async def test_the_cancel_of_an_amended_order_is_charged_from_the_amend(
     sim: RunningSimulator, any_redis: aioredis.Redis
 ) -> None:

@@ -5,7 +5,6 @@ bounded history, and Redis errors in our tree."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import fakeredis
@@ -26,23 +25,6 @@ from orchestrator.rebalancer.transfers import (
 from orchestrator.store.keys import Keys
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
-    if request.param == "fakeredis":
-        client: aioredis.Redis = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-    else:
-        client = aioredis.Redis.from_url(request.getfixturevalue("redis_server"))
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-def keys() -> Keys:
-    return Keys(f"t{uuid.uuid4().hex[:12]}")
-
-
 def record(
     state: TransferState = "intent", *, amount: str = "10", asset: str = "ZUSD",
     kind: MoveKind = "transfer", source: str = "master", target: str = "s0",
@@ -60,9 +42,9 @@ def moved(rec: TransferRecord, state: TransferState, **changes: object) -> Trans
 
 
 async def test_a_record_is_written_before_and_moved_by_compare_and_set(
-    store: aioredis.Redis, keys: Keys, clock: ManualClock
+    any_redis: aioredis.Redis, keys: Keys, clock: ManualClock
 ) -> None:
-    journal = TransferJournal(store, keys, clock)
+    journal = TransferJournal(any_redis, keys, clock)
     intent = moved(record(), "intent", ledger_mark="LABC", ledger_mark_s=1.5)
     await journal.create(intent)
     assert await journal.get(intent.id) == intent
@@ -82,9 +64,9 @@ async def test_a_record_is_written_before_and_moved_by_compare_and_set(
 
 
 async def test_an_id_is_journalled_once(
-    store: aioredis.Redis, keys: Keys, clock: ManualClock
+    any_redis: aioredis.Redis, keys: Keys, clock: ManualClock
 ) -> None:
-    journal = TransferJournal(store, keys, clock)
+    journal = TransferJournal(any_redis, keys, clock)
     rec = record()
     await journal.create(rec)
     with pytest.raises(ValueError, match="already journalled"):
@@ -93,21 +75,21 @@ async def test_an_id_is_journalled_once(
 
 
 async def test_records_are_json_with_exact_decimal_strings(
-    store: aioredis.Redis, keys: Keys, clock: ManualClock
+    any_redis: aioredis.Redis, keys: Keys, clock: ManualClock
 ) -> None:
-    journal = TransferJournal(store, keys, clock)
+    journal = TransferJournal(any_redis, keys, clock)
     rec = record(amount="0.12345678", asset="XXBT")
     await journal.create(rec)
-    raw = await store.hget(keys.rebalancer_transfers(), rec.id)
+    raw = await any_redis.hget(keys.rebalancer_transfers(), rec.id)
     assert raw is not None
     assert b'"amount":"0.12345678"' in raw
-    assert await store.hget(keys.rebalancer_open(), rec.id) == b"intent"
+    assert await any_redis.hget(keys.rebalancer_open(), rec.id) == b"intent"
 
 
 async def test_in_flight_names_both_ends_of_every_open_record(
-    store: aioredis.Redis, keys: Keys, clock: ManualClock
+    any_redis: aioredis.Redis, keys: Keys, clock: ManualClock
 ) -> None:
-    journal = TransferJournal(store, keys, clock)
+    journal = TransferJournal(any_redis, keys, clock)
     a, b = record(source="master", target="s0"), record(asset="XXBT", source="s1", target="master")
     for rec in (a, b, record(source="s2", target="s3")):
         await journal.create(rec)
@@ -119,9 +101,9 @@ async def test_in_flight_names_both_ends_of_every_open_record(
 
 
 async def test_the_day_counts_every_move_but_the_failed_ones(
-    store: aioredis.Redis, keys: Keys, clock: ManualClock
+    any_redis: aioredis.Redis, keys: Keys, clock: ManualClock
 ) -> None:
-    journal = TransferJournal(store, keys, clock)
+    journal = TransferJournal(any_redis, keys, clock)
     day = utc_day(clock.time())
     kept, failed = record(amount="10"), record(amount="7")
     futures = record(amount="3", kind="futures_transfer")
@@ -137,14 +119,14 @@ async def test_the_day_counts_every_move_but_the_failed_ones(
     assert await journal.moved_today("XXBT", day) == Decimal(0)  # withdrawals do not
     assert await journal.withdrawn_today(day) == {"XXBT": Decimal("0.5"), "ZUSD": Decimal(250)}
     assert await journal.moved_today("ZUSD", utc_day(clock.time() + 86_400)) == Decimal(1000)
-    ttl_s = await store.ttl(keys.rebalancer_day(day))
+    ttl_s = await any_redis.ttl(keys.rebalancer_day(day))
     assert 7 * 86_400 < ttl_s <= 8 * 86_400
 
 
 async def test_finished_records_are_kept_bounded_by_count_and_age(
-    store: aioredis.Redis, keys: Keys, clock: ManualClock
+    any_redis: aioredis.Redis, keys: Keys, clock: ManualClock
 ) -> None:
-    journal = TransferJournal(store, keys, clock, finished_max=3, finished_keep_s=3_600)
+    journal = TransferJournal(any_redis, keys, clock, finished_max=3, finished_keep_s=3_600)
     done = []
     for i in range(5):
         rec = record(at_s=clock.time() + i)
@@ -154,20 +136,20 @@ async def test_finished_records_are_kept_bounded_by_count_and_age(
         done.append(rec)
     assert await journal.finished() == done[:1:-1]  # the newest three
     assert await journal.get(done[0].id) is None  # gone from the records too
-    assert await store.hlen(keys.rebalancer_transfers()) == 3
+    assert await any_redis.hlen(keys.rebalancer_transfers()) == 3
     await clock.advance(7_200)
     late = record(at_s=clock.time())
     await journal.create(late)
     late = moved(late, "failed", updated_s=clock.time())
     await journal.update(late, expected="intent")
     assert await journal.finished() == [late]  # the others aged out
-    assert await store.hlen(keys.rebalancer_transfers()) == 1
+    assert await any_redis.hlen(keys.rebalancer_transfers()) == 1
 
 
 async def test_open_records_are_never_trimmed(
-    store: aioredis.Redis, keys: Keys, clock: ManualClock
+    any_redis: aioredis.Redis, keys: Keys, clock: ManualClock
 ) -> None:
-    journal = TransferJournal(store, keys, clock, finished_max=1, finished_keep_s=1)
+    journal = TransferJournal(any_redis, keys, clock, finished_max=1, finished_keep_s=1)
     waiting = record(state="awaiting_approval", kind="withdrawal", target="desk-wallet")
     await journal.create(waiting)
     await clock.advance(100)
@@ -179,14 +161,14 @@ async def test_open_records_are_never_trimmed(
 
 
 async def test_a_corrupt_record_is_an_error_naming_it(
-    store: aioredis.Redis, keys: Keys, clock: ManualClock
+    any_redis: aioredis.Redis, keys: Keys, clock: ManualClock
 ) -> None:
-    journal = TransferJournal(store, keys, clock)
-    await store.hset(keys.rebalancer_transfers(), "bad", b"{not json")
-    await store.hset(keys.rebalancer_open(), "bad", b"sent")
+    journal = TransferJournal(any_redis, keys, clock)
+    await any_redis.hset(keys.rebalancer_transfers(), "bad", b"{not json")
+    await any_redis.hset(keys.rebalancer_open(), "bad", b"sent")
     with pytest.raises(StoreError, match="'bad' is corrupt"):
         await journal.open_records()
-    await store.hdel(keys.rebalancer_transfers(), "bad")
+    await any_redis.hdel(keys.rebalancer_transfers(), "bad")
     with pytest.raises(StoreError, match="open ids without records"):
         await journal.open_records()
 
