@@ -78,14 +78,6 @@ class Keys:
         return f"{self.namespace}:events"
 
     # --- transfers ----------------------------------------------------------------------------
-    def transfer(self, transfer_id: str) -> str:
-        """Journal entry (hash) of one rebalancing transfer."""
-        return f"{self.namespace}:xfer:{_part(transfer_id, 'transfer id')}"
-
-    def open_transfers(self) -> str:
-        """Set of transfer ids not yet in a final state; reconciled at start."""
-        return f"{self.namespace}:xfer:open"
-
     # --- rebalancer journal: one hash slot (its write script touches all four) ---------------
     def rebalancer_transfers(self) -> str:
         """Hash record id -> rebalancing record (JSON), open and recently finished ones."""

@@ -14,9 +14,9 @@ def hash_tag(key: str) -> str:
 
 def test_every_key_is_namespaced() -> None:
     a, b = Keys("desk-a"), Keys("desk-b")
-    names_a = [a.limiter_scope("domain:XBT/USD"), a.nonce("k1"), a.commands(), a.audit(), a.transfer("t1"),
+    names_a = [a.limiter_scope("domain:XBT/USD"), a.nonce("k1"), a.commands(), a.audit(), a.rebalancer_transfers(),
                a.lease("mm"), a.limiter_cooldown("domain:XBT/USD"), a.replies("c1")]  # fmt: skip
-    names_b = [b.limiter_scope("domain:XBT/USD"), b.nonce("k1"), b.commands(), b.audit(), b.transfer("t1"),
+    names_b = [b.limiter_scope("domain:XBT/USD"), b.nonce("k1"), b.commands(), b.audit(), b.rebalancer_transfers(),
                b.lease("mm"), b.limiter_cooldown("domain:XBT/USD"), b.replies("c1")]  # fmt: skip
     assert not set(names_a) & set(names_b)
     assert all("desk-a" in name for name in names_a)
