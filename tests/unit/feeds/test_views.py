@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import decimal
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orchestrator.exchange.instruments import Instrument
 from orchestrator.exchange.kraken.ws.book import L2Book, PairPrecision, wire_level
@@ -81,3 +84,66 @@ def test_it_is_a_strategy_book_view() -> None:
 def test_a_view_of_another_pairs_book_is_refused() -> None:
     with pytest.raises(ValueError, match="ETH/USD"):
         LiveBook(XBT_USD, L2Book("ETH/USD", 10, BTC))
+
+
+def book_reads(book: L2Book) -> tuple[object, object, object, object]:
+    """The top as the book itself reads it, and mid and spread computed from it (the view's
+    reads before it kept them)."""
+    bids, asks = book.bids(1), book.asks(1)
+    bid, ask = (bids[0] if bids else None), (asks[0] if asks else None)
+    if bid is None or ask is None:
+        return bid, ask, None, None
+    return bid, ask, (bid[0] + ask[0]) / Decimal(2), ask[0] - bid[0]
+
+
+def test_the_kept_top_reads_follow_every_change_of_the_book() -> None:
+    book = whole_book()
+    view = LiveBook(XBT_USD, book)
+    changes = [
+        ([], []),  # nothing: the same values again
+        ([wire_level("50000.0", "0.7")], []),  # the best bid's quantity only: the mid stays
+        ([wire_level("50000.5", "1")], []),  # a better bid: the sum is odd, one more digit
+        ([], [wire_level("50001.0", "0")]),  # the best ask deleted: the next one is best
+        ([wire_level("50000.5", "0"), wire_level("50000.0", "0"), wire_level("49999.5", "0")],
+         []),  # every bid deleted: no best bid, no mid
+        ([wire_level("49000.0", "2")], [wire_level("50001.0", "0.5")]),  # both sides again
+    ]  # fmt: skip
+    for bids, asks in changes:
+        book.apply_update(bids, asks, 0)  # a wrong checksum: stale, but the levels apply
+        expected = book_reads(book)
+        read = (view.best_bid, view.best_ask, view.mid, view.spread)
+        assert read == expected
+        assert [str(x) for x in read] == [str(x) for x in expected]  # exponents too
+        assert read == (view.best_bid, view.best_ask, view.mid, view.spread)  # read again
+
+
+def plain(scaled: int, decimals: int) -> str:
+    """The wire text of `scaled * 10**-decimals` with exactly `decimals` decimals."""
+    if not decimals:
+        return str(scaled)
+    whole, fraction = divmod(scaled, 10**decimals)
+    return f"{whole}.{fraction:0{decimals}d}"
+
+
+@given(
+    decimals=st.integers(0, 18),
+    bid=st.integers(1, 10**20),
+    ask=st.integers(1, 10**20),
+)
+def test_the_mid_is_the_exact_half_sum_as_decimal_division_gives_it(
+    decimals: int, bid: int, ask: int
+) -> None:
+    book = L2Book("BTC/USD", 10, PairPrecision(price_decimals=decimals, qty_decimals=8))
+    book.apply_snapshot([wire_level(plain(bid, decimals), "1")],
+                        [wire_level(plain(ask, decimals), "1")], 0)  # fmt: skip
+    view = LiveBook(XBT_USD, book)
+    best_bid, best_ask = book.bids(1)[0][0], book.asks(1)[0][0]
+    with decimal.localcontext(prec=100):  # wide enough never to round
+        exact = (best_bid + best_ask) / Decimal(2)
+    mid = view.mid
+    assert mid is not None
+    assert (mid, str(mid)) == (exact, str(exact))
+    if len(exact.as_tuple().digits) <= decimal.DefaultContext.prec:
+        with decimal.localcontext(decimal.DefaultContext):  # what the view computed before
+            default = (best_bid + best_ask) / Decimal(2)
+        assert str(mid) == str(default)
