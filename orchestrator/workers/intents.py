@@ -130,20 +130,53 @@ class IntentChecker:
             post_only=order.post_only,
         )
 
+    def hold_of(self, order: TrackedOrder) -> tuple[str, Decimal] | None:
+        """(asset, amount) an open order holds (`risk.order_hold` of what it has left), or None
+        for a market buy never priced (adopted with no book): nothing to hold it by."""
+        return self._hold(order, order.remaining)
+
+    def _hold(self, order: TrackedOrder, remaining: Decimal) -> tuple[str, Decimal] | None:
+        if order.price is not None:  # a limit order: its own price, no estimate to refresh
+            if order.side == "sell":
+                return order.instrument.base, remaining
+            return order.instrument.quote, remaining * order.price
+        intent = self.intent_of(order, remaining=True)  # refreshes the market order's estimate
+        if intent.price is None and intent.side == "buy":
+            return None
+        return risk.order_hold(intent)
+
     def _state(self, order: TrackedOrder) -> RiskState:
+        """The live state `order` is checked against, without `order` itself: one pass over
+        the open orders (count, this pair's open volume per side, holds per asset)."""
         worker = self._worker
         pair = order.instrument.wsname
-        others = [o for o in worker.manager.open_orders() if o.cl_ord_id != order.cl_ord_id]
-        on_pair = [o for o in others if o.instrument.wsname == pair]
+        book = worker.market.book(pair)
+        count = 0
+        open_buy = open_sell = Decimal(0)
+        held: dict[str, Decimal] = {}
+        for other in worker.manager.open_orders():
+            if other.cl_ord_id == order.cl_ord_id:
+                continue
+            count += 1
+            remaining = other.remaining
+            if other.instrument.wsname == pair:
+                if other.side == "buy":
+                    open_buy += remaining
+                elif other.side == "sell":
+                    open_sell += remaining
+            hold = self._hold(other, remaining)
+            if hold is not None:
+                asset, amount = hold
+                held[asset] = held.get(asset, Decimal(0)) + amount
         return RiskState(
             trading_state=worker.trading_state.state,
             paused=worker.state == "paused",
-            book_whole=worker.market.is_whole(pair),
-            mid=worker.mark(pair),
-            open_orders=len(others),
+            book_whole=book is not None,
+            mid=None if book is None else book.mid,
+            open_orders=count,
             position=worker.positions.position(pair, None).qty,
-            open_buy=sum((o.remaining for o in on_pair if o.side == "buy"), Decimal(0)),
-            open_sell=sum((o.remaining for o in on_pair if o.side == "sell"), Decimal(0)),
-            available=worker.balances.available(worker.holds_except(order.cl_ord_id)),
-            daily_pnl=worker.daily_pnl(),
+            open_buy=open_buy,
+            open_sell=open_sell,
+            available=worker.balances.available(held),
+            daily_pnl=None if worker.config.risk.max_daily_loss is None else worker.daily_pnl(),
         )

@@ -41,6 +41,7 @@ _CONTEXT: Final = decimal.Context(
 )
 _ZERO: Final = Decimal(0)
 _DAY_S: Final = 86_400
+_FIXED: Final = ("instrument", "side", "order_type", "time_in_force", "post_only")  # by amends
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,9 @@ class RiskState:
     open_buy: Decimal  # remaining volume of open + pending buys on this pair
     open_sell: Decimal
     available: Mapping[str, Decimal]  # per asset: total minus what open and pending orders hold
-    daily_pnl: Decimal  # today's (UTC) PnL, realized + unrealized, net of fees
+    # Today's (UTC) PnL, realized + unrealized, net of fees; None when no `max_daily_loss` is
+    # set (nothing reads it then, and it costs a mark of every pair to compute).
+    daily_pnl: Decimal | None
 
 
 def check_place(limits: RiskConfig, intent: PlaceIntent, state: RiskState) -> str | None:
@@ -89,9 +92,10 @@ def check_amend(
     after = intent_after_amend
     if was.order_type != "limit":
         return f"amend: a {was.order_type} order cannot be amended"
-    fixed = ("instrument", "side", "order_type", "time_in_force", "post_only")
-    changed = [name for name in fixed if getattr(after, name) != getattr(was, name)]
-    if changed:
+    if (after.instrument != was.instrument or after.side != was.side
+            or after.order_type != was.order_type or after.time_in_force != was.time_in_force
+            or after.post_only != was.post_only):  # fmt: skip
+        changed = [name for name in _FIXED if getattr(after, name) != getattr(was, name)]
         return f"amend: only price and volume change, not {', '.join(changed)}"
     return _guarded(limits, after, state, amending=True)
 
@@ -196,6 +200,8 @@ def _check(
 def _daily_loss(limits: RiskConfig, state: RiskState) -> str | None:
     if limits.max_daily_loss is None:
         return None
+    if state.daily_pnl is None:  # the worker computes it whenever the limit is set
+        return "daily_loss: today's PnL is not known"
     if not state.daily_pnl.is_finite():
         return f"daily_loss: today's PnL {state.daily_pnl} is not a number"
     loss = -state.daily_pnl

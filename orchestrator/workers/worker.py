@@ -404,11 +404,10 @@ class StrategyWorker:
         for order in self.manager.open_orders():
             if order.cl_ord_id == cl_ord_id:
                 continue
-            intent = self.checker.intent_of(order, remaining=True)
-            if intent.price is None and intent.side == "buy":
-                continue  # a market buy never priced (adopted with no book): nothing to hold by
-            asset, amount = risk.order_hold(intent)
-            held[asset] = held.get(asset, Decimal(0)) + amount
+            hold = self.checker.hold_of(order)
+            if hold is not None:  # None: a market buy never priced, nothing to hold by
+                asset, amount = hold
+                held[asset] = held.get(asset, Decimal(0)) + amount
         return held
 
     def available(self) -> Mapping[str, Decimal]:

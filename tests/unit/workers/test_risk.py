@@ -153,6 +153,15 @@ def test_past_the_daily_loss_nothing_is_placed() -> None:
     assert check_place(unlimited, order(), state(daily_pnl=Decimal(-(10**6)))) is None
 
 
+def test_without_a_daily_loss_limit_the_days_pnl_is_not_needed() -> None:
+    unlimited = msgspec.structs.replace(LIMITS, max_daily_loss=None)
+    assert check_place(unlimited, order(), state(daily_pnl=None)) is None
+    # With the limit set the worker always gives it; a state without it is refused, not let go.
+    assert check_place(LIMITS, order(), state(daily_pnl=None)) == (
+        "daily_loss: today's PnL is not known"
+    )
+
+
 def test_a_book_that_is_not_whole_refuses_orders() -> None:
     assert check_place(LIMITS, order(), state(book_whole=False)) == (
         "book: the XBT/USD book is not whole"
