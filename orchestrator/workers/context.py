@@ -119,12 +119,12 @@ class WorkerContext(Generic[P]):
         self._worker.intend_amend(cl_ord_id, price=price, volume=volume)
 
     def cancel(self, cl_ord_id: str) -> None:
-        self._worker.manager.cancel(cl_ord_id)
+        self._worker.intend_cancel(cl_ord_id)
 
     def cancel_all(self, pair: str | None = None) -> None:
         for order in self._worker.manager.open_orders():
             if pair is None or order.instrument.wsname == pair:
-                self._worker.manager.cancel(order.cl_ord_id)
+                self._worker.intend_cancel(order.cl_ord_id)
 
     def set_timer(self, name: str, delay_s: float, *, repeat: bool = False) -> None:
         self._worker.timers.set(name, delay_s, repeat=repeat)

@@ -73,6 +73,10 @@ class Inbox:
         self._trades.append(trade)
         self._wake.set()
 
+    def has_news(self) -> bool:
+        """Whether anything arrived (or a poke) since the last `take`: `wait()` returns at once."""
+        return self._wake.is_set()
+
     def poke(self) -> None:
         """Wake the worker with nothing new (a timer, a stop)."""
         self._wake.set()

@@ -6,6 +6,12 @@ delivers what happened (own orders and fills first, then balances, the latest bo
 pair, tickers, trades, timers) until stopped. The worker is the strategy's whole world: the
 venue client, the journal and the account reader are the worker's, never the strategy's.
 
+A batch whose callbacks handed intents to the order manager is followed by one turn of the
+loop before the worker re-arms its wait, so their requests start (permit, send) ahead of the
+loop's own upkeep; it is taken only where the loop would have waited anyway (nothing new in
+the inbox), so what is delivered, in which order, and which intents share a turn (one
+`batch_add`, coalesced amends) are as without it.
+
 Containment: a callback that raises, or that overruns its time budget `OVERRUNS_ALLOWED` times
 within `OVERRUN_WINDOW_S`, stops this strategy alone: the failure is logged, counted and
 published, and its orders are cancelled at once; the worker's `run()` returns normally, so the
@@ -123,6 +129,7 @@ class StrategyWorker:
                                     on_failure=self._fail)  # fmt: skip
         self._not_whole_since: dict[str, float] = {}
         self._reconcile_wanted = False
+        self._handed_over = False  # an intent went to the manager since the loop last waited
         self._daily = risk.DailyLoss(config.risk.max_daily_loss)
         reg = deps.registry
         self._failures = reg.counter(
@@ -178,6 +185,14 @@ class StrategyWorker:
     async def _loop(self) -> None:
         while not self._stop.is_set() and self.state in ("running", "paused"):
             await self._suspended.wait()
+            if self._handed_over:
+                self._handed_over = False
+                if not self.inbox.has_news():
+                    # The order tasks the last batch started take their first step (permit,
+                    # send) before this loop's own upkeep: it was going to wait now anyway, so
+                    # this turn is the wait's first; with news pending it does not wait, and
+                    # neither does this (the next batch stays in the same turn, as before).
+                    await asyncio.sleep(0)
             self.loop_tick_s = self.clock.monotonic()
             due_s = self.timers.next_due_s()
             wait_s = TICK_S if due_s is None else min(TICK_S, max(0.0, due_s - self.loop_tick_s))
@@ -346,6 +361,7 @@ class StrategyWorker:
             self._refuse(order, reason)
         else:
             self.manager.place(order)
+            self._handed_over = True
         return cl_ord_id
 
     def intend_amend(self, cl_ord_id: str, *, price: Any, volume: Any) -> None:
@@ -362,6 +378,11 @@ class StrategyWorker:
             self.manager.tell(order, st.on_amend_refused(order, reason))
             return
         self.manager.amend(cl_ord_id, price=price, volume=volume)
+        self._handed_over = True
+
+    def intend_cancel(self, cl_ord_id: str) -> None:
+        self.manager.cancel(cl_ord_id)
+        self._handed_over = True
 
     def _refuse(self, order: TrackedOrder, reason: str) -> None:
         self._refused.inc(self.name, reason.partition(":")[0])
