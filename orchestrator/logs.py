@@ -7,7 +7,11 @@ Redaction happens in the formatter, so it covers every record whatever its origi
 - by field name: any field whose name says secret, password, token, signature, otp, api key ...
   is written as "***", at any depth of nested dicts and lists;
 - by value: every value registered with `register_secret` (API secrets, keys, tokens, resolved at
-  start) is replaced wherever it appears, in fields, in the message and in exception text.
+  start) is replaced wherever it appears, in fields (values and keys), in the message and in
+  exception text.
+
+Redaction by value runs on every string of every record, so its cost must not grow with the number
+of secrets (two per account, hundreds in one process): see `_SecretIndex`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, Final
 
@@ -43,31 +47,86 @@ _SENSITIVE_PARTS: Final = frozenset(
 )
 _SPLIT = re.compile(r"[^a-z0-9]+")
 
-_secrets_lock = threading.Lock()
-_secret_values: set[str] = set()
-_secret_pattern: re.Pattern[str] | None = None
+_GRAM_LEN: Final = _MIN_SECRET_LEN  # every secret has at least one window of this length
+_MAX_STEP: Final = 32  # a secret is filed under at most this many windows
+_Tier = tuple[int, dict[str, tuple[str, ...]]]  # (step, window -> the secrets filed under it)
+_NONE_FOUND: Final[tuple[str, ...]] = ()
+
+
+class _SecretIndex:
+    """The registered secrets, indexed so that finding them in a text costs about as much with a
+    thousand secrets as with one (a regex alternation of them all costs time in their number).
+
+    A secret of length L is filed under its first `step` windows of `_GRAM_LEN` characters (at
+    offsets 0 .. step-1), where `step` is the largest power of two <= L - _GRAM_LEN + 1, capped at
+    `_MAX_STEP`. A text is then probed only at the multiples of `step`: an occurrence of the
+    secret at any position p holds the probed window at offset (-p mod step) < step, whole, since
+    step <= L - _GRAM_LEN + 1. So a text of n characters costs n / step dict look-ups for each step
+    in use (at most six), whatever the number of secrets; only the secrets whose windows hit are
+    looked for in full. Registering files at most `_MAX_STEP` windows: no recompilation.
+
+    Readers take no lock: each write is one dict assignment (atomic), so a concurrent reader sees
+    every secret registered before its call, and maybe part of one being registered meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: set[str] = set()
+        self._tiers: tuple[_Tier, ...] = tuple((1 << i, {}) for i in range(_MAX_STEP.bit_length()))
+        # The tiers holding a secret, replaced whole (never grown) so a reader can iterate it.
+        self._in_use: tuple[_Tier, ...] = ()
+
+    def add(self, value: str) -> None:
+        if len(value) < _MIN_SECRET_LEN:
+            return
+        room = min(len(value) - _GRAM_LEN + 1, _MAX_STEP)
+        step, windows = self._tiers[room.bit_length() - 1]
+        with self._lock:
+            if value in self._values:
+                return
+            self._values.add(value)
+            first_in_tier = not windows
+            for offset in range(step):
+                window = value[offset : offset + _GRAM_LEN]
+                filed = windows.get(window, ())
+                if value not in filed:
+                    windows[window] = (*filed, value)
+            if first_in_tier:
+                self._in_use = tuple(tier for tier in self._tiers if tier[1])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._in_use = ()
+            for _, windows in self._tiers:
+                windows.clear()
+
+    def found_in(self, text: str) -> Sequence[str]:
+        """The secrets that `text` contains, longest first (so one containing another is
+        replaced whole); usually none, found by a few look-ups."""
+        found: set[str] | None = None  # made on a hit only: this runs for every string logged
+        last = len(text) - _GRAM_LEN + 1
+        for step, windows in self._in_use:
+            for start in range(0, last, step):
+                candidates = windows.get(text[start : start + _GRAM_LEN])
+                if candidates is not None:
+                    if found is None:
+                        found = set()
+                    found.update(c for c in candidates if c in text)
+        return sorted(found, key=len, reverse=True) if found else _NONE_FOUND
+
+
+_secrets = _SecretIndex()
 
 
 def register_secret(value: str) -> None:
     """Make `value` unprintable: from now on every log line shows it as "***"."""
-    global _secret_pattern  # noqa: PLW0603 - one process-wide registry, guarded by a lock
-    if len(value) < _MIN_SECRET_LEN:
-        return
-    with _secrets_lock:
-        if value in _secret_values:
-            return
-        _secret_values.add(value)
-        # Longest first, so a secret that contains another is replaced whole.
-        alternatives = sorted(_secret_values, key=len, reverse=True)
-        _secret_pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+    _secrets.add(value)
 
 
 def forget_secrets() -> None:
     """Clear the registry (tests only)."""
-    global _secret_pattern  # noqa: PLW0603
-    with _secrets_lock:
-        _secret_values.clear()
-        _secret_pattern = None
+    _secrets.clear()
 
 
 def is_sensitive_name(name: str) -> bool:
@@ -81,9 +140,17 @@ def is_sensitive_name(name: str) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """Replace every registered secret value inside `text`."""
-    pattern = _secret_pattern
-    return pattern.sub(REDACTED, text) if pattern is not None else text
+    """Replace every registered secret value inside `text`.
+
+    Repeated until none is left: a replacement can join the text around it into another secret
+    (each round shortens the text, so this ends).
+    """
+    if len(text) < _MIN_SECRET_LEN:  # most field names: no look-up at all
+        return text
+    while found := _secrets.found_in(text):
+        for secret in found:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 def redact(value: Any, name: str | None = None) -> Any:
@@ -95,7 +162,8 @@ def redact(value: Any, name: str | None = None) -> Any:
     if isinstance(value, bytes):
         return redact_text(value.decode("utf-8", "replace"))
     if isinstance(value, Mapping):
-        return {str(k): redact(v, str(k)) for k, v in value.items()}
+        # Keys too: a dict keyed by account API key is a plausible thing to log.
+        return {redact_text(str(k)): redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [redact(v) for v in value]
     if value is None or isinstance(value, bool | int | float):
@@ -120,7 +188,7 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in fields.items():
             if key not in line:
-                line[key] = redact(value, key)
+                line[redact_text(key)] = redact(value, key)
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             line["error"] = redact_text(f"{type(exc).__name__}: {exc}")
