@@ -344,6 +344,14 @@ class ServiceConfig(_Section, frozen=True):
         int, _doc("Restarts of a failed component allowed within `restart_window_s`.", ge=0)
     ] = 5
     restart_window_s: Annotated[float, _doc("Window of the restart budget.", gt=0)] = 300.0
+    deliveries_per_turn: Annotated[
+        int,
+        _doc(
+            "Most strategy deliveries in one turn of the event loop (a burst of workers "
+            "woken by one frame is spread over turns, keeping the loop's lag low).",
+            ge=1,
+        ),
+    ] = 8
     status_interval_s: Annotated[
         float, _doc("Interval of the status line logged (and printed without a terminal).", gt=0)
     ] = 5.0

@@ -48,6 +48,7 @@ from orchestrator.store.connection import open_redis
 from orchestrator.store.keys import Keys
 from orchestrator.strategy_loader import load_strategy
 from orchestrator.workers.deps import TradingStateHolder
+from orchestrator.workers.turns import Turns
 
 log = get_logger(__name__)
 
@@ -131,7 +132,8 @@ async def run_service(
                                  registry=registry, events=events,
                                  trading_state=service.trading_state,
                                  dependency_health=lambda: "Redis unreachable"
-                                 if health.is_down() else None)  # fmt: skip
+                                 if health.is_down() else None,
+                                 turns=Turns(config.service.deliveries_per_turn))  # fmt: skip
             policy = RestartPolicy(budget=config.service.restart_budget,
                                    window_s=config.service.restart_window_s)  # fmt: skip
             supervisor = Supervisor(clock, registry, policy)

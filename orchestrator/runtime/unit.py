@@ -34,6 +34,7 @@ from orchestrator.strategy import Strategy, StrategyParams
 from orchestrator.workers.deadman import DeadManSwitch
 from orchestrator.workers.deps import EventSink, MarketData, TradingStateHolder, WorkerDeps
 from orchestrator.workers.journal import OrderJournal
+from orchestrator.workers.turns import Turns
 from orchestrator.workers.worker import StrategyWorker
 
 log = get_logger(__name__)
@@ -58,6 +59,7 @@ class SharedParts:
     events: EventSink
     trading_state: TradingStateHolder
     dependency_health: Callable[[], str | None]
+    turns: Turns | None = None  # deliveries per turn of the loop, shared by the process's workers
 
 
 class StrategyUnit:
@@ -96,7 +98,7 @@ class StrategyUnit:
                           events=shared.events, instruments=domain.instruments,
                           trading_state=shared.trading_state,
                           place_final_after_s=ORDER_DEADLINE_S + PLACE_SLACK_S,
-                          dependency_health=self._health,
+                          dependency_health=self._health, turns=shared.turns,
                           stop_cancel_timeout_s=config.service.shutdown_timeout_s / 2)  # fmt: skip
         self.worker = StrategyWorker(strategy, strategy_cls, params, deps)
         self.dead_man = DeadManSwitch(venue, clock, timeout_s=config.service.dead_man_timeout_s,

@@ -15,6 +15,7 @@ from orchestrator.feeds.hub import MarketListener
 from orchestrator.metrics import Registry
 from orchestrator.strategy import BookView, TradingState
 from orchestrator.workers.journal import OrderJournal
+from orchestrator.workers.turns import Turns
 
 
 class MarketData(Protocol):
@@ -56,3 +57,4 @@ class WorkerDeps:
     place_final_after_s: float = 10.0
     stop_cancel_timeout_s: float = 5.0  # how long a stop may take to cancel the orders
     dependency_health: Callable[[], str | None] = lambda: None
+    turns: Turns | None = None  # the process's shared turns (turns.py); None: deliver at once

@@ -203,6 +203,8 @@ class StrategyWorker:
                 self._reconcile_wanted = False
                 await reconcile_open(self.manager)
                 self._tell_missed_fills()
+            if self._deps.turns is not None and self.inbox.has_news():
+                await self._deps.turns.take()  # a burst of workers is spread over turns
             self._deliver(self.inbox.take())
             for name in self.timers.pop_due():
                 self._call("on_timer", self.strategy.on_timer, name)
