@@ -33,6 +33,18 @@ def bad_request(reason: str) -> web.Response:
     return json_reply({"error": reason}, status=400)
 
 
+def asset_amount(venue: Venue, body: dict[str, Any]) -> tuple[str, Decimal] | str:
+    """A body's known `asset` (its id) and positive decimal `amount`, or what is wrong."""
+    try:
+        asset = venue.catalog.asset(str(body.get("asset"))).id
+        amount = Decimal(str(body.get("amount")))
+    except (KrakenError, InvalidOperation):
+        return "a known asset and a decimal amount are required"
+    if not amount.is_finite() or amount <= 0:
+        return "amount must be positive"
+    return asset, amount
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         data = msgspec.json.decode(await request.read() or b"{}")
@@ -233,13 +245,10 @@ async def post_fund(request: web.Request) -> web.Response:
     account = venue.domain.accounts.get(str(body.get("account")))
     if account is None or account.role == "system":
         return bad_request("unknown account")
-    try:
-        asset = venue.catalog.asset(str(body.get("asset"))).id
-        amount = Decimal(str(body.get("amount")))
-    except (KrakenError, InvalidOperation):
-        return bad_request("a known asset and a decimal amount are required")
-    if not amount.is_finite() or amount <= 0:
-        return bad_request("amount must be positive")
+    parsed = asset_amount(venue, body)
+    if isinstance(parsed, str):
+        return bad_request(parsed)
+    asset, amount = parsed
     ids = venue.domain.ids
     external = venue.domain.accounts["_external"]
     _, entry = venue.domain.move(

@@ -25,8 +25,7 @@ from aiohttp import web
 from orchestrator.simulator import futures_log as flog
 from orchestrator.simulator import futures_payloads as fp
 from orchestrator.simulator.accounts import Account
-from orchestrator.simulator.admin import bad_request, json_body, json_reply
-from orchestrator.simulator.errors import KrakenError
+from orchestrator.simulator.admin import asset_amount, bad_request, json_body, json_reply
 from orchestrator.simulator.http import VENUE_KEY
 from orchestrator.simulator.venue import Venue
 
@@ -93,13 +92,10 @@ async def post_fund(request: web.Request) -> web.Response:
     wallet = body.get("wallet", "flex")
     if wallet not in _WALLETS:
         return bad_request("wallet must be cash or flex")
-    try:
-        asset = venue.catalog.asset(str(body.get("asset"))).id
-        amount = Decimal(str(body.get("amount")))
-    except (KrakenError, InvalidOperation):
-        return bad_request("a known asset and a decimal amount are required")
-    if not amount.is_finite() or amount <= 0:
-        return bad_request("amount must be positive")
+    parsed = asset_amount(venue, body)
+    if isinstance(parsed, str):
+        return bad_request(parsed)
+    asset, amount = parsed
     holdings = account.futures[wallet]
     had = holdings.get(asset, Decimal(0))
     holdings[asset] = had + amount

@@ -231,3 +231,17 @@ def test_the_demo_domains_have_futures_funds() -> None:
     account = venue.domain.accounts["m"]
     assert account.futures["cash"] == {"ZUSD": Decimal(7)}
     assert account.flex_risk.maintenance_margin == 1
+
+
+async def test_admin_fund_credits_a_spot_balance_and_refuses_bad_amounts(futures: Futures) -> None:
+    beta = futures.venue.domain.accounts["beta"]
+    before = beta.balance("ZUSD")
+    status, _ = await admin(futures, "fund", {"account": "beta", "asset": "USD", "amount": "25"})
+    assert status == 200
+    assert beta.balance("ZUSD") == before + 25
+    for bad in ({"account": "beta", "asset": "USD", "amount": "0"},
+                {"account": "beta", "asset": "USD", "amount": "NaN"},
+                {"account": "beta", "asset": "DOGE", "amount": "1"},
+                {"account": "nobody", "asset": "USD", "amount": "1"}):  # fmt: skip
+        assert (await admin(futures, "fund", bad))[0] == 400
+    assert beta.balance("ZUSD") == before + 25  # refused ones changed nothing
