@@ -265,12 +265,13 @@ def plan_cycle(
     moved_today: Mapping[str, Decimal],
     elapsed_s: Mapping[tuple[str, str], float],
     decimals: Mapping[str, int] | None = None,
-) -> list[PlannedTransfer]:
-    """One cycle's band transfers straight from the config: resolve the bands, then plan."""
+) -> tuple[list[Band], list[PlannedTransfer]]:
+    """One cycle's bands (as amounts) and band transfers straight from the config."""
     rebalancer = config.rebalancer
-    return plan_transfers(
+    bands = resolve_bands(rebalancer.targets, portfolio, elapsed_s=elapsed_s)
+    return bands, plan_transfers(
         portfolio,
-        resolve_bands(rebalancer.targets, portfolio, elapsed_s=elapsed_s),
+        bands,
         hub=hub_account(config),
         limits=limits_by_asset(rebalancer.limits),
         senders=rebalancer.senders,

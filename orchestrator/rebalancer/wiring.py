@@ -34,13 +34,7 @@ from orchestrator.metrics import Registry
 from orchestrator.rebalancer.component import Rebalancer
 from orchestrator.rebalancer.executor import FUTURES_WALLET, TransferExecutor
 from orchestrator.rebalancer.journal import TransferJournal
-from orchestrator.rebalancer.plan import (
-    Band,
-    hub_account,
-    limits_by_asset,
-    plan_transfers,
-    resolve_bands,
-)
+from orchestrator.rebalancer.plan import Band, hub_account, plan_cycle
 from orchestrator.rebalancer.portfolio import MissingPrice, Portfolio, portfolio_from
 from orchestrator.rebalancer.sweeps import plan_top_ups, plan_withdrawals
 from orchestrator.rebalancer.transfers import (
@@ -113,13 +107,10 @@ class CyclePlanner:
         day = utc_day(now_s)
         assets = sorted({t.asset for t in rebalancer.targets})
         moved = {asset: await self.journal.moved_today(asset, day) for asset in assets}
-        self.bands = resolve_bands(rebalancer.targets, portfolio,
-                                   elapsed_s=await self._ramp_elapsed(now_s))  # fmt: skip
-        plan = plan_transfers(portfolio, self.bands, hub=self.hub,
-                              limits=limits_by_asset(rebalancer.limits),
-                              senders=rebalancer.senders, receivers=rebalancer.receivers,
-                              in_flight=in_flight, moved_today=moved,
-                              decimals=self.decimals)  # fmt: skip
+        self.bands, plan = plan_cycle(self.config, portfolio, in_flight=in_flight,
+                                      moved_today=moved,
+                                      elapsed_s=await self._ramp_elapsed(now_s),
+                                      decimals=self.decimals)  # fmt: skip
         # What the hub sends this cycle is gone from it; what it receives may not be there yet.
         after = portfolio.moved(p for p in plan if p.source == self.hub)
         plan += await self._withdrawals(after, in_flight, day)

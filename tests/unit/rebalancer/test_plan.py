@@ -220,8 +220,12 @@ def test_plan_cycle_from_config() -> None:
     assert hub_account(config) == "treasury"
     portfolio = Portfolio([AccountFunds("treasury", {USD: D(5000)}, {}),
                            AccountFunds("mm", {USD: D(100)}, {})])  # fmt: skip
-    result = plan_cycle(config, portfolio, in_flight=set(), moved_today={}, elapsed_s={})
+    bands, result = plan_cycle(config, portfolio, in_flight=set(), moved_today={},
+                               elapsed_s={})  # fmt: skip
     assert result == [move("treasury", "mm", "300", "band_low")]
+    assert [(b.account, b.low, b.target, b.high) for b in bands] == [
+        ("mm", D(900), D(1000), D(1100))
+    ]
 
 
 def test_the_benchmarks_domain_plans_validly(capsys: pytest.CaptureFixture[str]) -> None:
