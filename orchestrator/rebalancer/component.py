@@ -63,6 +63,7 @@ class CycleReport:
     started_s: float
     planned: list[PlannedTransfer] = field(default_factory=list)
     records: list[TransferRecord] = field(default_factory=list)
+    deferred: list[PlannedTransfer] = field(default_factory=list)  # an end still busy: next cycle
     error: str | None = None
 
 
@@ -154,10 +155,20 @@ class Rebalancer:
             balances = {name: await self._read_balances(name) for name in self.accounts}
             in_flight = await self._journal.in_flight()
             report.planned = list(await self._planner(balances, in_flight, report.started_s))
+            busy = set(in_flight)
             for planned in report.planned:
+                # One open move per account and asset, the hub's included: settling a lost
+                # reply from the ledger needs one candidate entry. A move after one that ended
+                # pending waits for the next cycle instead of being refused.
+                ends = _ends(planned)
+                if ends & busy:
+                    report.deferred.append(planned)
+                    continue
                 record = await self._executor.execute(planned, trigger)
                 report.records.append(record)
                 self._remember([record])
+                if not record.is_final:
+                    busy |= ends
         except OrchestratorError as exc:  # the venue or Redis away: the next cycle starts over
             report.error = str(exc)
             self._cycles.inc("failed")
@@ -176,3 +187,12 @@ class Rebalancer:
             self.recent = [r for r in self.recent if r.id != record.id]
             self.recent.insert(0, record)
         del self.recent[RECENT_MOVES:]
+
+
+def _ends(planned: PlannedTransfer) -> set[tuple[str, str]]:
+    """The (account, asset) a move keeps busy until it is final (a withdrawal's target is a key,
+    not an account)."""
+    ends = {(planned.source, planned.asset)}
+    if planned.kind != "withdrawal":
+        ends.add((planned.target, planned.asset))
+    return ends

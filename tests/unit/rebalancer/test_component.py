@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from orchestrator.clock import ManualClock
@@ -168,3 +169,31 @@ async def test_a_watched_band_exit_runs_a_cycle_before_the_period() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_move_after_one_left_pending_on_the_same_end_waits_for_the_next_cycle() -> None:
+    clock = ManualClock()
+    venue = Venue()
+
+    class PendingFirst(Executor):
+        async def execute(self, planned: PlannedTransfer, trigger: str) -> TransferRecord:
+            record = await super().execute(planned, trigger)
+            if len(self.executed) == 1:
+                return msgspec.structs.replace(record, state="pending")
+            return record
+
+    executor = PendingFirst(venue, clock)
+
+    async def two_top_ups(balances: Mapping[str, Mapping[str, Balance]],
+                          in_flight: set[tuple[str, str]],
+                          now_s: float) -> Sequence[PlannedTransfer]:  # fmt: skip
+        return [PlannedTransfer(asset="ZUSD", amount=Decimal(n), source="master", target=t,
+                                reason="band_low") for n, t in ((10, "sub1"), (20, "sub2"))]  # fmt: skip
+
+    rebalancer = Rebalancer(CONFIG, read_balances=venue.read, planner=two_top_ups,
+                            executor=executor, journal=Journal(venue), clock=clock,
+                            registry=Registry())  # fmt: skip
+    report = await rebalancer.cycle("period")
+    assert [p.target for p, _ in executor.executed] == ["sub1"]  # the hub's ZUSD is busy now
+    assert [p.target for p in report.deferred] == ["sub2"]
+    assert [r.state for r in report.records] == ["pending"]
