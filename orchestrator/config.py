@@ -217,6 +217,11 @@ class LimitsConfig(Section, frozen=True):
 class OperatorConfig(Section, frozen=True):
     name: Annotated[Name, doc("Operator name, recorded in the audit stream.")]
     secret: Annotated[SecretRef, doc("Reference to the operator's command-signing secret.")]
+    role: Annotated[
+        Literal["viewer", "trader", "admin"],
+        doc("What the operator may send: viewer (reads), trader (strategies, cancels), admin "
+            "(halt, targets, limit shares)."),
+    ] = "viewer"
 
 
 class ControlConfig(Section, frozen=True):

@@ -1,0 +1,1 @@
+"""Operator control over Redis: signed commands with roles (commands.py, auth.py)."""
