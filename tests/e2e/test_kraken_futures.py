@@ -18,6 +18,7 @@ import pytest
 from orchestrator.clock import ManualClock
 from orchestrator.config import LimitsConfig
 from orchestrator.errors import (
+    AmbiguousOutcome,
     AuthError,
     InsufficientFunds,
     InvalidNonce,
@@ -362,22 +363,23 @@ async def test_a_transfer_whose_reply_fails_after_execution_executes_once(
     assert wallet(sim, "beta", "flex") == {"ZUSD": Decimal("250.0001")}
 
 
-async def test_a_transfer_refused_before_the_venue_acted_is_sent_again(
+async def test_a_transfer_whose_outcome_is_unknown_is_never_sent_again(
     session: aiohttp.ClientSession, sim: RunningSimulator
 ) -> None:
-    """`Unavailable` on a transfer is ambiguous to the client; the log shows nothing new, so the
-    treasury sends it once more, and it executes once."""
+    """`Unavailable` on a transfer is ambiguous to the client, and the log showing nothing new
+    is no proof (it may lag a transfer still being processed): the treasury raises
+    `AmbiguousOutcome` after one send, and whoever journalled the move settles it later."""
     sim.venue.settings.faults.unavailable_next = 1
     master = client(session, sim)
     alpha = client(session, sim, "alpha")
     treasury = FuturesTreasury(master, clock_of(sim), {"alpha": alpha}, confirm_delay_s=0.0)
-    await drive(sim, treasury.transfer_subaccount(
-        from_user="alpha", to_user="master", from_account="flex", to_account="cash",
-        unit="usd", amount=Decimal(40),
-    ))  # fmt: skip
-    assert sim.venue.request_counts["futures:transfer/subaccount"] == 2
-    assert wallet(sim, "alpha", "flex") == {"ZUSD": Decimal(60)}
-    assert wallet(sim, "master", "cash") == {"ZUSD": Decimal(40)}
+    with pytest.raises(AmbiguousOutcome, match="no transfer in the log yet"):
+        await drive(sim, treasury.transfer_subaccount(
+            from_user="alpha", to_user="master", from_account="flex", to_account="cash",
+            unit="usd", amount=Decimal(40),
+        ))  # fmt: skip
+    assert sim.venue.request_counts["futures:transfer/subaccount"] == 1
+    assert wallet(sim, "alpha", "flex") == {"ZUSD": Decimal(100)}  # nothing moved, nothing twice
 
 
 # --- a flex wallet's margin, driven for the rebalancer -------------------------------------------

@@ -157,8 +157,10 @@ class FuturesTreasury:
 async def _find(
     what: str, witness: KrakenFutures, after_id: int, legs: list[Leg]
 ) -> Literal[True] | None:
-    """True when the witness log shows one of `legs` above `after_id`; None when it shows no
-    transfer there at all; `AmbiguousOutcome` when it shows only transfers that are not ours."""
+    """True when the witness log shows one of `legs` above `after_id`; else `AmbiguousOutcome`:
+    other transfers only, or none at all. No entry is not proof that nothing happened (the log
+    may lag a transfer still being processed), so the call is never sent again on it: whoever
+    journalled the move settles it later from the log (the rebalancer's executor)."""
     strangers: list[int] = []
     from_id = after_id + 1
     for _ in range(_MAX_PAGES):
@@ -178,4 +180,4 @@ async def _find(
         raise AmbiguousOutcome(
             f"{what}: the log shows other transfers since ({strangers}), not this one; cannot tell"
         )
-    return None
+    raise AmbiguousOutcome(f"{what}: no transfer in the log yet: not executed, or not logged yet")
