@@ -219,8 +219,10 @@ class OperatorConfig(Section, frozen=True):
     secret: Annotated[SecretRef, doc("Reference to the operator's command-signing secret.")]
     role: Annotated[
         Literal["viewer", "trader", "admin"],
-        doc("What the operator may send: viewer (reads), trader (strategies, cancels), admin "
-            "(halt, targets, limit shares)."),
+        doc(
+            "What the operator may send: viewer (reads), trader (strategies, cancels), admin "
+            "(halt, targets, limit shares)."
+        ),
     ] = "viewer"
 
 

@@ -146,8 +146,25 @@ class TransferExecutor:
                 return await self._move(record, "failed", error=f"not executed: {exc}")
             log.info("rebalancer.answered", id=record.id, state=state, venue_id=venue_id,
                      approval_request_id=approval)  # fmt: skip
-            return await self._move(record, state, venue_id=venue_id,
-                                    approval_request_id=approval)  # fmt: skip
+            record = await self._move(record, state, venue_id=venue_id,
+                                      approval_request_id=approval)  # fmt: skip
+            if record.state == "pending" and planned.kind == "transfer":
+                record = await self._see_set_aside(record)
+            return record
+
+    async def _see_set_aside(self, record: TransferRecord) -> TransferRecord:
+        """Whether the venue shows a pending transfer's amount set aside: the one sign that
+        lets its later release without a ledger entry be read as a failure."""
+        try:
+            verdict, _, _ = await self._probe_transfer(record)
+        except _CANNOT_ASK as exc:
+            log.warning("rebalancer.set_aside_unknown", id=record.id, error=str(exc))
+            return record
+        if verdict == "pending":
+            return await self._move(record, "pending", seen_set_aside=True)
+        if verdict == "complete":
+            return await self._move(record, "complete", error=None)
+        return record
 
     def _refusal(self, planned: PlannedTransfer, busy: set[tuple[str, str]]) -> str | None:
         ends = {(planned.source, planned.asset), (planned.target, planned.asset)}
@@ -222,9 +239,20 @@ class TransferExecutor:
             return await self._move(record, "complete", venue_id=venue_id, error=None)
         if verdict == "failed":
             return await self._move(record, "failed", venue_id=venue_id, error=note)
+        transfer = record.planned.kind == "transfer"
         if verdict in ("pending", "awaiting_approval") and record.state == "sent":
-            return await self._move(record, verdict, venue_id=venue_id, error=None)
-        if verdict == "absent" and record.state == "pending" and record.planned.kind == "transfer":
+            return await self._move(record, verdict, venue_id=venue_id, error=None,
+                                    seen_set_aside=transfer and verdict == "pending")  # fmt: skip
+        if verdict == "pending" and transfer and not record.seen_set_aside:
+            return await self._move(record, "pending", seen_set_aside=True)
+        if verdict == "absent" and record.state == "pending" and transfer:
+            if not record.seen_set_aside:  # no sign either way: only its entry settles it
+                note = (
+                    "pending at the venue: not in the ledger yet, and the venue never showed "
+                    "it set aside; its ledger entry (or an operator) settles it"
+                )
+                return record if record.error == note else await self._move(
+                    record, "pending", error=note)  # fmt: skip
             return await self._move(record, "failed", error="failed at the venue: neither in "
                                     "the ledger nor set aside any more")  # fmt: skip
         if verdict == "absent" and record.state == "sent":

@@ -23,8 +23,11 @@ dead one left. **Decision**, when "not executed" is concluded:
   (no entry, nothing set aside) it is failed, "not executed", only `settle_after_s` (60 s, above
   any request timeout) after `sent`: a request still on its way could execute after a verdict;
 - `pending` transfer: complete when its entry appears; failed ("failed at the venue") once it is
-  neither in the ledger nor set aside; `pending` / `awaiting_approval` withdrawal: WithdrawStatus
-  until Success or Failure;
+  neither in the ledger nor set aside, but only if it was seen set aside before (Kraken lists
+  pending transfers nowhere: a venue that does not show the amount set aside gives no sign of a
+  failure, and the move then stays pending until its entry appears or an operator settles it;
+  a transfer the venue answered `pending` is probed once at once for that sign);
+- `pending` / `awaiting_approval` withdrawal: WithdrawStatus until Success or Failure;
 - what the venue cannot tell apart (two candidates, more new entries than a page, a ledger that
   kept moving while read) stays open, and nothing is sent for that account and asset until an
   operator settles it. Two ledger reads around the balance read must agree, so a move completing
@@ -89,6 +92,9 @@ class TransferRecord(msgspec.Struct, frozen=True, kw_only=True):
     ledger_mark_s: float | None = None
     known_withdrawals: tuple[str, ...] = ()
     log_mark: int | None = None
+    # The venue was seen holding a pending transfer's amount aside: only then may the amount's
+    # release without a ledger entry be read as the transfer having failed.
+    seen_set_aside: bool = False
 
     @property
     def is_final(self) -> bool:

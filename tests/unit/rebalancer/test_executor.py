@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any, cast
 
 import msgspec
 import pytest
 
+from orchestrator.exchange.protocol import AccountReader, Balance
 from orchestrator.rebalancer.transfers import TransferRecord, tier_withdrawal_limit_usd, utc_day
 from tests.unit.rebalancer.desk import FUNDS, SETTLE_AFTER_S, SUB_FUNDS, Desk, move, open_desk
 
@@ -88,6 +90,44 @@ async def test_pending_then_failed(desk: Desk) -> None:
     assert await desk.journal().moved_today("ZUSD", record.day) == 0  # not counted any more
     desk.sim.venue.funding.settings.transfer_mode = "complete"
     assert (await executor.execute(move("60"), "band")).state == "complete"  # planned again
+
+
+class HidesSetAside:
+    """A reader of a venue that does not show a pending transfer's amount set aside (its
+    balance counts it still): Kraken lists pending transfers nowhere, so it may be this one."""
+
+    def __init__(self, desk: Desk, account: str) -> None:
+        self.inner = desk.readers[account]
+        self.account = desk.sim.venue.domain.accounts[account]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def balances(self) -> dict[str, Balance]:
+        out = dict(await self.inner.balances())
+        for asset, amount in self.account.pending_out.items():
+            if asset in out:
+                b = out[asset]
+                out[asset] = Balance(asset=asset, total=b.total + amount, held=b.held)
+        return out
+
+
+async def test_a_pending_transfer_never_seen_set_aside_is_never_read_as_failed(desk: Desk) -> None:
+    """Without a sign of the pending amount, its absence from the ledger says nothing: the move
+    stays pending (nothing planned again for it), and its ledger entry completes it later."""
+    desk.sim.venue.funding.settings.transfer_mode = "pending"
+    readers = dict(desk.readers) | {"master": cast(AccountReader, HidesSetAside(desk, "master"))}
+    executor = desk.executor(readers=readers)
+    record = await executor.execute(move("60"), "band")
+    assert (record.state, record.seen_set_aside) == ("pending", False)
+    [still] = await executor.reconcile()  # not in the ledger, no sign set aside
+    assert still.state == "pending"
+    assert "its ledger entry (or an operator) settles it" in (still.error or "")
+    assert ("master", "ZUSD") in await desk.journal().in_flight()  # nothing sent again for it
+    await desk.later(desk.sim.venue.funding.settings.transfer_delay_s)
+    [done] = await executor.reconcile()
+    assert done.state == "complete"
+    assert desk.balance("s0", "ZUSD") == SUB_FUNDS["ZUSD"] + 60
 
 
 async def test_a_pending_transfer_whose_reply_was_lost_is_found_set_aside(desk: Desk) -> None:
