@@ -8,18 +8,16 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-import aiohttp
 import pytest
 
 from orchestrator.clock import ManualClock
 from orchestrator.config import load_config
 from orchestrator.simulator import futures_payloads as fp
-from orchestrator.simulator.app import open_simulator
 from orchestrator.simulator.futures_accounts import NO_RISK, FlexRisk, margin_level
 from orchestrator.simulator.settings import AccountSeed, SimSettings, settings_from_config
 from orchestrator.simulator.venue import build_venue
 
-from .test_futures_rest import Futures, flex, uid
+from .test_futures_rest import Futures, flex, open_futures, uid
 from .test_futures_rest import settings as futures_settings
 from .test_settings_from_config import ROOT
 
@@ -28,11 +26,8 @@ THRESHOLD_PCT = Decimal(200)
 
 @pytest.fixture
 async def futures() -> AsyncIterator[Futures]:
-    async with (
-        open_simulator(futures_settings(), clock=ManualClock()) as sim,
-        aiohttp.ClientSession() as session,
-    ):
-        yield Futures(session, sim)
+    async with open_futures() as desk:
+        yield desk
 
 
 async def admin(futures: Futures, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -134,14 +135,21 @@ class Futures:
         return (await self.send("POST", "/transfer/subaccount", as_=as_, body=body))[1]
 
 
-@pytest.fixture
-async def futures() -> AsyncIterator[Futures]:
+@contextlib.asynccontextmanager
+async def open_futures() -> AsyncIterator[Futures]:
+    """The futures domain (`settings()`) on a manual clock, and a client session to it."""
     async with (
         open_simulator(settings(), clock=ManualClock()) as sim,
         aiohttp.ClientSession() as session,
     ):
-        sim.venue.domain.accounts["alpha"].email = "alpha@example.com"
         yield Futures(session, sim)
+
+
+@pytest.fixture
+async def futures() -> AsyncIterator[Futures]:
+    async with open_futures() as desk:
+        desk.sim.venue.domain.accounts["alpha"].email = "alpha@example.com"
+        yield desk
 
 
 def wallet_totals(venue: Venue) -> dict[str, Decimal]:

@@ -13,15 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from orchestrator.clock import ManualClock
-from orchestrator.simulator.app import RunningSimulator, open_simulator
+from orchestrator.simulator.app import RunningSimulator
 from orchestrator.simulator.auth import futures_authent
 from orchestrator.simulator.events import rfc3339
 from orchestrator.simulator.futures_history import ACCOUNT_LOG_PATH
 
 from .conftest import SimClient
-from .test_futures_rest import SECRET, Futures
-from .test_futures_rest import settings as futures_settings
+from .test_futures_rest import SECRET, Futures, open_futures
 
 ORDER = {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "volume": "0.01",
          "price": "50000.0"}  # fmt: skip
@@ -173,11 +171,8 @@ async def test_ws_deadlines_allow_half_a_second(
 # --- the futures account log ---------------------------------------------------------------------
 @pytest.fixture
 async def futures() -> AsyncIterator[Futures]:
-    async with (
-        open_simulator(futures_settings(), clock=ManualClock()) as sim,
-        aiohttp.ClientSession() as session,
-    ):
-        yield Futures(session, sim)
+    async with open_futures() as desk:
+        yield desk
 
 
 async def account_log(futures: Futures, query: str = "", as_: str = "master") -> Any:

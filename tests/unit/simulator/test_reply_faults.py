@@ -25,8 +25,7 @@ from orchestrator.simulator.reply_faults import HTML_502, choose
 from orchestrator.simulator.settings import FaultSettings, SimSettings
 
 from .conftest import SimClient
-from .test_futures_rest import Futures, flex
-from .test_futures_rest import settings as futures_settings
+from .test_futures_rest import Futures, flex, open_futures
 
 ORDER = {"pair": "XBTUSD", "type": "buy", "ordertype": "limit", "volume": "0.01",
          "price": "50000.0"}  # fmt: skip
@@ -236,11 +235,8 @@ async def test_every_acting_call_is_carried_out_once_whatever_the_reply(
 # --- futures REST --------------------------------------------------------------------------------
 @pytest.fixture
 async def futures() -> AsyncIterator[Futures]:
-    async with (
-        open_simulator(futures_settings(), clock=ManualClock()) as sim,
-        aiohttp.ClientSession() as session,
-    ):
-        yield Futures(session, sim)
+    async with open_futures() as desk:
+        yield desk
 
 
 SUB_TRANSFER_PATH = "/derivatives/api/v3/transfer/subaccount"
