@@ -113,8 +113,9 @@ class CyclePlanner:
                                       decimals=self.decimals)  # fmt: skip
         # What the hub sends this cycle is gone from it; what it receives may not be there yet.
         after = portfolio.moved(p for p in plan if p.source == self.hub)
-        plan += await self._withdrawals(after, in_flight, day)
-        plan += await self._top_ups(in_flight)
+        prices = usd_prices(self.domain.instruments, self.books)  # one read of the hub a cycle
+        plan += await self._withdrawals(after, in_flight, day, prices)
+        plan += await self._top_ups(in_flight, prices)
         return plan
 
     async def _ramp_elapsed(self, now_s: float) -> dict[tuple[str, str], float]:
@@ -131,8 +132,9 @@ class CyclePlanner:
                 for t in bands}  # fmt: skip
 
     async def _withdrawals(
-        self, portfolio: Portfolio, in_flight: set[tuple[str, str]], day: str
-    ) -> list[PlannedTransfer]:
+        self, portfolio: Portfolio, in_flight: set[tuple[str, str]], day: str,
+        prices: Mapping[str, Decimal],
+    ) -> list[PlannedTransfer]:  # fmt: skip
         rules = self.config.rebalancer.withdrawals
         if not rules:
             return []
@@ -140,7 +142,7 @@ class CyclePlanner:
             return plan_withdrawals(
                 portfolio, rules, source=self.hub,
                 withdrawn_today=await self.journal.withdrawn_today(day),
-                usd_prices=usd_prices(self.domain.instruments, self.books),
+                usd_prices=prices,
                 tier_limit_usd=tier_withdrawal_limit_usd(self.config.venue.tier),
                 in_flight=in_flight, decimals=self.decimals,
             )  # fmt: skip
@@ -148,7 +150,9 @@ class CyclePlanner:
             log.warning("rebalancer.withdrawals_skipped", reason=str(exc))
             return []
 
-    async def _top_ups(self, in_flight: set[tuple[str, str]]) -> list[PlannedTransfer]:
+    async def _top_ups(
+        self, in_flight: set[tuple[str, str]], prices: Mapping[str, Decimal]
+    ) -> list[PlannedTransfer]:
         rules = self.config.rebalancer.margin
         if not rules:
             return []
@@ -167,8 +171,7 @@ class CyclePlanner:
                 wallets[rule.account] = flex
         try:
             return plan_top_ups(wallets, rules, source=self.hub,
-                                usd_prices=usd_prices(self.domain.instruments, self.books),
-                                in_flight=in_flight)  # fmt: skip
+                                usd_prices=prices, in_flight=in_flight)  # fmt: skip
         except MissingPrice as exc:
             log.warning("rebalancer.top_ups_skipped", reason=str(exc))
             return []
