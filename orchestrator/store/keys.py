@@ -24,13 +24,14 @@ def _part(value: str, what: str) -> str:
 class Keys:
     """Key names for one namespace."""
 
-    __slots__ = ("domain_tag", "namespace")
+    __slots__ = ("control_tag", "domain_tag", "namespace")
 
     def __init__(self, namespace: str) -> None:
         if not _NAMESPACE.match(namespace):
             raise ValueError(f"namespace {namespace!r} must match {_NAMESPACE.pattern}")
         self.namespace: Final = namespace
         self.domain_tag: Final = f"{{{namespace}:domain}}"
+        self.control_tag: Final = f"{{{namespace}:ctl}}"
 
     # --- rate limiter: all in one hash slot ---------------------------------------------------
     def limiter_scope(self, scope: str) -> str:
@@ -104,18 +105,44 @@ class Keys:
     def _rebalancer_tag(self) -> str:
         return f"{{{self.namespace}:rebalancer}}"
 
-    # --- operator control ---------------------------------------------------------------------
+    # --- operator control: one hash slot (the handling scripts touch several at once) --------
     def commands(self) -> str:
-        """Stream of operator commands, read by a consumer group."""
-        return f"{self.namespace}:ctl:commands"
+        """Stream of signed operator commands, read by the services' consumer group."""
+        return f"{self.control_tag}:commands"
 
-    def replies(self, command_id: str) -> str:
-        """Stream holding the reply to one command (expires)."""
-        return f"{self.namespace}:ctl:reply:{_part(command_id, 'command id')}"
+    def inbox(self, process: str) -> str:
+        """Stream of commands routed to one service process (it runs what they name)."""
+        return f"{self.control_tag}:inbox:{_part(process, 'process')}"
+
+    def command_record(self, command_id: str) -> str:
+        """Hash of what became of one command id (taken, routed, done): exactly-once handling
+        and the refusal of replays; expires."""
+        return f"{self.control_tag}:cmd:{_part(command_id, 'command id')}"
+
+    def reply(self, entry_id: str) -> str:
+        """List holding the reply to one stream entry (its sender pops it); expires."""
+        return f"{self.control_tag}:reply:{_part(entry_id, 'entry id')}"
+
+    def acks(self, entry_id: str) -> str:
+        """List of the processes' answers to one command broadcast to all of them; expires."""
+        return f"{self.control_tag}:ack:{_part(entry_id, 'entry id')}"
 
     def audit(self) -> str:
-        """Stream of every command, transfer and operator-visible decision."""
-        return f"{self.namespace}:audit"
+        """Capped stream of every command and its outcome, halts, strategy failures, transfers."""
+        return f"{self.control_tag}:audit"
+
+    def processes(self) -> str:
+        """Hash process -> its heartbeat (JSON: strategies, accounts, rebalancer, time)."""
+        return f"{self.control_tag}:procs"
+
+    def trading_state(self) -> str:
+        """Hash {state, reason, operator, since_s}: the domain's trading state (HALTED by the
+        kill switch), read by every process at start and kept in step while it runs."""
+        return f"{self.control_tag}:trading"
+
+    def limit_shares(self) -> str:
+        """Hash strategy -> weight set by `set_limit_shares`, over the configured weights."""
+        return f"{self.control_tag}:shares"
 
     # --- placement ----------------------------------------------------------------------------
     def lease(self, strategy: str) -> str:

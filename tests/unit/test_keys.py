@@ -15,9 +15,9 @@ def hash_tag(key: str) -> str:
 def test_every_key_is_namespaced() -> None:
     a, b = Keys("desk-a"), Keys("desk-b")
     names_a = [a.limiter_scope("domain:XBT/USD"), a.nonce("k1"), a.commands(), a.audit(), a.rebalancer_transfers(),
-               a.lease("mm"), a.limiter_cooldown("domain:XBT/USD"), a.replies("c1")]  # fmt: skip
+               a.lease("mm"), a.limiter_cooldown("domain:XBT/USD"), a.reply("1-0")]  # fmt: skip
     names_b = [b.limiter_scope("domain:XBT/USD"), b.nonce("k1"), b.commands(), b.audit(), b.rebalancer_transfers(),
-               b.lease("mm"), b.limiter_cooldown("domain:XBT/USD"), b.replies("c1")]  # fmt: skip
+               b.lease("mm"), b.limiter_cooldown("domain:XBT/USD"), b.reply("1-0")]  # fmt: skip
     assert not set(names_a) & set(names_b)
     assert all("desk-a" in name for name in names_a)
     assert len(set(names_a)) == len(names_a)
