@@ -237,9 +237,35 @@ class ControlConfig(Section, frozen=True):
     operators: Annotated[
         list[OperatorConfig], doc("Who may send commands; none means commands are refused.")
     ] = []
+    max_pending_s: Annotated[
+        float,
+        doc("A command that waited this long in the stream (the service was down) is refused "
+            "instead of run late.", gt=0),
+    ] = 3600.0
+    claim_idle_s: Annotated[
+        float, doc("A command another process took and left unanswered this long is claimed.",
+                   gt=0),
+    ] = 5.0
+    reply_ttl_s: Annotated[float, doc("How long a reply waits for its sender.", gt=0)] = 300.0
+    broadcast_timeout_s: Annotated[
+        float, doc("How long a command for every process (halt, ...) waits for the others.",
+                   gt=0),
+    ] = 2.0
+    audit_max_len: Annotated[int, doc("Entries kept in the audit stream.", ge=100)] = 100_000
+    audit_file: Annotated[
+        str | None, doc("Also append every audit entry to this JSON-lines file.")
+    ] = None
+
+
+InstanceName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
 class ServiceConfig(Section, frozen=True):
+    instance: Annotated[
+        InstanceName | None,
+        doc("This process's name among the service's processes (its consumer name for "
+            "commands; keep it stable across restarts); default the host name."),
+    ] = None
     shutdown_timeout_s: Annotated[
         float, doc("SIGTERM/SIGINT: the most time a clean shutdown may take.", gt=0)
     ] = 10.0

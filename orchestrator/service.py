@@ -22,7 +22,7 @@ import contextlib
 import gc
 import sys
 from asyncio import FIRST_COMPLETED
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from orchestrator.clock import Clock, RealClock
 from orchestrator.config import Config
-from orchestrator.errors import ConfigError, StrategyError
+from orchestrator.control.plane import ControlPlane, process_name
 from orchestrator.exchange.kraken.account import KrakenDomain, open_kraken
 from orchestrator.feeds.hub import MarketHub
 from orchestrator.logs import get_logger
@@ -42,11 +42,12 @@ from orchestrator.runtime.screen import StatusReporter, is_terminal
 from orchestrator.runtime.signals import install_stop_signals, run_until_stopped
 from orchestrator.runtime.supervisor import RestartPolicy, Supervisor
 from orchestrator.runtime.unit import SharedParts, StrategyUnit
+from orchestrator.runtime.units import UnitRunner
 from orchestrator.runtime.venue import VenueSetup, open_venue
+from orchestrator.secrets import Secret, resolve_operator_secrets
 from orchestrator.service_events import ServiceEvents
 from orchestrator.store.connection import open_redis
 from orchestrator.store.keys import Keys
-from orchestrator.strategy_loader import load_strategy
 from orchestrator.workers.deps import TradingStateHolder
 from orchestrator.workers.turns import Turns
 
@@ -72,6 +73,7 @@ class Service:
     started_s: float = 0.0  # the clock's monotonic time at start
     loop_lag: LoopLagMonitor | None = None  # set while the service runs
     rebalancer: Rebalancer | None = None  # when `rebalancer.enabled`
+    process: str = "orchestrator"  # this process's name among the service's (control plane)
 
     def live_available(self, account: str, asset: str) -> Decimal | None:
         """What the strategy trading from `account` sees available of `asset` now (its
@@ -126,7 +128,8 @@ async def run_service(
             )  # one verdict on Redis
             service = Service(config=config, venue=venue, domain=domain, hub=hub,
                               registry=registry, trading_state=TradingStateHolder(),
-                              started_s=clock.monotonic())  # fmt: skip
+                              started_s=clock.monotonic(),
+                              process=process_name(config.service.instance))  # fmt: skip
             health = domain.limiter.health
             shared = SharedParts(redis=redis, keys=keys, market=hub, clock=clock,
                                  registry=registry, events=events,
@@ -137,10 +140,11 @@ async def run_service(
             policy = RestartPolicy(budget=config.service.restart_budget,
                                    window_s=config.service.restart_window_s)  # fmt: skip
             supervisor = Supervisor(clock, registry, policy)
+            units = UnitRunner(service, shared=shared, supervisor=supervisor, events=events)
             return await _serve(
                 service,
-                shared=shared,
-                supervisor=supervisor,
+                units=units,
+                secrets=resolve_operator_secrets(config, base_dir=base_dir),
                 events=events,
                 stop=stop,
                 force=force,
@@ -155,8 +159,8 @@ async def run_service(
 async def _serve(
     service: Service,
     *,
-    shared: SharedParts,
-    supervisor: Supervisor,
+    units: UnitRunner,
+    secrets: Mapping[str, Secret],
     events: ServiceEvents,
     stop: asyncio.Event,
     force: asyncio.Event,
@@ -164,27 +168,35 @@ async def _serve(
     on_ready: Callable[[Service], None] | None,
     screen: bool,
 ) -> int:
+    shared, supervisor = units.shared, units.supervisor
     config, clock = service.config, shared.clock
-    await _load_units(service, shared=shared, supervisor=supervisor, events=events)
-    clean = True
+    await units.load_all()
+    control = ControlPlane(service, units, secrets=secrets) if config.control.enabled else None
+    if control is not None:
+        await control.start()  # a halted desk starts halted, before any strategy runs
     async with asyncio.TaskGroup() as tg:
 
         async def gave_up(component: str, error: BaseException) -> None:
             await events.publish("component_failed", component=component, error=str(error))
 
         tg.create_task(supervisor.supervise("market_hub", service.hub.run, on_gave_up=gave_up))
-        units = [
-            tg.create_task(unit.run_contained(), name=name) for name, unit in service.units.items()
-        ]
+        units.start_all(tg)
+        components: list[asyncio.Task[None]] = []
         if config.rebalancer.enabled:
             service.rebalancer = open_rebalancer(
                 config, service.domain, redis=shared.redis, keys=shared.keys, clock=clock,
                 registry=service.registry, events=events, books=service.hub,
                 live=service.live_available,
             )  # fmt: skip
-            units.append(tg.create_task(
+            components.append(tg.create_task(
                 supervisor.supervise("rebalancer", service.rebalancer.run, on_gave_up=gave_up)
             ))  # fmt: skip
+            if service.trading_state.state == "HALTED":
+                service.rebalancer.paused = True
+        listener = None
+        if control is not None:
+            listener = tg.create_task(supervisor.supervise("control", control.run,
+                                                           on_gave_up=gave_up))  # fmt: skip
         status = StatusReporter(service, clock, redis=shared.redis, keys=shared.keys,
                                 interval_s=config.service.status_interval_s,
                                 out=sys.stdout, screen=screen)  # fmt: skip
@@ -200,20 +212,10 @@ async def _serve(
             on_ready(service)
         reason = await run_until_stopped(stop, duration_s=duration_s, clock=clock)
         log.info("service.stopping", reason=reason)
-        for unit in service.units.values():
-            unit.stop()
-        if service.rebalancer is not None:
-            service.rebalancer.stop()  # after the cycle under way
-        try:
-            async with clock.timeout(config.service.shutdown_timeout_s):
-                await _units_or_force(units, force)
-            clean = not force.is_set()  # a forced stop is not a clean one
-        except TimeoutError:
-            clean = False
-        if not clean:
-            log.error("service.shutdown_timeout", timeout_s=config.service.shutdown_timeout_s)
-            for task in units:
-                task.cancel()
+        if listener is not None and control is not None:
+            listener.cancel()  # no command starts anything while the service stops
+            await control.close()
+        clean = await _stop_all(service, units.tasks_list() + components, force, clock)
         reporter.cancel()
         lag_sampler.cancel()
         await service.hub.close()
@@ -225,37 +227,28 @@ async def _serve(
     return EXIT_OK if clean and left == 0 else EXIT_UNCLEAN
 
 
-async def _load_units(
-    service: Service, *, shared: SharedParts, supervisor: Supervisor, events: ServiceEvents
-) -> None:
-    """A unit per enabled strategy that loads; the others reported, naming the field."""
-    config = service.config
-    for index, strategy in enumerate(config.strategies):
-        try:
-            loaded = load_strategy(strategy, index=index)  # a disabled one is checked too
-            _check_pairs(service, index)
-            if not strategy.enabled:
-                service.disabled.append(strategy.name)
-                continue
-            service.units[strategy.name] = StrategyUnit(
-                config, strategy, loaded.cls, loaded.params, domain=service.domain,
-                shared=shared, supervisor=supervisor,
-            )  # fmt: skip
-        except (ConfigError, StrategyError) as exc:
-            service.not_started[strategy.name] = str(exc)
-        else:
-            continue
-        why = service.not_started[strategy.name]
-        log.error("strategy.not_started", strategy=strategy.name, error=why)
-        await events.publish("strategy_not_started", strategy=strategy.name, error=why)
-
-
-def _check_pairs(service: Service, index: int) -> None:
-    strategy = service.config.strategies[index]
-    for i, pair in enumerate(strategy.pairs):
-        if pair not in service.domain.instruments:
-            raise ConfigError(f"strategies[{index}].pairs[{i}]",
-                              f"the venue lists no pair {pair!r}")  # fmt: skip
+async def _stop_all(
+    service: Service, stopping: list[asyncio.Task[None]], force: asyncio.Event, clock: Clock
+) -> bool:
+    """Every strategy and component asked to stop and waited for, within the shutdown bound;
+    True when all stopped in time without a second signal."""
+    for unit in service.units.values():
+        unit.stop()
+    if service.rebalancer is not None:
+        service.rebalancer.stop()  # after the cycle under way
+    timeout_s = service.config.service.shutdown_timeout_s
+    clean = False
+    try:
+        async with clock.timeout(timeout_s):
+            await _units_or_force(stopping, force)
+        clean = not force.is_set()  # a forced stop is not a clean one
+    except TimeoutError:
+        pass
+    if not clean:
+        log.error("service.shutdown_timeout", timeout_s=timeout_s)
+        for task in stopping:
+            task.cancel()
+    return clean
 
 
 async def _units_or_force(units: list[asyncio.Task[None]], force: asyncio.Event) -> None:

@@ -140,6 +140,15 @@ class Limiter:
         cap = total / limits.domain_multiplier
         return {name: min(weight, cap) for name, weight in weights.items()}
 
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Replace the fair-share weights (an operator's `set_limit_shares`), from the next
+        permit on; every weight must be > 0."""
+        if any(not weight > 0 for weight in weights.values()):
+            raise ValueError(f"every weight must be > 0, got {dict(weights)}")
+        self.total_weight = sum(weights.values())
+        self.weights = self.effective_weights(weights, self.limits)
+        self._total_weight_arg = repr(self.total_weight)
+
     @property
     def retry_after_s(self) -> float:
         """How long Redis is skipped after it failed (the shared verdict's setting)."""

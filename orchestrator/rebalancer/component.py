@@ -26,8 +26,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+import msgspec
+
 from orchestrator.clock import Clock
-from orchestrator.config import Config
+from orchestrator.config import Config, RebalanceTarget
+from orchestrator.config_rules import check_relations
 from orchestrator.errors import OrchestratorError
 from orchestrator.exchange.protocol import Balance
 from orchestrator.logs import get_logger
@@ -86,6 +89,7 @@ class Rebalancer:
         asked every `watch_every_s` between cycles for reasons to run one now (a balance the
         strategies' own feeds saw leave its band: wiring.BandWatch), costing no venue call."""
         self.config = config
+        self.config_listeners: list[Callable[[Config], None]] = []  # told of set_targets
         self.accounts = [a.name for a in config.accounts]
         self.interval_s = config.rebalancer.interval_s
         self._read_balances = read_balances
@@ -110,6 +114,21 @@ class Rebalancer:
         """Run a cycle now (a strategy's request, an operator's command)."""
         self._triggers.append(trigger)
         self._wake.set()
+
+    def set_targets(self, targets: Sequence[RebalanceTarget]) -> None:
+        """An operator's `set_targets`: each band given replaces the configured one of its
+        account and asset (or is added), from the next cycle on. Checked whole against the
+        config's rules first (`ConfigError` naming the band); nothing changes when refused."""
+        given = {(t.account, t.asset): t for t in targets}
+        kept = [t for t in self.config.rebalancer.targets if (t.account, t.asset) not in given]
+        bands = kept + list(given.values())
+        section = msgspec.structs.replace(self.config.rebalancer, targets=bands)
+        config = msgspec.structs.replace(self.config, rebalancer=section)
+        check_relations(config, source="set_targets")
+        self.config = config
+        for listener in self.config_listeners:
+            listener(config)
+        log.info("rebalancer.targets_set", bands=len(given))
 
     def stop(self) -> None:
         """Stop after the cycle under way (a move is never cut between its call and its

@@ -98,6 +98,10 @@ class CyclePlanner:
         self.decimals = asset_decimals(domain.instruments)
         self.bands: list[Band] = []  # as resolved by the last cycle (BandWatch reads them)
 
+    def use_config(self, config: Config) -> None:
+        """Plan with new targets (an operator's `set_targets`) from the next cycle on."""
+        self.config = config
+
     async def __call__(
         self, balances: Mapping[str, Mapping[str, Balance]], in_flight: set[tuple[str, str]],
         now_s: float,
@@ -245,6 +249,7 @@ def open_rebalancer(
         rebalancer.request(f"request:{fields.get('strategy', '?')}:{fields.get('asset', '?')}")
 
     events.listen("rebalance_requested", requested)
+    rebalancer.config_listeners.append(planner.use_config)
     return rebalancer
 
 

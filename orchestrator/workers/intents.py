@@ -171,6 +171,7 @@ class IntentChecker:
         return RiskState(
             trading_state=worker.trading_state.state,
             paused=worker.state == "paused",
+            pause_reason=worker.pause_reason,
             book_whole=book is not None,
             mid=None if book is None else book.mid,
             open_orders=count,

@@ -134,6 +134,10 @@ class OrderManager:
         """Send no new order from now on (queued places are refused; cancels still go)."""
         self._closing = True
 
+    def reopen(self) -> None:
+        """Send new orders again (trading resumed after a halt closed the manager)."""
+        self._closing = False
+
     def is_closing(self) -> bool:
         return self._closing
 

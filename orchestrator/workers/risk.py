@@ -62,7 +62,7 @@ class RiskState:
     """What the checks read; the worker builds it from its live state for each intent."""
 
     trading_state: TradingState
-    paused: bool  # the strategy is paused (daily loss breached)
+    paused: bool  # the strategy is paused (daily loss breached, or an operator paused it)
     book_whole: bool  # the pair's book is whole (a stale book refuses orders)
     mid: Decimal | None
     open_orders: int  # the strategy's open + pending orders (all pairs)
@@ -73,6 +73,7 @@ class RiskState:
     # Today's (UTC) PnL, realized + unrealized, net of fees; None when no `max_daily_loss` is
     # set (nothing reads it then, and it costs a mark of every pair to compute).
     daily_pnl: Decimal | None
+    pause_reason: str = "daily loss limit"
 
 
 def check_place(limits: RiskConfig, intent: PlaceIntent, state: RiskState) -> str | None:
@@ -171,7 +172,7 @@ def _check(
     if state.trading_state == "HALTED":
         return "trading_state: HALTED, only cancels are allowed"
     if state.paused:
-        return "paused: the strategy is paused (daily loss limit); only cancels are allowed"
+        return f"paused: the strategy is paused ({state.pause_reason}); only cancels are allowed"
     reason = _daily_loss(limits, state) or _shape(intent) or _numbers(intent)
     if reason:
         return reason

@@ -102,6 +102,7 @@ class StrategyWorker:
         self.pairs: tuple[str, ...] = tuple(self._instruments)
         self.state: WorkerState = "starting"
         self.failure: str | None = None
+        self.pause_reason = "daily loss limit"
         self.failed_s: float | None = None
         self.fill_count = 0
         self._tally = FillTally()  # what each order's fills told, to find what they did not
@@ -440,11 +441,49 @@ class StrategyWorker:
         if self.state != "running" or self.config.risk.max_daily_loss is None:
             return
         if self._daily.breached(self.pnl(), self.clock.time()):
-            self.state = "paused"
-            log.warning("strategy.paused", strategy=self.name, reason="daily loss limit")
-            for order in self.manager.open_orders():
-                self.manager.cancel(order.cl_ord_id)
-            self._spawn(self._publish("strategy_paused", reason="daily loss limit"))
+            self.pause("daily loss limit")
+
+    def pause(self, reason: str) -> bool:
+        """Place nothing new and cancel the open orders; the strategy's callbacks go on (it
+        sees its orders close). False when it is not running."""
+        if self.state != "running":
+            return False
+        self.state = "paused"
+        self.pause_reason = reason
+        log.warning("strategy.paused", strategy=self.name, reason=reason)
+        for order in self.manager.open_orders():
+            self.manager.cancel(order.cl_ord_id)
+        self._spawn(self._publish("strategy_paused", reason=reason))
+        return True
+
+    def resume(self) -> bool:
+        """Back to running from a pause; False when it was not paused. A daily loss limit
+        still breached pauses it again at the next turn."""
+        if self.state != "paused":
+            return False
+        self.state = "running"
+        log.info("strategy.resumed", strategy=self.name)
+        self.inbox.poke()
+        return True
+
+    async def halt(self, *, timeout_s: float) -> int:
+        """The kill switch, for this strategy: nothing new is sent (queued places refused) and
+        every order of its account is cancelled; how many are still open after `timeout_s`.
+        The domain's trading state (HALTED) already refuses new intents."""
+        return await self.manager.cancel_everything(timeout_s=timeout_s)
+
+    async def cancel_all(self, *, timeout_s: float) -> int:
+        """Every order of the strategy's account cancelled (an operator's `cancel_all`); the
+        strategy goes on and may place again. How many are still open after `timeout_s`."""
+        left = await self.manager.cancel_everything(timeout_s=timeout_s)
+        self.resume_trading()
+        return left
+
+    def resume_trading(self) -> None:
+        """Send orders again after a halt (not once the strategy failed or is stopping)."""
+        if self.state in ("running", "paused", "starting"):
+            self.manager.reopen()
+            self.inbox.poke()
 
     def set_params(self, params: StrategyParams) -> None:
         """Replace the params whole (already validated against the strategy's Struct)."""

@@ -1,0 +1,284 @@
+"""What the commands do to this process: its strategies, its trading state, its rebalancer and
+its limiter. The listener (listener.py) decides where a command runs (routing.py); this module
+does it here.
+
+Three kinds of calls:
+- `here(command)`: a command served by this process alone (reads, and commands naming one of
+  its strategies or its rebalancer);
+- for the desk's switches, served by every process (halt, resume_trading, cancel_all of an
+  account or of everything, set_limit_shares): `prepare` runs once, where the command arrived,
+  before the others are told (the kill switch writes HALTED to Redis first, so a process that
+  misses the broadcast still halts); `part` runs in every process; `conclude` runs where it
+  arrived, over every process's answer (the kill switch's last sweep cancels what no process
+  covered: accounts without a strategy, a process that did not answer in time);
+- `follow(record)`: keep this process in step with the trading state in Redis.
+Refusals are `CommandError`s naming what is wrong; nothing is changed by a refused command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from orchestrator.clock import Backoff
+from orchestrator.config import RebalanceTarget
+from orchestrator.control import reads
+from orchestrator.control.commands import (
+    ApproveStatus,
+    CancelAll,
+    Command,
+    Halt,
+    Limits,
+    ListStrategies,
+    ListTransfers,
+    PauseStrategy,
+    RebalanceNow,
+    ResumeStrategy,
+    ResumeTrading,
+    SetLimitShares,
+    SetParams,
+    SetTargets,
+    StartStrategy,
+    Status,
+    StopStrategy,
+)
+from orchestrator.control.peers import Heartbeat
+from orchestrator.control.replies import Ack, to_builtins
+from orchestrator.control.trading import TradingRecord, TradingSwitch
+from orchestrator.errors import CommandError, ConfigError, OrchestratorError, StoreError
+from orchestrator.logs import get_logger
+from orchestrator.rebalancer.journal import TransferJournal
+from orchestrator.store.errors import redis_errors
+from orchestrator.strategy_loader import parse_params
+
+if TYPE_CHECKING:
+    from orchestrator.runtime.units import UnitRunner
+    from orchestrator.service import Service
+
+log = get_logger(__name__)
+
+SWEEP_ATTEMPTS: Final = 4
+
+
+class ServiceActions:
+    def __init__(
+        self, service: Service, units: UnitRunner, switch: TradingSwitch, *,
+        cancel_timeout_s: float,
+    ) -> None:  # fmt: skip
+        self.service = service
+        self.units = units
+        self.switch = switch
+        self.redis = units.shared.redis
+        self.keys = units.shared.keys
+        self.clock = units.shared.clock
+        self.cancel_timeout_s = cancel_timeout_s
+        self.journal = TransferJournal(self.redis, self.keys, self.clock)
+
+    # --- served here ---------------------------------------------------------------------------
+    async def here(self, command: Command, peers: Mapping[str, Heartbeat]) -> Any:
+        match command:
+            case Status() | ListStrategies() | ListTransfers() | ApproveStatus() | Limits():
+                return await self._read(command, peers)
+            case SetTargets() | RebalanceNow():
+                return self._rebalance(command)
+        return await self._strategy(command)
+
+    async def _read(self, command: Command, peers: Mapping[str, Heartbeat]) -> Any:
+        status_key = self.keys.strategy_status()
+        match command:
+            case Status():
+                return await reads.status(peers, self.switch, status_key)
+            case ListStrategies():
+                return await reads.list_strategies(self.service, self.redis, peers, status_key)
+            case ListTransfers(limit=limit):
+                return await reads.list_transfers(self.journal, limit)
+            case ApproveStatus():
+                return await reads.approve_status(self.journal)
+            case Limits():
+                return await reads.limits(self.service)
+        raise AssertionError(type(command).__name__)
+
+    async def _strategy(self, command: Command) -> Any:
+        match command:
+            case StartStrategy(strategy=name):
+                self.units.start(name)
+                return {"strategy": name, "state": self.units.unit(name).worker.state}
+            case StopStrategy(strategy=name):
+                left = await self.units.stop(name, timeout_s=self.cancel_timeout_s * 2)
+                unit = self.units.unit(name)
+                return {"strategy": name, "state": unit.worker.state, "open_orders_left": left}
+            case PauseStrategy(strategy=name, operator=operator):
+                worker = self.units.unit(name).worker
+                if not worker.pause(f"paused by {operator}"):
+                    raise CommandError(f"strategy {name!r} is {worker.state}, not running")
+                return {"strategy": name, "state": worker.state}
+            case ResumeStrategy(strategy=name):
+                worker = self.units.unit(name).worker
+                if not worker.resume():
+                    raise CommandError(f"strategy {name!r} is {worker.state}, not paused")
+                return {"strategy": name, "state": worker.state}
+            case SetParams(strategy=name, params=raw):
+                return self._set_params(name, raw)
+            case CancelAll(strategy=str(name)):
+                worker = self.units.unit(name).worker
+                left = await worker.cancel_all(timeout_s=self.cancel_timeout_s)
+                return {"strategy": name, "open_orders_left": left}
+        raise CommandError(f"{type(command).__name__} is not served by one process")
+
+    def _rebalance(self, command: Command) -> Any:
+        match command:
+            case SetTargets(targets=targets):
+                rebalancer = self._rebalancer()
+                bands = [RebalanceTarget(account=t.account, asset=t.asset, target=t.target,
+                                         low=t.low, high=t.high) for t in targets]  # fmt: skip
+                try:
+                    rebalancer.set_targets(bands)
+                except ConfigError as exc:
+                    raise CommandError(f"targets refused: {exc}") from None
+                return [to_builtins(t) for t in rebalancer.config.rebalancer.targets]
+            case RebalanceNow(operator=operator):
+                self._rebalancer().request(f"operator:{operator}")
+                return {"requested": True}
+        raise AssertionError(type(command).__name__)
+
+    def _set_params(self, name: str, raw: Mapping[str, Any]) -> Any:
+        worker = self.units.unit(name).worker
+        try:
+            params = parse_params(type(worker.strategy), raw, where=f"strategy {name}")
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        worker.set_params(params)  # whole, between two callbacks
+        self.units.params[name] = params
+        return {"strategy": name, "params": to_builtins(params)}
+
+    def _rebalancer(self) -> Any:
+        if self.service.rebalancer is None:
+            raise CommandError("this process runs no rebalancer")
+        return self.service.rebalancer
+
+    # --- served everywhere ---------------------------------------------------------------------
+    async def prepare(self, command: Command, peers: Mapping[str, Heartbeat]) -> None:
+        """Once, where the command arrived, before any process acts on it."""
+        match command:
+            case Halt(reason=reason, operator=operator):
+                await self.switch.set("HALTED", reason=reason, operator=operator)
+            case ResumeTrading(operator=operator):
+                await self.switch.set("ACTIVE", reason="resumed", operator=operator)
+            case SetLimitShares(weights=weights):
+                known = {name for hb in peers.values() for name in hb.strategies}
+                unknown = sorted(set(weights) - known)
+                if unknown:
+                    raise CommandError(f"unknown strategies {unknown}: no live process runs "
+                                       "them")  # fmt: skip
+                stored = {name: repr(weight) for name, weight in weights.items()}
+                async with redis_errors(self.redis, "control.limit_shares"):
+                    await self.redis.hset(self.keys.limit_shares(), mapping=stored)  # type: ignore[arg-type]
+            case CancelAll(account=str(account)) if account not in self.service.domain.accounts:
+                raise CommandError(f"unknown account {account!r}")
+
+    async def part(self, command: Command) -> Any:
+        """This process's part of a command every process serves."""
+        match command:
+            case Halt():
+                return await self._halt_here()
+            case ResumeTrading():
+                return self._resume_here()
+            case SetLimitShares():
+                return await self._apply_shares()
+            case CancelAll(account=account):
+                return await self._cancel_here(account)
+        raise CommandError(f"{type(command).__name__} is served by one process")
+
+    async def conclude(self, command: Command, acks: Sequence[Ack], missing: Sequence[str]) -> Any:
+        """The result, where the command arrived, from every process's answer."""
+        by_process = {a.process: (a.result if a.ok else {"error": a.error}) for a in acks}
+        result: dict[str, Any] = {"processes": by_process, "no_answer": list(missing)}
+        if isinstance(command, Halt | CancelAll):
+            covered = {acct for a in acks if a.ok and isinstance(a.result, dict)
+                       for acct in a.result.get("accounts", ())}  # fmt: skip
+            wanted = set(self.service.domain.accounts)
+            if isinstance(command, CancelAll) and command.account is not None:
+                wanted = {command.account}
+            result["swept"] = await self._sweep(sorted(set(wanted) - covered))
+        if isinstance(command, Halt | ResumeTrading):
+            result["trading_state"] = (await self.switch.read()).state
+        return result
+
+    async def _halt_here(self) -> dict[str, Any]:
+        service = self.service
+        service.trading_state.state = "HALTED"  # from now on every new intent is refused
+        if service.rebalancer is not None:
+            service.rebalancer.paused = True
+        left = await self._cancel_here(None)
+        log.warning("control.halted", strategies=len(left["accounts"]),
+                    open_orders_left=left["open_orders_left"])  # fmt: skip
+        return left
+
+    def _resume_here(self) -> dict[str, Any]:
+        service = self.service
+        service.trading_state.state = "ACTIVE"
+        if service.rebalancer is not None:
+            service.rebalancer.paused = False
+        for unit in service.units.values():
+            unit.worker.resume_trading()
+        log.info("control.trading_resumed")
+        return {"trading_state": "ACTIVE", "strategies": len(service.units)}
+
+    async def _cancel_here(self, account: str | None) -> dict[str, Any]:
+        workers = [u.worker for u in self.service.units.values()
+                   if u.worker.state in ("starting", "running", "paused")
+                   and (account is None or u.worker.account == account)]  # fmt: skip
+        left = await asyncio.gather(*(w.cancel_all(timeout_s=self.cancel_timeout_s)
+                                      if self.service.trading_state.state != "HALTED"
+                                      else w.halt(timeout_s=self.cancel_timeout_s)
+                                      for w in workers))  # fmt: skip
+        return {"accounts": sorted({w.account for w in workers}),
+                "strategies": [w.name for w in workers], "open_orders_left": sum(left)}  # fmt: skip
+
+    async def _apply_shares(self) -> dict[str, Any]:
+        async with redis_errors(self.redis, "control.limit_shares"):
+            stored = await self.redis.hgetall(self.keys.limit_shares())
+        weights = {s.name: s.weight for s in self.service.config.strategies if s.enabled}
+        weights.update({_text(k): float(_text(v)) for k, v in stored.items()})
+        self.service.domain.limiter.set_weights(weights)
+        return {"weights": weights}
+
+    async def _sweep(self, accounts: Sequence[str]) -> dict[str, Any]:
+        """A CancelAll on each account no process covered; per account, what it answered."""
+        async def one(name: str) -> Any:
+            trading = self.service.domain.accounts[name].trading
+            backoff = Backoff(self.clock, initial_s=0.1, max_s=1.0)
+            for _ in range(SWEEP_ATTEMPTS):
+                try:
+                    return await trading.cancel_all([])
+                except OrchestratorError as exc:  # cancels must go through
+                    log.warning("control.sweep_retry", account=name, error=str(exc))
+                    await backoff.wait()
+            return {"error": f"CancelAll failed {SWEEP_ATTEMPTS} times"}
+
+        names = [a for a in accounts if a in self.service.domain.accounts]
+        counts = await asyncio.gather(*(one(name) for name in names))
+        return dict(zip(names, counts, strict=True))
+
+    # --- the trading state in Redis --------------------------------------------------------------
+    async def follow(self, record: TradingRecord) -> None:
+        """Halt or resume here when Redis says so and this process does not yet."""
+        local = self.service.trading_state.state
+        if record.state == "HALTED" and local != "HALTED":
+            log.warning("control.halt_from_redis", reason=record.reason, by=record.operator)
+            await self._halt_here()
+        elif record.state != "HALTED" and local == "HALTED":
+            log.info("control.resume_from_redis", by=record.operator)
+            self._resume_here()
+
+    async def load_shares(self) -> None:
+        """At start: the limit shares operators set, over the config's weights."""
+        try:
+            await self._apply_shares()
+        except StoreError as exc:
+            log.warning("control.shares_not_loaded", error=str(exc))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
