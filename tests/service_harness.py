@@ -96,11 +96,12 @@ def write_config(setup: ServiceSetup) -> Path:
         _secret_file(tmp / f"op-{name}.secret", operator_secret(name))
         lines.append(f'[[control.operators]]\nname = "{name}"\nrole = "{role}"\n'
                      f'secret = "file:{tmp}/op-{name}.secret"\n')  # fmt: skip
-    for s in setup.strategies:
-        lines.append(f'[[strategies]]\nname = "{s.name}"\nmodule = "{s.module}"\n'
-                     f'account = "{s.account}"\npairs = ["{s.pair}"]\n'
-                     f"enabled = {_toml(s.enabled)}\nweight = {s.weight!r}\n"
-                     f"params = {_toml(dict(s.params))}\n")  # fmt: skip
+    lines.extend(
+        f'[[strategies]]\nname = "{s.name}"\nmodule = "{s.module}"\naccount = "{s.account}"\n'
+        f'pairs = ["{s.pair}"]\nenabled = {_toml(s.enabled)}\nweight = {s.weight!r}\n'
+        f"params = {_toml(dict(s.params))}\n"
+        for s in setup.strategies
+    )
     path = tmp / f"{setup.instance}.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
