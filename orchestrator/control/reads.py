@@ -141,7 +141,8 @@ async def limits(service: Service) -> dict[str, Any]:
         for u in sorted(usage.strategies.values(), key=lambda u: u.strategy)
     ]  # fmt: skip
     return {"scopes": scopes, "strategies": strategies,
-            "weights": to_builtins(dict(limiter.weights)),
+            "weights": to_builtins(limiter.configured_weights),
+            "effective_weights": to_builtins(dict(limiter.weights)),
             "window_s": usage.window_s}  # fmt: skip
 
 

@@ -89,6 +89,7 @@ class Limiter:
         self.policy = policy
         self.clock = clock
         self.limits = limits
+        self.configured_weights = dict(weights or {})  # as set, before capping
         self.total_weight = sum((weights or {}).values())
         self.weights = self.effective_weights(weights or {}, limits)
         self.active_window_s = active_window_s
@@ -145,6 +146,7 @@ class Limiter:
         permit on; every weight must be > 0."""
         if any(not weight > 0 for weight in weights.values()):
             raise ValueError(f"every weight must be > 0, got {dict(weights)}")
+        self.configured_weights = dict(weights)
         self.total_weight = sum(weights.values())
         self.weights = self.effective_weights(weights, self.limits)
         self._total_weight_arg = repr(self.total_weight)
