@@ -65,8 +65,8 @@ async def desk(
                              extra={"rebalancer": rebalancer or {}})  # fmt: skip
         async with running_service(write_config(setup)) as service, \
                 operator_client(redis_url, keys.namespace) as client:  # fmt: skip
-            for spec in strategies:
-                await until(lambda s=spec: open_at(sim, s.account) == 2, what=f"{spec.name} quotes")
+            accounts = [spec.account for spec in strategies]
+            await until(lambda: all(open_at(sim, a) == 2 for a in accounts), what="quotes")
             yield sim, service, client
 
 
@@ -77,7 +77,7 @@ async def ask(client: ControlClient, type_name: str, **fields: Any) -> Reply:
 
 
 async def test_reads_show_the_desk(tmp_path: Path, redis_server: str, keys: Keys) -> None:
-    async with desk(tmp_path, redis_server, keys) as (sim, service, client):
+    async with desk(tmp_path, redis_server, keys) as (_sim, _service, client):
         status = (await ask(client, "status")).result
         assert status["trading_state"] == "ACTIVE"
         assert [p["process"] for p in status["processes"]] == ["proc-a"]
@@ -101,12 +101,14 @@ async def test_strategy_commands_act_on_that_strategy_alone(
 
         await ask(client, "pause_strategy", strategy="mm0")
         await until(lambda: open_at(sim, "s0") == 0, what="a paused strategy's orders cancelled")
-        assert mm0.state == "paused" and open_at(sim, "s1") == 2
+        assert mm0.state == "paused"
+        assert open_at(sim, "s1") == 2
         refused = await client.request(client.command("pause_strategy", strategy="mm0"))
-        assert not refused.ok and "paused, not running" in (refused.error or "")
+        assert not refused.ok
+        assert "paused, not running" in (refused.error or "")
 
         await ask(client, "resume_strategy", strategy="mm0")
-        assert mm0.state == "running"
+        assert service.units["mm0"].worker.state == "running"  # read again: mypy narrowed it
         await until(lambda: open_at(sim, "s0") == 2, what="quotes again after resume")
 
         reply = await ask(client, "set_params", strategy="mm1",
@@ -115,7 +117,8 @@ async def test_strategy_commands_act_on_that_strategy_alone(
         assert reply.result["params"]["spread_bps"] == "90"
         bad = await client.request(client.command("set_params", strategy="mm1",
                                                   params={"size": "0.2", "sprad_bps": 3}))  # fmt: skip
-        assert not bad.ok and "sprad_bps" in (bad.error or "")
+        assert not bad.ok
+        assert "sprad_bps" in (bad.error or "")
         assert mm1.context.params.size == Decimal("0.2")  # a refused set_params changes nothing
 
         cancelled = await ask(client, "cancel_all", strategy="mm1")
@@ -125,14 +128,16 @@ async def test_strategy_commands_act_on_that_strategy_alone(
 
         stopped = await ask(client, "stop_strategy", strategy="mm1")
         assert stopped.result == {"strategy": "mm1", "state": "stopped", "open_orders_left": 0}
-        assert open_at(sim, "s1") == 0 and open_at(sim, "s0") == 2
+        assert open_at(sim, "s1") == 0
+        assert open_at(sim, "s0") == 2
 
         await ask(client, "start_strategy", strategy="mm1")
         await until(lambda: open_at(sim, "s1") == 2, what="restarted strategy quotes")
         # Params an operator set outlive the stop.
         assert service.units["mm1"].worker.context.params.size == Decimal("0.2")
         again = await client.request(client.command("start_strategy", strategy="mm1"))
-        assert not again.ok and "already running" in (again.error or "")
+        assert not again.ok
+        assert "already running" in (again.error or "")
 
 
 async def test_halt_cancels_everything_and_refuses_new_orders_until_resumed(
@@ -164,9 +169,11 @@ async def test_cancel_all_of_an_account_and_of_everything(
     async with desk(tmp_path, redis_server, keys) as (sim, service, client):
         reply = await ask(client, "cancel_all", account="s0")
         assert reply.result["processes"]["proc-a"]["strategies"] == ["mm0"]
-        assert open_at(sim, "s0") == 0 and open_at(sim, "s1") == 2
+        assert open_at(sim, "s0") == 0
+        assert open_at(sim, "s1") == 2
         unknown = await client.request(client.command("cancel_all", account="nobody"))
-        assert not unknown.ok and "unknown account" in (unknown.error or "")
+        assert not unknown.ok
+        assert "unknown account" in (unknown.error or "")
         await until(lambda: open_at(sim, "s0") == 2, what="mm0 quotes again")
         everything = await ask(client, "cancel_all")
         assert set(everything.result["processes"]["proc-a"]["accounts"]) == {"s0", "s1"}
@@ -178,27 +185,43 @@ async def test_cancel_all_of_an_account_and_of_everything(
 async def test_set_limit_shares_changes_the_weights_and_persists(
     tmp_path: Path, redis_server: str, keys: Keys
 ) -> None:
-    async with desk(tmp_path, redis_server, keys) as (sim, service, client):
+    async with desk(tmp_path, redis_server, keys) as (_sim, service, client):
         await ask(client, "set_limit_shares", weights={"mm0": 3.0})
         assert service.domain.limiter.configured_weights == {"mm0": 3.0, "mm1": 1.0}
         assert await client.redis.hgetall(keys.limit_shares()) == {b"mm0": b"3.0"}
         bad = await client.request(client.command("set_limit_shares", weights={"ghost": 1.0}))
-        assert not bad.ok and "ghost" in (bad.error or "")
+        assert not bad.ok
+        assert "ghost" in (bad.error or "")
         limits = (await ask(client, "limits")).result
         assert limits["weights"] == {"mm0": 3.0, "mm1": 1.0}
 
 
 async def test_rebalancer_commands(tmp_path: Path, redis_server: str, keys: Keys) -> None:
-    rebalancer = {"interval_s": 600.0, "targets": [
-        {"account": "s2", "asset": "ZUSD", "target": "50000", "low": "40000", "high": "60000"}]}
-    async with desk(tmp_path, redis_server, keys, rebalancer=rebalancer) as (sim, service, client):
+    rebalancer = {
+        "interval_s": 600.0,
+        "targets": [
+            {"account": "s2", "asset": "ZUSD", "target": "50000", "low": "40000", "high": "60000"}
+        ],
+    }
+    async with desk(tmp_path, redis_server, keys, rebalancer=rebalancer) as (_sim, service, client):
         await ask(client, "rebalance_now")
         await until(lambda: service.rebalancer is not None and service.rebalancer.last is not None,
                     what="a cycle ran")  # fmt: skip
         assert (await ask(client, "list_transfers")).result == []  # s2 is inside its band
 
-        reply = await ask(client, "set_targets", targets=[
-            {"account": "s2", "asset": "ZUSD", "target": "30000", "low": "25000", "high": "35000"}])
+        reply = await ask(
+            client,
+            "set_targets",
+            targets=[
+                {
+                    "account": "s2",
+                    "asset": "ZUSD",
+                    "target": "30000",
+                    "low": "25000",
+                    "high": "35000",
+                }
+            ],
+        )
         assert [(t["account"], t["target"]) for t in reply.result] == [("s2", "30000")]
         await ask(client, "rebalance_now")
 
@@ -216,29 +239,40 @@ async def test_rebalancer_commands(tmp_path: Path, redis_server: str, keys: Keys
                                                                              Decimal(20000))  # fmt: skip
         bad = await client.request(client.command("set_targets", targets=[
             {"account": "ghost", "asset": "ZUSD", "target": "1", "low": "0", "high": "2"}]))  # fmt: skip
-        assert not bad.ok and "ghost" in (bad.error or "")
+        assert not bad.ok
+        assert "ghost" in (bad.error or "")
 
 
-async def test_roles_decide_who_may_send_what(tmp_path: Path, redis_server: str, keys: Keys) -> None:
-    async with desk(tmp_path, redis_server, keys) as (sim, service, _):
-        async with operator_client(redis_server, keys.namespace, "vera") as viewer, \
-                operator_client(redis_server, keys.namespace, "tom") as trader:  # fmt: skip
-            assert (await viewer.request(viewer.command("status"))).ok
-            refused = await viewer.request(viewer.command("pause_strategy", strategy="mm0"))
-            assert not refused.ok and "needs trader" in (refused.error or "")
-            halt = await trader.request(trader.command("halt", reason="not mine to pull"))
-            assert not halt.ok and "needs admin" in (halt.error or "")
-            assert service.trading_state.state == "ACTIVE"
-            assert service.units["mm0"].worker.state == "running"
-            assert (await trader.request(trader.command("pause_strategy", strategy="mm0"))).ok
+async def test_roles_decide_who_may_send_what(
+    tmp_path: Path, redis_server: str, keys: Keys
+) -> None:
+    async with (
+        desk(tmp_path, redis_server, keys) as (_sim, service, _),
+        operator_client(redis_server, keys.namespace, "vera") as viewer,
+        operator_client(redis_server, keys.namespace, "tom") as trader,
+    ):
+        assert (await viewer.request(viewer.command("status"))).ok
+        refused = await viewer.request(viewer.command("pause_strategy", strategy="mm0"))
+        assert not refused.ok
+        assert "needs trader" in (refused.error or "")
+        halt = await trader.request(trader.command("halt", reason="not mine to pull"))
+        assert not halt.ok
+        assert "needs admin" in (halt.error or "")
+        assert service.trading_state.state == "ACTIVE"
+        assert service.units["mm0"].worker.state == "running"
+        assert (await trader.request(trader.command("pause_strategy", strategy="mm0"))).ok
 
 
 async def test_a_command_for_a_strategy_in_another_process_is_routed_there(
     tmp_path: Path, redis_server: str, keys: Keys
 ) -> None:
     async with open_simulator(SimSettings(accounts=domain_accounts(3, FUNDS))) as sim:
-        a = ServiceSetup(tmp_path, sim, redis_server, keys.namespace, [MAKERS[0]], instance="proc-a")
-        b = ServiceSetup(tmp_path, sim, redis_server, keys.namespace, [MAKERS[1]], instance="proc-b")
+        a = ServiceSetup(
+            tmp_path, sim, redis_server, keys.namespace, [MAKERS[0]], instance="proc-a"
+        )
+        b = ServiceSetup(
+            tmp_path, sim, redis_server, keys.namespace, [MAKERS[1]], instance="proc-b"
+        )
         async with running_service(write_config(a)) as service_a, \
                 running_service(write_config(b)) as service_b, \
                 operator_client(redis_server, keys.namespace) as client:  # fmt: skip
@@ -255,4 +289,5 @@ async def test_a_command_for_a_strategy_in_another_process_is_routed_there(
             assert open_at(sim, "s0") == open_at(sim, "s1") == 0
             await ask(client, "resume_trading")
             ghost = await client.request(client.command("stop_strategy", strategy="ghost"))
-            assert not ghost.ok and "no running service process" in (ghost.error or "")
+            assert not ghost.ok
+            assert "no running service process" in (ghost.error or "")
