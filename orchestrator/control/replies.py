@@ -49,7 +49,7 @@ def encode(message: Reply | Ack) -> bytes:
 
 def to_builtins(value: Any) -> Any:
     """`value` (Structs, Decimals, tuples...) as JSON builtins."""
-    return msgspec.to_builtins(value, decimal_format="string")
+    return msgspec.to_builtins(value)  # Decimals become strings
 
 
 def decode_reply(raw: bytes) -> Reply:
