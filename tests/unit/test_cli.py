@@ -28,19 +28,13 @@ def test_each_subcommand_has_help(command: str, capsys: pytest.CaptureFixture[st
     assert f"usage: orchestrator {command}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    ("argv", "feature"),
-    [
-        (["ctl", "status"], "operator commands"),
-    ],
-)
-def test_unbuilt_features_say_so_and_exit_2(
-    argv: list[str], feature: str, capsys: pytest.CaptureFixture[str]
+def test_ctl_on_the_embedded_default_says_it_needs_the_services_redis(
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(argv) == EXIT_USAGE
+    assert main(["ctl", "status"]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert feature in err
-    assert "not built yet" in err
+    assert "redis.url" in err
+    assert "embedded" in err
 
 
 def test_bad_config_exits_2_naming_the_field(
