@@ -117,8 +117,8 @@ class CommandListener:
             result = await self._serve(delivery, command)
         except CommandError as exc:
             await self._answer(delivery, command, error=str(exc))
-        except StoreError:
-            raise
+        except StoreError as exc:  # answered, so it is not left pending; the sender may retry
+            await self._answer(delivery, command, error=f"Redis did not answer: {exc}")
         except Exception as exc:
             log.exception("control.command_failed", command=command.id, type=type_of(command))
             await self._answer(delivery, command, error=f"internal error: {type(exc).__name__}")
