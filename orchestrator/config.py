@@ -252,6 +252,11 @@ class ControlConfig(Section, frozen=True):
                    gt=0),
     ] = 2.0
     audit_max_len: Annotated[int, doc("Entries kept in the audit stream.", ge=100)] = 100_000
+    demo_operator: Annotated[
+        bool,
+        doc("Embedded simulator only: an admin operator `demo` whose secret the service writes "
+            "to `.run/demo-operator.secret`, so `orchestrator ctl` works on the demo."),
+    ] = False
     audit_file: Annotated[
         str | None, doc("Also append every audit entry to this JSON-lines file.")
     ] = None

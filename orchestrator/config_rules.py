@@ -303,6 +303,12 @@ def _check_operators(config: Config) -> None:
         if operator.name in seen:
             raise _Invalid(f"control.operators[{i}].name", f"duplicate operator {operator.name!r}")
         seen.add(operator.name)
+    if config.control.demo_operator:
+        if not config.venue.is_embedded:
+            raise _Invalid("control.demo_operator", "only with the embedded simulator "
+                           "(venue.embedded): a real desk names its operators")  # fmt: skip
+        if "demo" in seen:
+            raise _Invalid("control.demo_operator", "an operator named 'demo' is configured")
 
 
 def _check_service(config: Config) -> None:

@@ -30,6 +30,12 @@ from typing import Any, Final
 
 from orchestrator.clock import Clock, RealClock
 from orchestrator.config import Config
+from orchestrator.control.demo import (
+    DEMO_OPERATOR,
+    demo_secret,
+    publish_redis_url,
+    withdraw_redis_url,
+)
 from orchestrator.control.plane import ControlPlane, process_name
 from orchestrator.exchange.kraken.account import KrakenDomain, open_kraken
 from orchestrator.feeds.hub import MarketHub
@@ -107,6 +113,10 @@ async def run_service(
     try:
         async with contextlib.AsyncExitStack() as stack:
             redis = await stack.enter_async_context(open_redis(config.redis))
+            if config.redis.url == "embedded":  # so that `orchestrator ctl` finds it
+                where = redis.connection_pool.connection_kwargs
+                publish_redis_url(base_dir, f"redis://{where['host']}:{where['port']}/0")
+                stack.callback(withdraw_redis_url, base_dir)
             venue = await stack.enter_async_context(open_venue(config, base_dir=base_dir,
                                                                clock=clock))  # fmt: skip
             config = venue.config
@@ -144,7 +154,7 @@ async def run_service(
             return await _serve(
                 service,
                 units=units,
-                secrets=resolve_operator_secrets(config, base_dir=base_dir),
+                secrets=_operator_secrets(config, base_dir),
                 events=events,
                 stop=stop,
                 force=force,
@@ -225,6 +235,15 @@ async def _serve(
     await status.final(left)
     log.info("service.stopped", open_orders=left, clean=clean)
     return EXIT_OK if clean and left == 0 else EXIT_UNCLEAN
+
+
+def _operator_secrets(config: Config, base_dir: Path) -> dict[str, Secret]:
+    secrets = resolve_operator_secrets(config, base_dir=base_dir)
+    if config.control.demo_operator:  # the embedded demo's admin, for `ctl` (control/demo.py)
+        secret = demo_secret(base_dir, create=True)
+        if secret is not None:
+            secrets[DEMO_OPERATOR] = secret
+    return secrets
 
 
 async def _stop_all(
