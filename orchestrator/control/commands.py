@@ -7,8 +7,10 @@
 Every command carries its `id` (the operator's, unique: replies and exactly-once handling are
 keyed by it), the `operator` who sends it, `time_s` (wall clock when it was signed: the replay
 window) and `v`, the wire version (1). Unknown fields, unknown types and wrong types are refused,
-naming the field; nothing is ever half-read. What a command may do is decided by the operator's
-role (auth.py); what it does, by the service (not built yet).
+naming the field; nothing is ever half-read. Numbers in the values a command sets (params,
+targets) are written in ASCII digits: Python's Decimal reads an Arabic-Indic or a fullwidth
+one (U+0661, U+FF11) as 1, and what an operator reads must be what runs. What a command may
+do is decided by the operator's role (auth.py); what it does, by the service (not built yet).
 """
 
 from __future__ import annotations
@@ -121,7 +123,9 @@ class SetTargets(_Command, frozen=True):
 class SetLimitShares(_Command, frozen=True):
     """Strategy -> weight of its share of the domain pools."""
 
-    weights: dict[StrategyName, Annotated[float, msgspec.Meta(gt=0, le=1e6)]]
+    weights: Annotated[
+        dict[StrategyName, Annotated[float, msgspec.Meta(gt=0, le=1e6)]], msgspec.Meta(min_length=1)
+    ]
 
 
 Command = (
@@ -159,6 +163,8 @@ def decode_command(raw: bytes) -> Command:
         raise CommandError(f"bad command: {exc}") from None
     except (msgspec.DecodeError, RecursionError, ValueError, OverflowError) as exc:
         raise CommandError(f"command is not JSON: {exc}") from None
+    if isinstance(command, SetParams | SetTargets):
+        _ascii_digits(raw, type_of(command))
     if isinstance(command, SetTargets):
         for i, target in enumerate(command.targets):
             low, mid, high = target.low, target.target, target.high
@@ -167,3 +173,20 @@ def decode_command(raw: bytes) -> Command:
                 raise CommandError(f"bad command: targets[{i}] needs 0 <= low <= target <= "
                                    f"high, got {low} / {mid} / {high}")  # fmt: skip
     return command
+
+
+def _ascii_digits(raw: bytes, type_name: str) -> None:
+    """`CommandError` if a string of the (decoded) body holds a digit other than 0-9. The walk
+    is iterative: the body is as deep as the decoder let it be."""
+    stack: list[Any] = [msgspec.json.decode(raw)]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            stack += value
+        elif isinstance(value, str) and not value.isascii():
+            digit = next((ch for ch in value if ch.isdigit() and not ch.isascii()), None)
+            if digit is not None:
+                why = f"{type_name} holds the digit {digit!r} (U+{ord(digit):04X})"
+                raise CommandError(f"bad command: {why}; write numbers in ASCII digits")
