@@ -55,10 +55,12 @@ from orchestrator.strategy_loader import parse_params
 if TYPE_CHECKING:
     from orchestrator.runtime.units import UnitRunner
     from orchestrator.service import Service
+    from orchestrator.workers.worker import StrategyWorker
 
 log = get_logger(__name__)
 
 SWEEP_ATTEMPTS: Final = 4
+START_POLL_S: Final = 0.05  # a pause of a strategy still starting looks this often
 
 
 class ServiceActions:
@@ -109,7 +111,7 @@ class ServiceActions:
                 unit = self.units.unit(name)
                 return {"strategy": name, "state": unit.worker.state, "open_orders_left": left}
             case PauseStrategy(strategy=name, operator=operator):
-                worker = self.units.unit(name).worker
+                worker = await self._past_start(name)
                 if not worker.pause(f"paused by {operator}"):
                     raise CommandError(f"strategy {name!r} is {worker.state}, not running")
                 return {"strategy": name, "state": worker.state}
@@ -141,6 +143,16 @@ class ServiceActions:
                 self._rebalancer().request(f"operator:{operator}")
                 return {"requested": True}
         raise AssertionError(type(command).__name__)
+
+    async def _past_start(self, name: str) -> StrategyWorker:
+        """The strategy's worker once it is past "starting" (or after the stop bound): a command
+        sent while the service was down is read as the service starts, before its strategies
+        run, and a pause must not fail for that."""
+        worker = self.units.unit(name).worker
+        deadline_s = self.clock.monotonic() + self.cancel_timeout_s * 2
+        while worker.state == "starting" and self.clock.monotonic() < deadline_s:
+            await self.clock.sleep(START_POLL_S)
+        return worker
 
     def _set_params(self, name: str, raw: Mapping[str, Any]) -> Any:
         worker = self.units.unit(name).worker
