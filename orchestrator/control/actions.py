@@ -76,6 +76,7 @@ class ServiceActions:
         self.clock = units.shared.clock
         self.cancel_timeout_s = cancel_timeout_s
         self.journal = TransferJournal(self.redis, self.keys, self.clock)
+        self.changes = 0  # halts and resumes done here: a read of Redis from before one is stale
 
     # --- served here ---------------------------------------------------------------------------
     async def here(self, command: Command, peers: Mapping[str, Heartbeat]) -> Any:
@@ -219,6 +220,7 @@ class ServiceActions:
 
     async def _halt_here(self) -> dict[str, Any]:
         service = self.service
+        self.changes += 1
         service.trading_state.state = "HALTED"  # from now on every new intent is refused
         if service.rebalancer is not None:
             service.rebalancer.paused = True
@@ -229,6 +231,7 @@ class ServiceActions:
 
     def _resume_here(self) -> dict[str, Any]:
         service = self.service
+        self.changes += 1
         service.trading_state.state = "ACTIVE"
         if service.rebalancer is not None:
             service.rebalancer.paused = False
@@ -258,6 +261,7 @@ class ServiceActions:
 
     async def _sweep(self, accounts: Sequence[str]) -> dict[str, Any]:
         """A CancelAll on each account no process covered; per account, what it answered."""
+
         async def one(name: str) -> Any:
             trading = self.service.domain.accounts[name].trading
             backoff = Backoff(self.clock, initial_s=0.1, max_s=1.0)
@@ -274,6 +278,16 @@ class ServiceActions:
         return dict(zip(names, counts, strict=True))
 
     # --- the trading state in Redis --------------------------------------------------------------
+    async def follow_redis(self) -> None:
+        """Read the trading state in Redis and follow it, unless this process halted or resumed
+        while the read was on its way: that read may predate the command (which wrote Redis
+        before telling the processes), and following it would undo the command here until the
+        next read. The next read, sent after, sees the command's state or a newer one."""
+        changes = self.changes
+        record = await self.switch.read()
+        if changes == self.changes:
+            await self.follow(record)
+
     async def follow(self, record: TradingRecord) -> None:
         """Halt or resume here when Redis says so and this process does not yet."""
         local = self.service.trading_state.state

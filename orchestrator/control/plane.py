@@ -144,7 +144,7 @@ class ControlPlane:
         while True:
             await self.clock.sleep(FOLLOW_S)
             try:
-                await self.actions.follow(await self.switch.read())
+                await self.actions.follow_redis()
             except StoreError as exc:
                 log.warning("control.trading_state_unread", error=str(exc))
 
