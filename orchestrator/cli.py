@@ -198,6 +198,7 @@ BENCHMARKS: Final = (
     "tick_to_order",
     "strategies_per_process",
     "rebalance",
+    "kill_switch",
 )
 # The benchmarks that draw figures (and take `--no-plots`). A quick run's figures would replace
 # the README's with ones from a few seconds of data, so quick runs draw none.
