@@ -239,23 +239,28 @@ class ControlConfig(Section, frozen=True):
     ] = []
     max_pending_s: Annotated[
         float,
-        doc("A command that waited this long in the stream (the service was down) is refused "
-            "instead of run late.", gt=0),
+        doc(
+            "A command that waited this long in the stream (the service was down) is refused "
+            "instead of run late.",
+            gt=0,
+        ),
     ] = 3600.0
     claim_idle_s: Annotated[
-        float, doc("A command another process took and left unanswered this long is claimed.",
-                   gt=0),
+        float,
+        doc("A command another process took and left unanswered this long is claimed.", gt=0),
     ] = 5.0
     reply_ttl_s: Annotated[float, doc("How long a reply waits for its sender.", gt=0)] = 300.0
     broadcast_timeout_s: Annotated[
-        float, doc("How long a command for every process (halt, ...) waits for the others.",
-                   gt=0),
+        float,
+        doc("How long a command for every process (halt, ...) waits for the others.", gt=0),
     ] = 2.0
     audit_max_len: Annotated[int, doc("Entries kept in the audit stream.", ge=100)] = 100_000
     demo_operator: Annotated[
         bool,
-        doc("Embedded simulator only: an admin operator `demo` whose secret the service writes "
-            "to `.run/demo-operator.secret`, so `orchestrator ctl` works on the demo."),
+        doc(
+            "Embedded simulator only: an admin operator `demo` whose secret the service writes "
+            "to `.run/demo-operator.secret`, so `orchestrator ctl` works on the demo."
+        ),
     ] = False
     audit_file: Annotated[
         str | None, doc("Also append every audit entry to this JSON-lines file.")
@@ -268,8 +273,10 @@ InstanceName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 class ServiceConfig(Section, frozen=True):
     instance: Annotated[
         InstanceName | None,
-        doc("This process's name among the service's processes (its consumer name for "
-            "commands; keep it stable across restarts); default the host name."),
+        doc(
+            "This process's name among the service's processes (its consumer name for "
+            "commands; keep it stable across restarts); default the host name."
+        ),
     ] = None
     shutdown_timeout_s: Annotated[
         float, doc("SIGTERM/SIGINT: the most time a clean shutdown may take.", gt=0)
