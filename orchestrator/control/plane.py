@@ -27,6 +27,7 @@ from orchestrator.control.actions import ServiceActions
 from orchestrator.control.audit import AuditLog
 from orchestrator.control.auth import OperatorKey
 from orchestrator.control.bus import CommandBus
+from orchestrator.control.demo import DEMO_OPERATOR
 from orchestrator.control.listener import CommandListener
 from orchestrator.control.peers import Heartbeat, Peers
 from orchestrator.control.trading import TradingSwitch
@@ -83,6 +84,8 @@ class ControlPlane:
                                       cancel_timeout_s=cancel_timeout_s)  # fmt: skip
         operators = {op.name: OperatorKey(secret=secrets[op.name], role=op.role)
                      for op in control.operators if op.name in secrets}  # fmt: skip
+        if control.demo_operator and DEMO_OPERATOR in secrets:  # the embedded demo's admin
+            operators[DEMO_OPERATOR] = OperatorKey(secret=secrets[DEMO_OPERATOR], role="admin")
         self.listener = CommandListener(self.bus, self.peers, self.actions, self.audit,
                                         process=self.process, operators=operators,
                                         config=control, clock=clock,
