@@ -25,20 +25,30 @@ RETRY_INITIAL_S: Final = 0.2
 RETRY_MAX_S: Final = 5.0
 CANCEL_ALL_CONFIRM_S: Final = 0.5  # how long a stop waits for CancelAll's executions
 POLL_S: Final = 0.05
+LATE_ACK_GRACE_S: Final = 0.1  # an order acked after CancelAll: its cancellation's grace
 
 
 async def cancel_everything(manager: OrderManager, *, timeout_s: float) -> int:
     """Stop sending new orders and cancel every order of the account within `timeout_s`;
     how many orders are still open when done (0 is success)."""
     manager.drop_unsent()
+    clock = manager.clock
+    acked_s: dict[str, float] = {}  # when each order's txid was first seen open after CancelAll
     with contextlib.suppress(TimeoutError):
-        async with manager.clock.timeout(timeout_s):
+        async with clock.timeout(timeout_s):
             await _cancel_all_once(manager)
             while manager.open_orders():
+                now_s = clock.monotonic()
                 for order in manager.open_orders():
-                    if order.txid is not None and not order.cancel_requested:
+                    if order.txid is None or order.cancel_requested:
+                        continue
+                    # An order acknowledged after CancelAll went out may have been on the book
+                    # before it: its `canceled` execution follows within moments. A cancel of
+                    # its own then would be answered "Unknown order" (and looked up at a cost
+                    # to the account's counter), so it waits that long first.
+                    if now_s - acked_s.setdefault(order.cl_ord_id, now_s) >= LATE_ACK_GRACE_S:
                         manager.cancel(order.cl_ord_id)
-                await manager.clock.sleep(POLL_S)
+                await clock.sleep(POLL_S)
     left = len(manager.open_orders())
     if left:
         log.error("order.cancel_incomplete", strategy=manager.strategy, open=left)
