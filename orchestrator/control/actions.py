@@ -17,11 +17,9 @@ Refusals are `CommandError`s naming what is wrong; nothing is changed by a refus
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from orchestrator.clock import Backoff
 from orchestrator.config import RebalanceTarget
 from orchestrator.control import reads
 from orchestrator.control.commands import (
@@ -43,13 +41,15 @@ from orchestrator.control.commands import (
     Status,
     StopStrategy,
 )
+from orchestrator.control.halting import DeskTrading
 from orchestrator.control.peers import Heartbeat
 from orchestrator.control.replies import Ack, to_builtins
-from orchestrator.control.trading import TradingRecord, TradingSwitch
-from orchestrator.errors import CommandError, ConfigError, OrchestratorError, StoreError
+from orchestrator.control.trading import TradingSwitch
+from orchestrator.errors import CommandError, ConfigError, StoreError
 from orchestrator.logs import get_logger
 from orchestrator.rebalancer.journal import TransferJournal
 from orchestrator.store.errors import redis_errors
+from orchestrator.strategy import TradingState
 from orchestrator.strategy_loader import parse_params
 
 if TYPE_CHECKING:
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-SWEEP_ATTEMPTS: Final = 4
 START_POLL_S: Final = 0.05  # a pause of a strategy still starting looks this often
 
 
@@ -76,7 +75,7 @@ class ServiceActions:
         self.clock = units.shared.clock
         self.cancel_timeout_s = cancel_timeout_s
         self.journal = TransferJournal(self.redis, self.keys, self.clock)
-        self.changes = 0  # halts and resumes done here: a read of Redis from before one is stale
+        self.desk = DeskTrading(service, switch, cancel_timeout_s=cancel_timeout_s)
 
     # --- served here ---------------------------------------------------------------------------
     async def here(self, command: Command, peers: Mapping[str, Heartbeat]) -> Any:
@@ -171,13 +170,14 @@ class ServiceActions:
         return self.service.rebalancer
 
     # --- served everywhere ---------------------------------------------------------------------
-    async def prepare(self, command: Command, peers: Mapping[str, Heartbeat]) -> None:
-        """Once, where the command arrived, before any process acts on it."""
+    async def prepare(self, command: Command, peers: Mapping[str, Heartbeat], entry: str) -> None:
+        """Once, where the command arrived (its stream entry `entry`), before any process acts
+        on it. A halt or resume older than the switch in Redis is refused: it came in late."""
         match command:
             case Halt(reason=reason, operator=operator):
-                await self.switch.set("HALTED", reason=reason, operator=operator)
+                await self._switch("HALTED", reason, operator, entry)
             case ResumeTrading(operator=operator):
-                await self.switch.set("ACTIVE", reason="resumed", operator=operator)
+                await self._switch("ACTIVE", "resumed", operator, entry)
             case SetLimitShares(weights=weights):
                 known = {name for hb in peers.values() for name in hb.strategies}
                 unknown = sorted(set(weights) - known)
@@ -190,17 +190,28 @@ class ServiceActions:
             case CancelAll(account=str(account)) if account not in self.service.domain.accounts:
                 raise CommandError(f"unknown account {account!r}")
 
+    async def _switch(self, state: TradingState, reason: str, operator: str, entry: str) -> None:
+        written = await self.switch.set(state, reason=reason, operator=operator, entry=entry)
+        if isinstance(written, str):
+            raise CommandError(f"superseded: a newer halt or resume (entry {written}) already "
+                               "set the trading state; nothing changed")  # fmt: skip
+
     async def part(self, command: Command) -> Any:
-        """This process's part of a command every process serves."""
+        """This process's part of a command every process serves. A halt or resume follows
+        the newest switch in Redis, not the copy it came with (which may be stale); when Redis
+        cannot be read, a halt halts here all the same and a resume is refused."""
         match command:
             case Halt():
-                return await self._halt_here()
+                try:
+                    return await self.desk.follow_redis()
+                except StoreError:
+                    return await self.desk.halt_here()
             case ResumeTrading():
-                return self._resume_here()
+                return await self.desk.follow_redis()
             case SetLimitShares():
                 return await self._apply_shares()
             case CancelAll(account=account):
-                return await self._cancel_here(account)
+                return await self.desk.cancel_here(account)
         raise CommandError(f"{type(command).__name__} is served by one process")
 
     async def conclude(self, command: Command, acks: Sequence[Ack], missing: Sequence[str]) -> Any:
@@ -213,43 +224,10 @@ class ServiceActions:
             wanted = set(self.service.domain.accounts)
             if isinstance(command, CancelAll) and command.account is not None:
                 wanted = {command.account}
-            result["swept"] = await self._sweep(sorted(set(wanted) - covered))
+            result["swept"] = await self.desk.sweep(sorted(set(wanted) - covered))
         if isinstance(command, Halt | ResumeTrading):
             result["trading_state"] = (await self.switch.read()).state
         return result
-
-    async def _halt_here(self) -> dict[str, Any]:
-        service = self.service
-        self.changes += 1
-        service.trading_state.state = "HALTED"  # from now on every new intent is refused
-        if service.rebalancer is not None:
-            service.rebalancer.paused = True
-        left = await self._cancel_here(None)
-        log.warning("control.halted", strategies=len(left["accounts"]),
-                    open_orders_left=left["open_orders_left"])  # fmt: skip
-        return left
-
-    def _resume_here(self) -> dict[str, Any]:
-        service = self.service
-        self.changes += 1
-        service.trading_state.state = "ACTIVE"
-        if service.rebalancer is not None:
-            service.rebalancer.paused = False
-        for unit in service.units.values():
-            unit.worker.resume_trading()
-        log.info("control.trading_resumed")
-        return {"trading_state": "ACTIVE", "strategies": len(service.units)}
-
-    async def _cancel_here(self, account: str | None) -> dict[str, Any]:
-        workers = [u.worker for u in self.service.units.values()
-                   if u.worker.state in ("starting", "running", "paused")
-                   and (account is None or u.worker.account == account)]  # fmt: skip
-        left = await asyncio.gather(*(w.cancel_all(timeout_s=self.cancel_timeout_s)
-                                      if self.service.trading_state.state != "HALTED"
-                                      else w.halt(timeout_s=self.cancel_timeout_s)
-                                      for w in workers))  # fmt: skip
-        return {"accounts": sorted({w.account for w in workers}),
-                "strategies": [w.name for w in workers], "open_orders_left": sum(left)}  # fmt: skip
 
     async def _apply_shares(self) -> dict[str, Any]:
         async with redis_errors(self.redis, "control.limit_shares"):
@@ -258,45 +236,6 @@ class ServiceActions:
         weights.update({_text(k): float(_text(v)) for k, v in stored.items()})
         self.service.domain.limiter.set_weights(weights)
         return {"weights": weights}
-
-    async def _sweep(self, accounts: Sequence[str]) -> dict[str, Any]:
-        """A CancelAll on each account no process covered; per account, what it answered."""
-
-        async def one(name: str) -> Any:
-            trading = self.service.domain.accounts[name].trading
-            backoff = Backoff(self.clock, initial_s=0.1, max_s=1.0)
-            for _ in range(SWEEP_ATTEMPTS):
-                try:
-                    return await trading.cancel_all([])
-                except OrchestratorError as exc:  # cancels must go through
-                    log.warning("control.sweep_retry", account=name, error=str(exc))
-                    await backoff.wait()
-            return {"error": f"CancelAll failed {SWEEP_ATTEMPTS} times"}
-
-        names = [a for a in accounts if a in self.service.domain.accounts]
-        counts = await asyncio.gather(*(one(name) for name in names))
-        return dict(zip(names, counts, strict=True))
-
-    # --- the trading state in Redis --------------------------------------------------------------
-    async def follow_redis(self) -> None:
-        """Read the trading state in Redis and follow it, unless this process halted or resumed
-        while the read was on its way: that read may predate the command (which wrote Redis
-        before telling the processes), and following it would undo the command here until the
-        next read. The next read, sent after, sees the command's state or a newer one."""
-        changes = self.changes
-        record = await self.switch.read()
-        if changes == self.changes:
-            await self.follow(record)
-
-    async def follow(self, record: TradingRecord) -> None:
-        """Halt or resume here when Redis says so and this process does not yet."""
-        local = self.service.trading_state.state
-        if record.state == "HALTED" and local != "HALTED":
-            log.warning("control.halt_from_redis", reason=record.reason, by=record.operator)
-            await self._halt_here()
-        elif record.state != "HALTED" and local == "HALTED":
-            log.info("control.resume_from_redis", by=record.operator)
-            self._resume_here()
 
     async def load_shares(self) -> None:
         """At start: the limit shares operators set, over the config's weights."""

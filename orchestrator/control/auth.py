@@ -80,7 +80,9 @@ def verify(
     key = operators.get(command.operator)
     if key is None:
         raise CommandError(f"unknown operator {command.operator!r}")
-    if not hmac.compare_digest(_mac(key.secret, body), wire.signature.lower()):
+    # Bytes, not text: compare_digest refuses non-ASCII text with a TypeError.
+    given = wire.signature.lower().encode("utf-8", errors="surrogatepass")
+    if not hmac.compare_digest(_mac(key.secret, body).encode(), given):
         raise CommandError(f"bad signature for operator {command.operator!r}")
     age_s = now_s - command.time_s
     if not -max_age_s <= age_s <= max_age_s:

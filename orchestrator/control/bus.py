@@ -264,10 +264,23 @@ class CommandBus:
             raise StoreError(f"control_bus.take {command_id}: take.lua answered {outcome!r}")
         return cast(TakeOutcome, outcome)
 
-    async def finish(self, delivery: Delivery, reply: Reply, audit: Mapping[str, Any]) -> None:
+    def release(self, delivery: Delivery) -> None:
+        """Its handler gave up on `delivery` without answering (cancelled, or a bug): a later
+        claim may hand it out again, here too."""
+        self._in_flight.discard((delivery.stream, delivery.entry))
+
+    async def keep(self, delivery: Delivery) -> None:
+        """Still working on `delivery`: its idle time starts over, so no other process claims
+        it (and runs it again) while a long command (a stop waiting on its cancels) runs."""
+        async with redis_errors(self.redis, "control_bus.keep"):
+            await self.redis.xclaim(delivery.stream, self.group, self.process, 0,
+                                    [delivery.entry], justid=True)  # fmt: skip
+
+    async def finish(self, delivery: Delivery, reply: Reply, audit: Mapping[str, Any]) -> bool:
         """Answer `delivery` once, atomically: its command record (if `reply.command_id`) done,
         the reply on `keys.reply(delivery.reply_to)`, the entry acked, the audit entry (kind
-        "command", `record` = JSON of `audit`) appended. A broadcast copy takes `ack_broadcast`."""
+        "command", `record` = JSON of `audit`) appended. A broadcast copy takes `ack_broadcast`.
+        False when it was answered already (nothing written)."""
         if delivery.broadcast:
             raise ValueError("a broadcast copy is answered with ack_broadcast, not finish")
         keys = [self.keys.reply(delivery.reply_to), delivery.stream, self.keys.audit()]
@@ -281,6 +294,8 @@ class CommandBus:
             if await self._run("finish", delivery.entry, keys, args) == "0":
                 log.info("control_bus.answered_already", stream=delivery.stream,
                          entry=delivery.entry)  # fmt: skip
+                return False
+        return True
 
     async def route(self, delivery: Delivery, command_id: str, target: str) -> None:
         """Hand `delivery` to `target`'s inbox, atomically: the record routed (by target), the

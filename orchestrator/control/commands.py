@@ -165,6 +165,8 @@ def decode_command(raw: bytes) -> Command:
         raise CommandError(f"command is not JSON: {exc}") from None
     if isinstance(command, SetParams | SetTargets):
         _ascii_digits(raw, type_of(command))
+    if isinstance(command, CancelAll) and command.strategy and command.account:
+        raise CommandError("bad command: cancel_all takes a strategy or an account, not both")
     if isinstance(command, SetTargets):
         for i, target in enumerate(command.targets):
             low, mid, high = target.low, target.target, target.high

@@ -19,7 +19,8 @@ listener. Each delivery is handled in its own task (at most `MAX_IN_FLIGHT`), so
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Coroutine, Mapping
 from typing import Any, Final
 
 from orchestrator.clock import Clock
@@ -28,7 +29,7 @@ from orchestrator.control.actions import ServiceActions
 from orchestrator.control.audit import AuditLog
 from orchestrator.control.auth import OperatorKey, verify
 from orchestrator.control.bus import CommandBus, Delivery
-from orchestrator.control.commands import Command, Halt, type_of
+from orchestrator.control.commands import Command, Halt, ResumeTrading, type_of
 from orchestrator.control.peers import Heartbeat, Peers
 from orchestrator.control.replies import Ack, Reply, to_builtins
 from orchestrator.control.routing import Everywhere, Here, Nowhere, RouteTo, route
@@ -39,6 +40,9 @@ from orchestrator.metrics import Registry
 log = get_logger(__name__)
 
 MAX_IN_FLIGHT: Final = 16
+MAX_SWITCHES: Final = 4
+MAX_READ_AHEAD: Final = 256
+FUTURE_SLACK_S: Final = 5.0  # an entry stamped further ahead of our clock than this is odd
 RETRY_S: Final = 1.0  # after Redis failed under the loop
 
 
@@ -64,7 +68,12 @@ class CommandListener:
         self.operators = operators
         self.config = config
         self.clock = clock
+        # Ordinary commands share MAX_IN_FLIGHT slots; halts and resumes have their own, so a
+        # kill switch never waits behind slow commands; the reader stops at MAX_READ_AHEAD.
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._switch_slots = asyncio.Semaphore(MAX_SWITCHES)
+        self._read_ahead = asyncio.Semaphore(MAX_READ_AHEAD)
+        self.keep_every_s = config.claim_idle_s / 3
         self._commands = registry.counter(
             "orch_commands_total", "Operator commands handled, by type and outcome",
             ("type", "outcome"),
@@ -80,7 +89,7 @@ class CommandListener:
                     await self.clock.sleep(RETRY_S)
                     continue
                 for delivery in batch:
-                    await self._slots.acquire()
+                    await self._read_ahead.acquire()
                     tg.create_task(self._guarded(delivery))
 
     async def _guarded(self, delivery: Delivery) -> None:
@@ -91,18 +100,46 @@ class CommandListener:
         except Exception:  # a bug of ours must not take the listener down
             log.exception("control.handler_crashed", entry=delivery.entry)
         finally:
-            self._slots.release()
+            self.bus.release(delivery)  # unanswered (cancelled, a bug): a claim retries it
+            self._read_ahead.release()
 
     async def handle(self, delivery: Delivery) -> None:
         try:
             command = self._verified(delivery)
         except CommandError as exc:
-            if delivery.broadcast:
-                await self.bus.ack_broadcast(delivery, Ack(process=self.process, ok=False,
-                                                           error=str(exc)))  # fmt: skip
-                return
-            await self._answer(delivery, None, error=str(exc))
+            await self._refuse(delivery, str(exc))
             return
+        switching = isinstance(command, Halt | ResumeTrading)
+        async with self._switch_slots if switching else self._slots:
+            await self._kept(delivery, self._handle(delivery, command))
+
+    async def _kept(self, delivery: Delivery, work: Coroutine[Any, Any, None]) -> None:
+        """`work`, with the entry's idle time reset every `keep_every_s` meanwhile: a command
+        that takes long (a stop waiting for its cancels) is never claimed and run again by
+        another process while this one is on it."""
+        task = asyncio.ensure_future(work)
+        try:
+            while not task.done():
+                with contextlib.suppress(TimeoutError):
+                    async with self.clock.timeout(self.keep_every_s):
+                        await asyncio.shield(task)
+                if not task.done():
+                    try:
+                        await self.bus.keep(delivery)
+                    except StoreError as exc:
+                        log.warning("control.keep_failed", entry=delivery.entry, error=str(exc))
+            task.result()
+        finally:
+            task.cancel()
+
+    async def _refuse(self, delivery: Delivery, error: str) -> None:
+        if delivery.broadcast:
+            await self.bus.ack_broadcast(delivery, Ack(process=self.process, ok=False,
+                                                       error=error))  # fmt: skip
+        else:
+            await self._answer(delivery, None, error=error)
+
+    async def _handle(self, delivery: Delivery, command: Command) -> None:
         if delivery.broadcast:  # our part of a command another process took
             await self.bus.ack_broadcast(delivery, await self._part(command))
             return
@@ -129,12 +166,20 @@ class CommandListener:
     def _verified(self, delivery: Delivery) -> Command:
         if not delivery.wire:
             raise CommandError("stream entry without a `wire` field")
-        waited_s = self.clock.time() - delivery.queued_s
+        now_s = self.clock.time()
+        if delivery.queued_s > now_s + FUTURE_SLACK_S:
+            # Its id was set by hand into the future (every later entry then sorts after it):
+            # the window is checked against our clock, so one such entry cannot make every
+            # command look signed in the past.
+            log.warning("control.entry_from_the_future", entry=delivery.reply_to,
+                        ahead_s=round(delivery.queued_s - now_s, 1))  # fmt: skip
+        taken_s = min(delivery.queued_s, now_s)
+        waited_s = now_s - taken_s
         if waited_s > self.config.max_pending_s:
             limit_s = self.config.max_pending_s
             raise CommandError(f"command waited {waited_s:.0f} s in the stream, longer than "
                                f"control.max_pending_s ({limit_s:g} s)")  # fmt: skip
-        return verify(delivery.wire, self.operators, now_s=delivery.queued_s,
+        return verify(delivery.wire, self.operators, now_s=taken_s,
                       max_age_s=self.config.max_command_age_s)  # fmt: skip
 
     async def _serve(self, delivery: Delivery, command: Command) -> Any:
@@ -161,7 +206,7 @@ class CommandListener:
     async def _everywhere(
         self, delivery: Delivery, command: Command, peers: Mapping[str, Heartbeat]
     ) -> Any:
-        await self.actions.prepare(command, peers)
+        await self.actions.prepare(command, peers, delivery.reply_to)
         others = sorted(p for p in peers if p != self.process)
         if others:
             await self.bus.broadcast(delivery, others)
@@ -172,12 +217,7 @@ class CommandListener:
                                              self.config.broadcast_timeout_s)  # fmt: skip
         answered = {a.process for a in acks}
         missing = [p for p in others if p not in answered]
-        result = await self.actions.conclude(command, acks, missing)
-        if isinstance(command, Halt):
-            await self.audit.append("halt", {"operator": command.operator,
-                                             "reason": command.reason, "command_id": command.id,
-                                             "result": result})  # fmt: skip
-        return result
+        return await self.actions.conclude(command, acks, missing)
 
     async def _part(self, command: Command) -> Ack:
         try:
@@ -199,8 +239,13 @@ class CommandListener:
         record = {"operator": command.operator if command else None,
                   "command_id": reply.command_id, "type": kind, "ok": reply.ok,
                   "error": error, "process": self.process, "entry": delivery.reply_to}  # fmt: skip
-        await self.bus.finish(delivery, reply, record)
+        if not await self.bus.finish(delivery, reply, record):
+            return  # answered already (a second copy): nothing more is recorded
         self.audit.mirror("command", record)
+        if isinstance(command, Halt) and reply.ok:
+            await self.audit.append("halt", {"operator": command.operator,
+                                             "reason": command.reason, "command_id": command.id,
+                                             "result": reply.result})  # fmt: skip
         self._commands.inc(kind or "unreadable", "ok" if reply.ok else "error")
         log.info("control.answered", command=reply.command_id, type=kind, ok=reply.ok,
                  error=error)  # fmt: skip

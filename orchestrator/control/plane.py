@@ -116,9 +116,9 @@ class ControlPlane:
     async def start(self) -> None:
         """Before any strategy runs: the desk's trading state and limit shares, the group."""
         try:
-            await self.actions.follow(await self.switch.read())
-        except StoreError as exc:  # the limiter refuses new risk while Redis is away anyway
-            log.warning("control.trading_state_unknown", error=str(exc))
+            await self.actions.desk.follow_redis()
+        except StoreError as exc:  # a halted desk must not trade because Redis was slow
+            self.actions.desk.hold(f"the trading state in Redis could not be read: {exc}")
         await self.actions.load_shares()
         try:
             await self.bus.open()
@@ -147,7 +147,7 @@ class ControlPlane:
         while True:
             await self.clock.sleep(FOLLOW_S)
             try:
-                await self.actions.follow_redis()
+                await self.actions.desk.follow_redis()
             except StoreError as exc:
                 log.warning("control.trading_state_unread", error=str(exc))
 

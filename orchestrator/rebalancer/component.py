@@ -180,7 +180,8 @@ class Rebalancer:
                 # reply from the ledger needs one candidate entry. A move after one that ended
                 # pending waits for the next cycle instead of being refused.
                 ends = _ends(planned)
-                if ends & busy or self._stopped():  # stopping: nothing new goes out
+                # Stopping, or halted meanwhile (the kill switch): nothing new goes out.
+                if ends & busy or self._stopped() or self.paused:
                     report.deferred.append(planned)
                     continue
                 record = await self._executor.execute(planned, trigger)

@@ -476,7 +476,8 @@ class StrategyWorker:
         """Every order of the strategy's account cancelled (an operator's `cancel_all`); the
         strategy goes on and may place again. How many are still open after `timeout_s`."""
         left = await self.manager.cancel_everything(timeout_s=timeout_s)
-        self.resume_trading()
+        if self.trading_state.state != "HALTED":  # a halt keeps the manager closed
+            self.resume_trading()
         return left
 
     def resume_trading(self) -> None:
