@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Final, TypeVar
 import uvloop
 
 from orchestrator.config import Config, load_config
+from orchestrator.control.ctl import CtlArgs, run_ctl
 from orchestrator.errors import ConfigError, FeatureNotBuilt, OrchestratorError, StoreUnavailable
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.secrets import resolve_credentials, resolve_operator_secrets
@@ -103,9 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     ctl = sub.add_parser(
         "ctl",
         help="send an operator command to a running service through Redis",
-        description="Send a signed operator command and print its reply.",
+        description="Send a signed operator command and print its reply (`ctl help` lists "
+        "the commands; `ctl watch` follows the audit stream). Exit 0 done, 1 refused, no "
+        "reply, no service or no Redis, 2 usage or bad config.",
     )
-    ctl.add_argument("--config", type=Path, default=None, help="TOML config file")
+    ctl.add_argument(
+        "--config", type=Path, default=None, help=f"TOML config file (default: {DEFAULT_CONFIG})"
+    )
+    ctl.add_argument(
+        "--operator", default=None, metavar="NAME",
+        help="who signs (default: $ORCH_OPERATOR, else the only configured operator)",
+    )  # fmt: skip
+    ctl.add_argument("--json", action="store_true", help="print the reply (or entries) as JSON")
+    ctl.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="wait S seconds for the reply"
+    )
     ctl.add_argument("words", nargs=argparse.REMAINDER, help="the command and its arguments")
 
     bench = sub.add_parser(
@@ -188,7 +202,11 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
 
 def _cmd_ctl(args: argparse.Namespace) -> int:
-    raise FeatureNotBuilt("operator commands (`orchestrator ctl`)")
+    ctl_args = CtlArgs(
+        words=list(args.words), config_path=_config_path(args.config), operator=args.operator,
+        as_json=args.json, timeout_s=args.timeout,
+    )  # fmt: skip
+    return run_async(run_ctl(ctl_args, out=sys.stdout, err=sys.stderr, environ=os.environ))
 
 
 BENCHMARKS: Final = (
