@@ -18,7 +18,6 @@ rest), so this client keeps working with any service whose heartbeat has that fi
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final, cast
@@ -159,7 +158,6 @@ class ControlClient:
                 popped = await self.redis.blpop([key], timeout=wait_s)
             if popped is not None:
                 return decode_reply(_bytes(popped[1]))
-            _stop_if_cancelled()
         raise NoReply(
             f"no reply to command {command.id} (entry {entry}) within {timeout_s:g} s; it may "
             "still run: `orchestrator ctl watch` shows its outcome"
@@ -178,20 +176,10 @@ class ControlClient:
         while True:
             async with redis_errors(self.redis, "ctl.watch"):
                 streams = await self.redis.xread({key: last}, count=100, block=block_ms)
-            _stop_if_cancelled()
             for _, rows in cast(list[tuple[Any, Any]], streams or []):
                 for entry in decode_rows(rows):
                     last = entry.entry
                     yield entry
-
-
-def _stop_if_cancelled() -> None:
-    """Python 3.11's `asyncio.wait_for`, which redis-py sends commands with, loses a
-    cancellation that lands just as the reply comes in (CPython gh-86296, fixed in 3.12); a
-    loop that only awaits Redis would then run on after Ctrl-C. A task asked to stop stops."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _text(value: bytes | str) -> str:

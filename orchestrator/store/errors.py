@@ -16,11 +16,13 @@
   retry cures), and any other `RedisError` (a script error, a wrong type): a bug or bad data.
 
 `what` names the operation in the message ("limiter.acquire"), so a log line says who failed.
-The original error is chained (`__cause__`). Cancellation passes through untouched.
+The original error is chained (`__cause__`). Cancellation passes through untouched, and a
+cancellation redis-py lost on Python 3.11 is raised again at the end of the block.
 """
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
 from typing import Final
 
@@ -53,6 +55,17 @@ _REFUSED: Final = (AuthenticationError, AuthorizationError)
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, OSError)
 
 
+def _stop_if_cancelled() -> None:
+    """Python 3.11's `asyncio.wait_for`, which redis-py sends commands with, loses a
+    cancellation that lands just as the reply comes in (CPython gh-86296, fixed in 3.12): the
+    call returns as if nothing happened, and a loop that only awaits Redis (a listener, a
+    heartbeat) then runs on after its task was cancelled, and a shutdown waits on it forever.
+    A task asked to stop stops at the end of its Redis call."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class redis_errors:
     """Async context manager translating redis-py errors raised in its block (see the module)."""
 
@@ -72,6 +85,7 @@ class redis_errors:
         traceback: TracebackType | None,
     ) -> None:
         if exc is None:
+            _stop_if_cancelled()
             return
         if isinstance(exc, _REFUSED):  # before the ConnectionErrors: waiting will not cure it
             raise StoreError(
