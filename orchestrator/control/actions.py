@@ -18,6 +18,7 @@ Refusals are `CommandError`s naming what is wrong; nothing is changed by a refus
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from orchestrator.config import RebalanceTarget
@@ -132,8 +133,16 @@ class ServiceActions:
         match command:
             case SetTargets(targets=targets):
                 rebalancer = self._rebalancer()
-                bands = [RebalanceTarget(account=t.account, asset=t.asset, target=t.target,
-                                         low=t.low, high=t.high) for t in targets]  # fmt: skip
+                # A band keeps its configured floor and ramp; its level and edges are replaced.
+                configured = {(t.account, t.asset): t for t in rebalancer.config.rebalancer.targets}
+                bands = []
+                for t in targets:
+                    was = configured.get((t.account, t.asset))
+                    bands.append(RebalanceTarget(
+                        account=t.account, asset=t.asset, target=t.target, low=t.low,
+                        high=t.high, floor=was.floor if was else Decimal(0),
+                        ramp=was.ramp if was else [],
+                    ))  # fmt: skip
                 try:
                     rebalancer.set_targets(bands)
                 except ConfigError as exc:

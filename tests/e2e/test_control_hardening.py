@@ -78,7 +78,8 @@ async def desk(tmp: Path, url: str, keys: Keys) -> AsyncIterator[Desk]:
 
 
 async def replies(client: ControlClient, keys: Keys, entry: str) -> list[Reply]:
-    return [decode_reply(r) for r in await client.redis.lrange(keys.reply(entry), 0, -1)]
+    raw = await client.redis.lrange(keys.reply(entry), 0, -1)
+    return [decode_reply(r if isinstance(r, bytes) else r.encode()) for r in raw]
 
 
 async def test_a_non_ascii_signature_is_answered(
