@@ -21,7 +21,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,20 @@ OPERATORS: Mapping[str, str] = {"alice": "admin", "tom": "trader", "vera": "view
 
 class ServiceTrouble(AssertionError):
     """The service under test did not start, or did not stop cleanly (a test failure)."""
+
+
+async def until(check: Callable[[], bool], *, timeout_s: float = 10.0, what: str = "") -> None:
+    """Wait (polling every 20 ms) until `check()` holds; `ServiceTrouble` after `timeout_s`."""
+    deadline_s = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline_s:
+            raise ServiceTrouble(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+def open_orders(sim: RunningSimulator, account: str) -> int:
+    """How many orders of `account` rest at the simulator now."""
+    return len(sim.venue.engine.open_orders(account))
 
 
 def operator_secret(name: str) -> str:
@@ -70,11 +85,11 @@ class ServiceSetup:
     extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # section -> fields
 
 
-def _toml(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, dict):
-        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f'"{k}" = {toml_value(v)}' for k, v in value.items()) + " }"
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -98,7 +113,7 @@ def write_config(setup: ServiceSetup) -> Path:
         sections.setdefault(section, {}).update(fields)
     lines = ['log_level = "info"\n']
     for section, fields in sections.items():
-        body = "".join(f"{k} = {_toml(v)}\n" for k, v in fields.items())
+        body = "".join(f"{k} = {toml_value(v)}\n" for k, v in fields.items())
         lines.append(f"[{section}]\n{body}")
     for account in sim.venue.settings.accounts:
         key = sim.venue.keys_of(account.name)[0]
@@ -113,8 +128,8 @@ def write_config(setup: ServiceSetup) -> Path:
                      f'secret = "file:{tmp}/op-{name}.secret"\n')  # fmt: skip
     lines.extend(
         f'[[strategies]]\nname = "{s.name}"\nmodule = "{s.module}"\naccount = "{s.account}"\n'
-        f'pairs = ["{s.pair}"]\nenabled = {_toml(s.enabled)}\nweight = {s.weight!r}\n'
-        f"params = {_toml(dict(s.params))}\n"
+        f'pairs = ["{s.pair}"]\nenabled = {toml_value(s.enabled)}\nweight = {s.weight!r}\n'
+        f"params = {toml_value(dict(s.params))}\n"
         for s in setup.strategies
     )
     path = tmp / f"{setup.instance}.toml"

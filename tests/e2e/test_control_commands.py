@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from orchestrator.service import Service
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.simulator.settings import SimSettings, domain_accounts
 from orchestrator.store.keys import Keys
+from orchestrator.testing.service import open_orders, until
 from tests.service_harness import (
     ServiceSetup,
     StrategySpec,
@@ -42,18 +43,6 @@ MAKERS = [
 ]
 
 
-async def until(check: Callable[[], bool], timeout_s: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.02)
-
-
-def open_at(sim: RunningSimulator, account: str) -> int:
-    return len(sim.venue.engine.open_orders(account))
-
-
 @contextlib.asynccontextmanager
 async def desk(
     tmp: Path, redis_url: str, keys: Keys, *, rebalancer: dict[str, Any] | None = None,
@@ -66,7 +55,7 @@ async def desk(
         async with running_service(write_config(setup)) as service, \
                 operator_client(redis_url, keys.namespace) as client:  # fmt: skip
             accounts = [spec.account for spec in strategies]
-            await until(lambda: all(open_at(sim, a) == 2 for a in accounts), what="quotes")
+            await until(lambda: all(open_orders(sim, a) == 2 for a in accounts), what="quotes")
             yield sim, service, client
 
 
@@ -100,16 +89,18 @@ async def test_strategy_commands_act_on_that_strategy_alone(
         mm0, mm1 = service.units["mm0"].worker, service.units["mm1"].worker
 
         await ask(client, "pause_strategy", strategy="mm0")
-        await until(lambda: open_at(sim, "s0") == 0, what="a paused strategy's orders cancelled")
+        await until(
+            lambda: open_orders(sim, "s0") == 0, what="a paused strategy's orders cancelled"
+        )
         assert mm0.state == "paused"
-        assert open_at(sim, "s1") == 2
+        assert open_orders(sim, "s1") == 2
         refused = await client.request(client.command("pause_strategy", strategy="mm0"))
         assert not refused.ok
         assert "paused, not running" in (refused.error or "")
 
         await ask(client, "resume_strategy", strategy="mm0")
         assert service.units["mm0"].worker.state == "running"  # read again: mypy narrowed it
-        await until(lambda: open_at(sim, "s0") == 2, what="quotes again after resume")
+        await until(lambda: open_orders(sim, "s0") == 2, what="quotes again after resume")
 
         reply = await ask(client, "set_params", strategy="mm1",
                           params={"size": "0.2", "spread_bps": "90", "requote_bps": "40"})  # fmt: skip
@@ -123,16 +114,16 @@ async def test_strategy_commands_act_on_that_strategy_alone(
 
         cancelled = await ask(client, "cancel_all", strategy="mm1")
         assert cancelled.result["open_orders_left"] == 0
-        assert open_at(sim, "s0") == 2  # the other strategy's orders are untouched
-        await until(lambda: open_at(sim, "s1") == 2, what="mm1 quotes again (it still runs)")
+        assert open_orders(sim, "s0") == 2  # the other strategy's orders are untouched
+        await until(lambda: open_orders(sim, "s1") == 2, what="mm1 quotes again (it still runs)")
 
         stopped = await ask(client, "stop_strategy", strategy="mm1")
         assert stopped.result == {"strategy": "mm1", "state": "stopped", "open_orders_left": 0}
-        assert open_at(sim, "s1") == 0
-        assert open_at(sim, "s0") == 2
+        assert open_orders(sim, "s1") == 0
+        assert open_orders(sim, "s0") == 2
 
         await ask(client, "start_strategy", strategy="mm1")
-        await until(lambda: open_at(sim, "s1") == 2, what="restarted strategy quotes")
+        await until(lambda: open_orders(sim, "s1") == 2, what="restarted strategy quotes")
         # Params an operator set outlive the stop.
         assert service.units["mm1"].worker.context.params.size == Decimal("0.2")
         again = await client.request(client.command("start_strategy", strategy="mm1"))
@@ -148,7 +139,7 @@ async def test_halt_cancels_everything_and_refuses_new_orders_until_resumed(
         sent_s = time.monotonic()
         reply = await ask(client, "halt", reason="test: fat finger")
         assert time.monotonic() - sent_s < 1.0
-        assert open_at(sim, "s0") == open_at(sim, "s1") == 0
+        assert open_orders(sim, "s0") == open_orders(sim, "s1") == 0
         assert reply.result["trading_state"] == "HALTED"
         assert set(reply.result["processes"]["proc-a"]["accounts"]) == {"s0", "s1"}
         record = await TradingSwitch(client.redis, keys, service.domain.limiter.clock).read()
@@ -160,7 +151,9 @@ async def test_halt_cancels_everything_and_refuses_new_orders_until_resumed(
 
         await ask(client, "resume_trading")
         assert service.trading_state.state == "ACTIVE"
-        await until(lambda: open_at(sim, "s0") == open_at(sim, "s1") == 2, what="quotes again")
+        await until(
+            lambda: open_orders(sim, "s0") == open_orders(sim, "s1") == 2, what="quotes again"
+        )
 
 
 async def test_cancel_all_of_an_account_and_of_everything(
@@ -169,16 +162,16 @@ async def test_cancel_all_of_an_account_and_of_everything(
     async with desk(tmp_path, redis_server, keys) as (sim, service, client):
         reply = await ask(client, "cancel_all", account="s0")
         assert reply.result["processes"]["proc-a"]["strategies"] == ["mm0"]
-        assert open_at(sim, "s0") == 0
-        assert open_at(sim, "s1") == 2
+        assert open_orders(sim, "s0") == 0
+        assert open_orders(sim, "s1") == 2
         unknown = await client.request(client.command("cancel_all", account="nobody"))
         assert not unknown.ok
         assert "unknown account" in (unknown.error or "")
-        await until(lambda: open_at(sim, "s0") == 2, what="mm0 quotes again")
+        await until(lambda: open_orders(sim, "s0") == 2, what="mm0 quotes again")
         everything = await ask(client, "cancel_all")
         assert set(everything.result["processes"]["proc-a"]["accounts"]) == {"s0", "s1"}
         assert "master" in everything.result["swept"]  # an account without a strategy
-        assert open_at(sim, "s0") == open_at(sim, "s1") == 0
+        assert open_orders(sim, "s0") == open_orders(sim, "s1") == 0
         assert service.trading_state.state == "ACTIVE"  # cancel_all is not a halt
 
 
@@ -276,7 +269,9 @@ async def test_a_command_for_a_strategy_in_another_process_is_routed_there(
         async with running_service(write_config(a)) as service_a, \
                 running_service(write_config(b)) as service_b, \
                 operator_client(redis_server, keys.namespace) as client:  # fmt: skip
-            await until(lambda: open_at(sim, "s0") == open_at(sim, "s1") == 2, what="quotes")
+            await until(
+                lambda: open_orders(sim, "s0") == open_orders(sim, "s1") == 2, what="quotes"
+            )
             paused = await ask(client, "pause_strategy", strategy="mm1")
             assert paused.process == "proc-b"
             assert service_b.units["mm1"].worker.state == "paused"
@@ -286,7 +281,7 @@ async def test_a_command_for_a_strategy_in_another_process_is_routed_there(
             halted = await ask(client, "halt", reason="both")
             assert set(halted.result["processes"]) == {"proc-a", "proc-b"}
             assert service_a.trading_state.state == service_b.trading_state.state == "HALTED"
-            assert open_at(sim, "s0") == open_at(sim, "s1") == 0
+            assert open_orders(sim, "s0") == open_orders(sim, "s1") == 0
             await ask(client, "resume_trading")
             ghost = await client.request(client.command("stop_strategy", strategy="ghost"))
             assert not ghost.ok

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from orchestrator.service import Service
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.simulator.settings import SimSettings, domain_accounts
 from orchestrator.store.keys import Keys
+from orchestrator.testing.service import open_orders, until
 from tests.service_harness import (
     ServiceSetup,
     StrategySpec,
@@ -51,18 +52,6 @@ GROUP = "orchestrator"
 Desk = tuple[RunningSimulator, Service, ControlClient, ControlClient]
 
 
-def open_at(sim: RunningSimulator, account: str) -> int:
-    return len(sim.venue.engine.open_orders(account))
-
-
-async def until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        await asyncio.sleep(0.02)
-
-
 @contextlib.asynccontextmanager
 async def desk(tmp: Path, url: str, keys: Keys) -> AsyncIterator[Desk]:
     async with open_simulator(SimSettings(accounts=domain_accounts(3, FUNDS))) as sim:
@@ -73,7 +62,8 @@ async def desk(tmp: Path, url: str, keys: Keys) -> AsyncIterator[Desk]:
             operator_client(url, keys.namespace) as alice,
             operator_client(url, keys.namespace, "tom") as tom,
         ):
-            await until(lambda: open_at(sim, "s0") == open_at(sim, "s1") == 2, 30, "quotes")
+            await until(lambda: open_orders(sim, "s0") + open_orders(sim, "s1") == 4,
+                        timeout_s=30, what="quotes")  # fmt: skip
             yield sim, service, alice, tom
 
 
@@ -108,7 +98,7 @@ async def test_an_entry_from_the_future_does_not_disable_commands(
         reply = await alice.request(alice.command("halt", reason="fat finger"), timeout_s=10)
         assert reply.ok, reply.error
         assert service.trading_state.state == "HALTED"
-        assert open_at(sim, "s0") == open_at(sim, "s1") == 0
+        assert open_orders(sim, "s0") == open_orders(sim, "s1") == 0
 
 
 async def test_a_resume_claimed_after_a_halt_does_not_undo_it(
@@ -133,7 +123,7 @@ async def test_a_resume_claimed_after_a_halt_does_not_undo_it(
         await asyncio.sleep(1.5)  # a follow of Redis included
         assert (await TradingSwitch(redis, keys, RealClock()).read()).state == "HALTED"
         assert service.trading_state.state == "HALTED"
-        assert open_at(sim, "s0") == open_at(sim, "s1") == 0
+        assert open_orders(sim, "s0") == open_orders(sim, "s1") == 0
 
 
 async def test_a_stale_broadcast_resume_is_not_obeyed(
@@ -173,10 +163,10 @@ async def test_a_halt_does_not_wait_behind_slow_commands(
         sent_s = time.monotonic()
         halting = asyncio.create_task(alice.request(alice.command("halt", reason="now"),
                                                     timeout_s=20))  # fmt: skip
-        await until(lambda: service.trading_state.state == "HALTED", 5, "halted")
+        await until(lambda: service.trading_state.state == "HALTED", timeout_s=5, what="halted")
         halted_after_s = time.monotonic() - sent_s
         await halting
         stop.set()
         await beating
         assert halted_after_s < 1.0, halted_after_s
-        assert open_at(sim, "s0") == open_at(sim, "s1") == 0
+        assert open_orders(sim, "s0") == open_orders(sim, "s1") == 0

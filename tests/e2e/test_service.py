@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from orchestrator.simulator.app import RunningSimulator, open_simulator
 from orchestrator.simulator.settings import SimSettings, domain_accounts
 from orchestrator.store.keys import Keys
+from orchestrator.testing.service import toml_value
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_S = 60.0
@@ -36,18 +37,6 @@ MAKERS = {  # strategy -> (account, pair, params)
     "mm2": ("s2", "SOL/USD", {"size": "2", "spread_bps": 2, "requote_bps": 1}),
     "mm3": ("s3", "XBT/USD", {"size": "0.02", "spread_bps": 2, "requote_bps": 1}),
 }
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f'"{k}" = {toml_value(v)}' for k, v in value.items()) + " }"
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(str(value))
 
 
 def strategy_block(name: str, module: str, account: str, pair: str, params: dict[str, Any]) -> str:
