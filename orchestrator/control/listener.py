@@ -33,6 +33,7 @@ from orchestrator.control.commands import Command, Halt, ResumeTrading, type_of
 from orchestrator.control.peers import Heartbeat, Peers
 from orchestrator.control.replies import Ack, Reply, to_builtins
 from orchestrator.control.routing import Everywhere, Here, Nowhere, RouteTo, route
+from orchestrator.control.trading import generation_of
 from orchestrator.errors import CommandError, StoreError
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
@@ -179,6 +180,13 @@ class CommandListener:
             limit_s = self.config.max_pending_s
             raise CommandError(f"command waited {waited_s:.0f} s in the stream, longer than "
                                f"control.max_pending_s ({limit_s:g} s)")  # fmt: skip
+        if delivery.routed_from is not None:
+            # Routing is immediate: a copy that sat in this process's inbox this long was sent
+            # while the process was away, and its sender stopped waiting long ago.
+            routed_s = now_s - generation_of(delivery.entry)[0] / 1000
+            if routed_s > self.config.max_command_age_s:
+                raise CommandError(f"routed here by {delivery.routed_from} {routed_s:.0f} s ago "
+                                   "while this process was away; send it again")  # fmt: skip
         return verify(delivery.wire, self.operators, now_s=taken_s,
                       max_age_s=self.config.max_command_age_s)  # fmt: skip
 

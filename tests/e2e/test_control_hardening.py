@@ -22,7 +22,7 @@ import pytest
 from orchestrator.clock import RealClock
 from orchestrator.control.auth import sign
 from orchestrator.control.client import ControlClient
-from orchestrator.control.commands import encode_command
+from orchestrator.control.commands import PauseStrategy, encode_command
 from orchestrator.control.peers import Heartbeat
 from orchestrator.control.replies import Reply, decode_reply
 from orchestrator.control.trading import TradingSwitch
@@ -170,3 +170,26 @@ async def test_a_halt_does_not_wait_behind_slow_commands(
         await beating
         assert halted_after_s < 1.0, halted_after_s
         assert open_orders(sim, "s0") == open_orders(sim, "s1") == 0
+
+
+async def test_a_routed_copy_left_in_an_inbox_while_away_is_refused(
+    tmp_path: Path, redis_server: str, keys: Keys
+) -> None:
+    async with desk(tmp_path, redis_server, keys) as (_sim, service, alice, _tom):
+        now_s = time.time()
+        taken = f"{int((now_s - 120) * 1000)}-0"  # Redis took it 2 min ago, signed then
+        pause = PauseStrategy(id="late-00000001", operator="alice", time_s=now_s - 120,
+                              strategy="mm0")  # fmt: skip
+        await alice.redis.xadd(
+            keys.inbox("proc-a"),
+            {"wire": sign(pause, Secret(operator_secret("alice"))), "entry": taken,
+             "from": "proc-b"},
+            id=f"{int((now_s - 90) * 1000)}-0",  # routed here 90 s ago, this process away
+        )  # fmt: skip
+        deadline = time.monotonic() + 5
+        while not (got := await replies(alice, keys, taken)):
+            assert time.monotonic() < deadline, "no reply"
+            await asyncio.sleep(0.05)
+        assert not got[0].ok
+        assert "while this process was away" in (got[0].error or "")
+        assert service.units["mm0"].worker.state == "running"
