@@ -94,9 +94,7 @@ class DeskTrading:
                    if u.worker.state in ("starting", "running", "paused")
                    and (account is None or u.worker.account == account)]  # fmt: skip
         timeout_s = self.cancel_timeout_s
-        left = await asyncio.gather(*(w.halt(timeout_s=timeout_s) if self.halted
-                                      else w.cancel_all(timeout_s=timeout_s)
-                                      for w in workers))  # fmt: skip
+        left = await asyncio.gather(*(w.cancel_all(timeout_s=timeout_s) for w in workers))
         return {"accounts": sorted({w.account for w in workers}),
                 "strategies": [w.name for w in workers], "open_orders_left": sum(left)}  # fmt: skip
 

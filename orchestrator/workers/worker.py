@@ -466,15 +466,10 @@ class StrategyWorker:
         self.inbox.poke()
         return True
 
-    async def halt(self, *, timeout_s: float) -> int:
-        """The kill switch, for this strategy: nothing new is sent (queued places refused) and
-        every order of its account is cancelled; how many are still open after `timeout_s`.
-        The domain's trading state (HALTED) already refuses new intents."""
-        return await self.manager.cancel_everything(timeout_s=timeout_s)
-
     async def cancel_all(self, *, timeout_s: float) -> int:
-        """Every order of the strategy's account cancelled (an operator's `cancel_all`); the
-        strategy goes on and may place again. How many are still open after `timeout_s`."""
+        """Every order of the strategy's account cancelled, queued places refused; how many
+        are still open after `timeout_s`. The strategy goes on and may place again, unless the
+        domain is HALTED (the kill switch): then its order manager stays closed."""
         left = await self.manager.cancel_everything(timeout_s=timeout_s)
         if self.trading_state.state != "HALTED":  # a halt keeps the manager closed
             self.resume_trading()

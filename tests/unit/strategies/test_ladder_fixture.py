@@ -54,7 +54,7 @@ async def test_halted_it_places_nothing_and_resumed_it_is_back() -> None:
         engine = replay.venue.engine
         assert len(engine.open_orders("s0")) == 10
         replay.trading_state.state = "HALTED"
-        assert await worker.halt(timeout_s=5.0) == 0
+        assert await worker.cancel_all(timeout_s=5.0) == 0
         placed = len(engine.orders)
         await replay.run_for(5.0)  # its levels closed: it asks again, and is refused
         assert engine.open_orders("s0") == {}
