@@ -42,9 +42,20 @@ class Keys:
         """Set after a venue rate-limit error: every process waits until it expires."""
         return f"{self.domain_tag}:cool:{_part(scope, 'scope')}"
 
-    def limiter_share(self, strategy: str) -> str:
-        """A strategy's recent use of the pool, for fair shares under contention."""
-        return f"{self.domain_tag}:share:{_part(strategy, 'strategy')}"
+    def limiter_share(self, pool: str) -> str:
+        """Hash of one pool's fair shares: each strategy's share `tat` and weight, and the
+        weight of the strategies active on it (`~W`)."""
+        return f"{self.domain_tag}:share:{_part(pool, 'scope')}"
+
+    def limiter_active(self, pool: str) -> str:
+        """Sorted set of the strategies active on one pool, scored by when each stops being
+        active (so expiry is a range read, not a walk of every strategy)."""
+        return f"{self.domain_tag}:active:{_part(pool, 'scope')}"
+
+    def limiter_epoch(self) -> str:
+        """Hash {id, lost_s, seq}: which incarnation of the limiter's state Redis holds, so
+        every process can tell that state was lost (a restart, a lagging replica)."""
+        return f"{self.domain_tag}:epoch"
 
     # --- venue edge ---------------------------------------------------------------------------
     def nonce(self, key_id: str) -> str:
