@@ -14,22 +14,36 @@ thundering herd. Refusals write nothing.
 Lanes: new-risk requests see `threshold * (1 - reserve_fraction)`; risk-reducing ones (cancels)
 see the whole threshold, so the reserve is always there for them.
 
-Fair shares (requests on one domain pool, when a strategy is named): each strategy has a
-share counter with `weight / total_weight` of the pool's threshold and decay. Within its share a
-request needs only the pool to fit. Beyond its share it may *borrow* if it fits now and leaves
-untouched the unused share of every other strategy active in the last `active_window_s`;
-otherwise it is refused with the time its own share has room again (never booked then: one
-counter cannot hold a future booking without holding the time before it too). So under
-contention each strategy is paced at its share of the pool's rate, and a runaway can use idle
-capacity but never what others are due.
-Risk-reducing requests (cancels) are charged to the share too, so that the share counts all a
-strategy costs the pool, but they are never held back by it.
+Fair shares (requests on one domain pool, when a strategy is named): weighted fair queueing on
+the pool's own timeline, in O(1) per request. Each pool keeps the summed weight `W` of the
+strategies active on it (a sorted set by "active until", so expiry is a bounded range read, never
+a walk of every strategy). A strategy of weight w gets the portion p = w / W: a share counter with
+decay `p x decay` and limit `max(p x limit, cost)` (a single request always fits an empty share)
+while the pool has room; once the pool binds the limit is the request's cost alone, so that each
+strategy is paced at its portion at once rather than spending credit saved earlier in the pool's
+arrival order (which would split the pool by callers, not by weights).
+- Within its share a request only needs the scopes to fit.
+- Beyond it the request is *booked*, never refused: at its share's next room, or at once where
+  capacity is idle, i.e. where the pool's level stays within its limit minus the other active
+  strategies' share limits (at least its own cost). Borrowing is booked only now, or where the
+  share's room lies past the pool's `tat`: then the borrow slot (never past `tat`) replaces a
+  booking that would hold the pool idle until the share's time. The caller sleeps once. Under
+  contention each strategy is paced at its portion of the decay; together the portions are the
+  whole decay, so the pool is used in full.
+- When `W` changes, a share keeps the level it holds in cost units (its `tat` is rescaled to
+  the new portion's decay), so a newcomer's share is not eaten by an old one's past.
+- After a borrow (or a cancel) the share counter is capped at full: using idle capacity is never
+  punished later (the virtual-time rule of start-time fair queueing, `max(V, F)`).
+- Risk-reducing requests (cancels) are charged to the share, so that the share counts all a
+  strategy costs the pool, but they are never held back by it.
+Idle strategies leave the active set after `active_window_s` past their last booked send, so
+their portion goes to the active ones at once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 INFINITE_WAIT_S = math.inf
@@ -61,21 +75,39 @@ class ScopeState:
         return max(0.0, (self.tat_s - now_s) * decay_per_s)
 
 
+EXPIRE_PER_CALL = 16  # strategies taken out of the active set per decision, at most
+
+
 @dataclass(slots=True)
 class ShareState:
     tat_s: float = 0.0
     weight: float = 1.0
-    seen_s: float = -math.inf  # last admission: "active" strategies keep their share reserved
+    active_until_s: float | None = None  # None: not in the pool's active set
+    decay_per_s: float = 0.0  # the share's decay when last booked (the portion moves with W)
 
-    def level(self, decay_per_s: float, now_s: float) -> float:
-        return max(0.0, (self.tat_s - now_s) * decay_per_s)
+
+@dataclass(slots=True)
+class PoolShares:
+    """One pool's fair-share state: the summed weight of its active set (`~W`) and each
+    strategy's share counter. Invariant: `total_weight` is the sum of the members' weights."""
+
+    total_weight: float = 0.0
+    members: dict[str, ShareState] = field(default_factory=dict)
+
+    def copy(self) -> PoolShares:
+        return PoolShares(
+            self.total_weight,
+            {
+                n: ShareState(m.tat_s, m.weight, m.active_until_s, m.decay_per_s)
+                for n, m in self.members.items()
+            },
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class FairShare:
     strategy: str
     weight: float
-    total_weight: float
     active_window_s: float
 
 
@@ -85,7 +117,7 @@ class Decision:
     wait_s: float  # granted: sleep this long, then send; refused: when it would fit
     binding: int  # index of the scope that decided the wait (-1: none)
     scopes: list[ScopeState] = field(default_factory=list)  # states after the decision
-    shares: dict[str, ShareState] = field(default_factory=dict)
+    shares: PoolShares | None = None  # the pool's share state after a grant (fair requests)
 
 
 def _earliest_fit_s(
@@ -105,64 +137,72 @@ def decide(
     reserve_fraction: float,
     max_wait_s: float,
     fair: FairShare | None = None,
-    shares: Mapping[str, ShareState] | None = None,
+    shares: PoolShares | None = None,
     transit_s: float = 0.0,
 ) -> Decision:
     """Grant (maybe with a wait) or refuse; on a grant, the returned states are the new ones.
 
     `transit_s`: the venue counts a request when it arrives, a little after we book it; every
     limit keeps `decay_per_s * transit_s` of room so that delay can never tip a counter over.
+    Refused only when the wait is past `max_wait_s` (or can never fit).
     """
     headroom = 1.0 if risk_reducing else 1.0 - reserve_fraction
     send_s = now_s
     binding = -1
+    fits_s = [now_s] * len(charges)
     for i, (charge, state) in enumerate(zip(charges, states, strict=True)):
         if charge.uncapped:
             continue  # never refused at the venue: it fits now, whatever the level
         limit = charge.threshold * headroom - charge.decay_per_s * transit_s
         fit_s = _earliest_fit_s(state.tat_s, limit, charge.cost, charge.decay_per_s, now_s)
-        fit_s = max(fit_s, state.cool_until_s)
+        fits_s[i] = fit_s = max(fit_s, state.cool_until_s)
         if fit_s > send_s:
             send_s, binding = fit_s, i
-    wait_s = send_s - now_s
-    new_shares: dict[str, ShareState] = {}
     pool = next((i for i, c in enumerate(charges) if c.is_pool), -1)
-    if fair is not None and pool >= 0 and fair.total_weight > 0:
-        known = shares or {}
-        before = known.get(fair.strategy)
-        mine_tat_s = before.tat_s if before is not None else 0.0
+    new_shares: PoolShares | None = None
+    if fair is not None and pool >= 0:
+        new_shares = (shares or PoolShares()).copy()
+        gone = _expire(new_shares, fair.strategy, now_s)
+        mine = new_shares.members.get(fair.strategy)
+        total = new_shares.total_weight + fair.weight - (mine.weight if mine else 0.0)
+        total = max(total, fair.weight)  # float drift can never make a share exceed the pool
         charge, state = charges[pool], states[pool]
-        portion = fair.weight / fair.total_weight
+        portion = fair.weight / total
         share_decay = charge.decay_per_s * portion
-        share_limit = charge.threshold * headroom * portion
+        mine_tat_s = 0.0
+        if mine is not None and mine.tat_s > now_s:
+            # The level it holds, in cost units, at the share's new decay.
+            mine_tat_s = now_s + (mine.tat_s - now_s) * mine.decay_per_s / share_decay
+        share_limit = charge.cost  # the pool binds: paced at the share's rate, no burst
+        if fits_s[pool] <= now_s:
+            share_limit = max(charge.threshold * headroom * portion, charge.cost)
         share_fit_s = _earliest_fit_s(mine_tat_s, share_limit, charge.cost, share_decay, now_s)
-        # Cancels are charged to the share (fair accounting) but never held back by it.
         if share_fit_s > send_s and not risk_reducing:
-            # Borrowing: only now, and only from capacity no active strategy is due.
-            reserved = 0.0
-            for name in sorted(known):
-                other = known[name]
-                if name == fair.strategy or now_s - other.seen_s > fair.active_window_s:
-                    continue
-                other_portion = other.weight / fair.total_weight
-                other_limit = charge.threshold * headroom * other_portion
-                used = other.level(charge.decay_per_s * other_portion, now_s)
-                reserved += max(0.0, other_limit - used)
-            pool_limit = charge.threshold * headroom - reserved
-            pool_fit_s = _earliest_fit_s(
-                state.tat_s, pool_limit, charge.cost, charge.decay_per_s, now_s
+            # Beyond its share: idle capacity is what leaves every other active share whole.
+            pool_limit = charge.threshold * headroom - charge.decay_per_s * transit_s
+            others = charge.threshold * headroom * (1.0 - portion)
+            borrow_limit = max(pool_limit - others, charge.cost)
+            borrow_fit_s = _earliest_fit_s(
+                state.tat_s, borrow_limit, charge.cost, charge.decay_per_s, now_s
             )
-            if wait_s > 0 or pool_fit_s > now_s:
-                # No idle capacity to borrow now. Not booked: a booking at the share's time
-                # would hold the pool's counter at that future moment for everyone. The caller
-                # waits until its own share has room (or idle capacity appears) and asks again.
-                hint_s = min(share_fit_s, max(pool_fit_s, send_s)) - now_s
-                return Decision(granted=False, wait_s=hint_s, binding=pool)
-        new_shares[fair.strategy] = ShareState(
-            tat_s=max(mine_tat_s, send_s) + charge.cost / share_decay,
-            weight=fair.weight,
-            seen_s=now_s,
+            fit_s = share_fit_s
+            if borrow_fit_s <= send_s or share_fit_s > state.tat_s:
+                # Borrow when it fits now, or when the share's time lies past the pool's own
+                # timeline (booking there would hold the pool idle until then for everyone).
+                fit_s = min(share_fit_s, borrow_fit_s)
+            if fit_s > send_s:
+                send_s, binding = fit_s, pool
+        booked_tat_s = min(
+            max(mine_tat_s, send_s) + charge.cost / share_decay,
+            send_s + share_limit / share_decay,  # at most full: a borrow is not a debt
         )
+        for name in gone:
+            del new_shares.members[name]
+        new_shares.total_weight = total
+        new_shares.members[fair.strategy] = ShareState(
+            booked_tat_s, fair.weight, send_s + fair.active_window_s, share_decay
+        )
+    wait_s = send_s - now_s
     if wait_s > max_wait_s:
         return Decision(granted=False, wait_s=wait_s, binding=binding)
     booked = [
@@ -170,6 +210,21 @@ def decide(
         for charge, state in zip(charges, states, strict=True)
     ]
     return Decision(granted=True, wait_s=wait_s, binding=binding, scopes=booked, shares=new_shares)
+
+
+def _expire(shares: PoolShares, strategy: str, now_s: float) -> list[str]:
+    """Take out of the total the strategies whose activity ended before `now_s`, at most
+    `EXPIRE_PER_CALL`, earliest first (ties by name): the script's bounded range read. The
+    caller itself stays (it is about to be active again); the members go on a grant."""
+    ended = sorted(
+        (m.active_until_s, name)
+        for name, m in shares.members.items()
+        if m.active_until_s is not None and m.active_until_s < now_s
+    )[:EXPIRE_PER_CALL]
+    gone = [name for _, name in ended if name != strategy]
+    for name in gone:
+        shares.total_weight -= shares.members[name].weight
+    return gone
 
 
 def penalize(

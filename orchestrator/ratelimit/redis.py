@@ -2,8 +2,9 @@
 
 One Lua script (`lua/acquire.lua`, the mirror of `bucket.decide`) checks and books all the scopes
 of a request atomically on Redis's clock, so any number of processes on any number of hosts share
-one truth. A grant may come with a wait: the script has *reserved* the caller's slot, the caller
-sleeps once and sends. Refusals write nothing.
+one truth. A grant may come with a wait: the script has *reserved* the caller's slot (beyond a
+strategy's fair share too: it is booked at the share's next room), the caller sleeps once and
+sends. Only a wait past the caller's deadline is refused, and refusals write nothing.
 
 Failure policy: when Redis cannot be reached (or answers with an error: every redis-py error
 is translated at one edge, `store.errors.redis_errors`) the limiter fails closed for new risk
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Final
@@ -42,7 +42,6 @@ from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
 
 log = get_logger(__name__)
-_JITTER: Final = 0.1
 
 
 def _lua(name: str) -> str:
@@ -90,7 +89,6 @@ class Limiter:
         self.clock = clock
         self.limits = limits
         self.configured_weights = dict(weights or {})  # as set, before capping
-        self.total_weight = sum((weights or {}).values())
         self.weights = self.effective_weights(weights or {}, limits)
         self.active_window_s = active_window_s
         registry = registry or Registry()
@@ -99,7 +97,6 @@ class Limiter:
         self._acquire_sha = hashlib.sha1(ACQUIRE_LUA.encode()).hexdigest()  # noqa: S324 - Redis's script id
         self._penalize = redis.register_script(PENALIZE_LUA)
         self._local = LocalBudget(limits.risk_reserve_fraction, limits.transit_allowance_s)
-        self._rng = random.Random()  # noqa: S311 - jitter, not security
         # Without a shared verdict (tests, benchmarks), one of its own, `retry_after_s` long.
         self.health = health or RedisHealth(clock, registry, retry_after_s=retry_after_s)
         self.risk_reducing_timeout_s = risk_reducing_timeout_s
@@ -112,9 +109,10 @@ class Limiter:
         # Arguments that never change, formatted once (the hot path builds only the rest).
         self._reserve_arg = repr(limits.risk_reserve_fraction)
         self._transit_arg = repr(limits.transit_allowance_s)
-        self._total_weight_arg = repr(self.total_weight)
         self._window_arg = repr(active_window_s)
         self._key_names: dict[str, str] = {}
+        self._epoch_key = keys.limiter_epoch()
+        self._epoch_id = ""  # the incarnation of Redis's state this process holds ("" unchecked)
         self._scope_args: dict[str, str] = {}
 
     def _scope_arg(self, scope: Scope) -> str:
@@ -147,9 +145,7 @@ class Limiter:
         if any(not weight > 0 for weight in weights.values()):
             raise ValueError(f"every weight must be > 0, got {dict(weights)}")
         self.configured_weights = dict(weights)
-        self.total_weight = sum(weights.values())
         self.weights = self.effective_weights(weights, self.limits)
-        self._total_weight_arg = repr(self.total_weight)
 
     @property
     def retry_after_s(self) -> float:
@@ -199,28 +195,21 @@ class Limiter:
         if not booked:
             return Permit(booked, lane, 0.0)
         start_s = self.clock.monotonic()
-        while True:
-            remaining_s = max(0.0, deadline_s - (self.clock.monotonic() - start_s))
-            try:
-                granted, wait_s, binding = await self._decide(booked, lane, remaining_s, strategy)
-            except StoreError as exc:
-                return await self._fallback(booked, lane, exc, account=account, strategy=strategy,
-                                            max_wait_s=remaining_s, start_s=start_s)  # fmt: skip
-            if granted:
-                if wait_s > 0:
-                    await self.clock.sleep(wait_s)  # the slot is booked: one sleep, no polling
-                waited_s = self.clock.monotonic() - start_s
-                self.metrics.permits.inc(lane, "redis")
-                self.metrics.wait_s.observe(waited_s, lane)
-                self.usage.record(strategy, booked, waited_s, self.clock.monotonic())
-                return Permit(booked, lane, waited_s)
-            if wait_s > remaining_s:
-                self.metrics.refusals.inc(lane, "deadline")
-                raise RateLimited(_binding_name(booked, binding), wait_s)
-            # Beyond its fair share with no idle capacity to borrow: wait until the share has
-            # room (the strategy's own state, so no herd), with a little jitter for its own loops.
-            self.metrics.refusals.inc(lane, "share")
-            await self.clock.sleep(wait_s * (1 + _JITTER * self._rng.random()) + 0.001)
+        try:
+            granted, wait_s, binding = await self._decide(booked, lane, deadline_s, strategy)
+        except StoreError as exc:
+            return await self._fallback(booked, lane, exc, account=account, strategy=strategy,
+                                        max_wait_s=deadline_s, start_s=start_s)  # fmt: skip
+        if not granted:
+            self.metrics.refusals.inc(lane, "deadline")
+            raise RateLimited(_binding_name(booked, binding), wait_s)
+        if wait_s > 0:
+            await self.clock.sleep(wait_s)  # the slot is booked: one sleep, no polling
+        waited_s = self.clock.monotonic() - start_s
+        self.metrics.permits.inc(lane, "redis")
+        self.metrics.wait_s.observe(waited_s, lane)
+        self.usage.record(strategy, booked, waited_s, self.clock.monotonic())
+        return Permit(booked, lane, waited_s)
 
     async def _decide(
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
@@ -251,17 +240,18 @@ class Limiter:
             log.info("limiter.redis_recovered")
         self._offset_s = float(reply[3]) - self.clock.time()
         floors, seen = self._seen.tat_floor_s, self._seen.names
-        for charge, tat in zip(charges, reply[4:], strict=True):
+        for charge, tat in zip(charges, reply[6:], strict=True):
             name = charge.scope.name
             floors[name] = max(floors.get(name, 0.0), float(tat))
             seen.add(name)
-        return bool(int(reply[0])), float(reply[1]), int(reply[2]) - 1
+        return int(reply[0]) == 1, float(reply[1]), int(reply[2]) - 1
 
     def _script_call(
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
     ) -> tuple[list[str], list[str | int]]:
         """KEYS and ARGV of `acquire.lua` (see its header) for one request."""
         keys = [self._scope_key(c.scope.name) for c in charges]
+        keys.append(self._epoch_key)
         packed: list[str] = []
         pool_name = ""
         floors = self._seen.tat_floor_s
@@ -273,12 +263,13 @@ class Limiter:
             floor = floors.get(scope.name, 0.0)
             packed.append(
                 f"{self._scope_arg(scope)}{float(charge.cost)!r} {int(is_pool)} {floor!r} "
-                f"{int(charge.uncapped)}"
+                f"{int(charge.uncapped)} {self._missing_tat(scope, lane)!r}"
             )
         weight = self.weights.get(strategy or "", 0.0)
         fair = bool(strategy and weight > 0 and pool_name)
         if fair:
             keys.append(self.keys.limiter_share(pool_name))
+            keys.append(self.keys.limiter_active(pool_name))
         args: list[str | int] = [
             self._now_arg(),
             1 if lane == "risk_reducing" else 0,
@@ -288,11 +279,16 @@ class Limiter:
             self._transit_arg,
             strategy if fair and strategy else "",
             repr(weight) if fair else "0",
-            self._total_weight_arg,
             self._window_arg,
+            self._epoch_id,
             "|".join(packed),
         ]
         return keys, args
+
+    def _missing_tat(self, scope: Scope, lane: Lane) -> float:
+        """The `tat` the script assumes for a scope absent from Redis: empty (0) unless the
+        limiter's state was lost (then full since the loss, until that has decayed)."""
+        return 0.0
 
     async def _fallback(
         self,

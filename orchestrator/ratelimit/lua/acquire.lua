@@ -3,17 +3,26 @@
 --
 -- KEYS[1..n]  one string per scope: "<tat> <cool>" (when the counter is empty, cooldown end);
 --             a string, not a hash, so that one SET with PX writes and re-arms its expiry
--- KEYS[n+1]   fair-share hash of the request's domain pool (only when a strategy is given)
+-- KEYS[n+1]   the epoch hash {id, lost_s, seq}: which incarnation of the state Redis holds
+-- KEYS[n+2]   fair-share hash of the request's domain pool (only when a strategy is given):
+--             "<strategy>" share tat, "<strategy>|w" weight, "<strategy>|d" the share's decay
+--             when booked, "~W" weight of the active set
+-- KEYS[n+3]   the pool's active set: strategy -> when it stops being active
 -- ARGV[1] now_s ("" = Redis TIME; tests pass a time)   ARGV[2] risk_reducing (0|1)
 -- ARGV[3] reserve_fraction   ARGV[4] max_wait_s   ARGV[5] ttl_ms   ARGV[6] transit_s
--- ARGV[7] strategy ("" = none)   ARGV[8] weight   ARGV[9] total_weight   ARGV[10] active_window_s
--- ARGV[11] the scopes, packed (one argument is far cheaper to send than five per scope):
---          "threshold decay_per_s cost is_pool tat_floor uncapped" per scope, joined by "|";
---          uncapped 1: the venue takes it past the threshold (CancelAll): it fits now.
--- tat_floor: the caller's last known tat of the scope; state lost with a Redis restart comes
--- back no lower than what the freshest caller saw (0 when unknown).
--- Returns {granted 0|1, wait_s, binding scope index (0 = none), now_s, tat_1 .. tat_n};
--- numbers as strings.
+-- ARGV[7] strategy ("" = none)   ARGV[8] weight   ARGV[9] active_window_s
+-- ARGV[10] epoch id the caller holds ("" = no check: tests of the maths alone)
+-- ARGV[11] the scopes, packed (one argument is far cheaper to send than seven per scope):
+--          "threshold decay_per_s cost is_pool tat_floor uncapped missing_tat" per scope,
+--          joined by "|"; uncapped 1: the venue takes it past the threshold (CancelAll): it
+--          fits now. tat_floor: the caller's last known tat of the scope (state lost with a
+--          Redis restart comes back no lower than what the freshest caller saw; 0 unknown).
+--          missing_tat: the tat to assume when the key is absent (after a loss of state, a
+--          scope nobody knows is full since the loss; 0 otherwise).
+-- Returns {status, wait_s, binding scope index (0 = none), now_s, epoch id, seq, tat_1 .. tat_n}
+-- status 1 granted (maybe with a wait), 0 refused (past max_wait_s), -1 the epoch is not the
+-- caller's (nothing written, no tats). seq counts grants in the epoch (0 unless granted).
+-- Numbers as strings.
 
 local function fmt(x) return string.format('%.17g', x) end
 
@@ -38,100 +47,122 @@ local function earliest_fit(tat, limit, cost, decay)
   return math.max(now_s, tat - (limit - cost) / decay)
 end
 
-local thresholds, decays, costs, tats, cools = {}, {}, {}, {}, {}
-local n = 0
+local packed_scopes = {}
+for packed in string.gmatch(ARGV[11], '[^|]+') do packed_scopes[#packed_scopes + 1] = packed end
+local n = #packed_scopes
+local epoch_key = KEYS[n + 1]
+local epoch = redis.call('HGET', epoch_key, 'id') or ''
+if ARGV[10] ~= '' and epoch ~= ARGV[10] then
+  return {-1, '0', 0, fmt(now_s), epoch, 0}
+end
+
+local thresholds, decays, costs, tats, cools, fits = {}, {}, {}, {}, {}, {}
 local pool = 0
 local send_s = now_s
 local binding = 0
-for packed in string.gmatch(ARGV[11], '[^|]+') do
-  n = n + 1
-  local t, d, c, p, f, u = string.match(packed, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-  thresholds[n], decays[n], costs[n] = tonumber(t), tonumber(d), tonumber(c)
-  if p == '1' and pool == 0 then pool = n end
-  local stored = redis.call('GET', KEYS[n])
-  local tat, cool = 0.0, 0.0
+for i = 1, n do
+  local t, d, c, p, f, u, m = string.match(packed_scopes[i],
+    '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  thresholds[i], decays[i], costs[i] = tonumber(t), tonumber(d), tonumber(c)
+  if p == '1' and pool == 0 then pool = i end
+  local stored = redis.call('GET', KEYS[i])
+  local tat, cool = tonumber(m), 0.0
   if stored then
     local a, b = string.match(stored, '^(%S+) (%S+)$')
     tat, cool = tonumber(a), tonumber(b)
   end
-  tats[n] = math.max(tat, tonumber(f))
-  cools[n] = cool
-  local limit = thresholds[n] * headroom - decays[n] * transit_s
+  tats[i] = math.max(tat, tonumber(f))
+  cools[i] = cool
+  local limit = thresholds[i] * headroom - decays[i] * transit_s
   local fit = now_s
-  if u ~= '1' then fit = math.max(earliest_fit(tats[n], limit, costs[n], decays[n]), cool) end
+  if u ~= '1' then fit = math.max(earliest_fit(tats[i], limit, costs[i], decays[i]), cool) end
+  fits[i] = fit
   if fit > send_s then
     send_s = fit
-    binding = n
+    binding = i
   end
 end
-local wait_s = send_s - now_s
 
-local function reply(granted, wait, index, new_tats)
-  local out = {granted, fmt(wait), index, fmt(now_s)}
+local function reply(status, wait, index, new_tats, seq)
+  local out = {status, fmt(wait), index, fmt(now_s), epoch, seq}
   for i = 1, n do out[#out + 1] = fmt(new_tats[i]) end
   return out
 end
 
-local share_update = nil
+local share = nil
 if strategy ~= '' and pool > 0 then
+  local share_key, active_key = KEYS[n + 2], KEYS[n + 3]
   local weight = tonumber(ARGV[8])
-  local total_weight = tonumber(ARGV[9])
-  local active_window_s = tonumber(ARGV[10])
-  if total_weight > 0 then
-    local share_key = KEYS[n + 1]
-    local mine_tat = tonumber(redis.call('HGET', share_key, strategy .. '|tat')) or 0.0
-    local threshold, decay, cost = thresholds[pool], decays[pool], costs[pool]
-    local portion = weight / total_weight
-    local share_decay = decay * portion
-    local share_limit = threshold * headroom * portion
-    local share_fit = earliest_fit(mine_tat, share_limit, cost, share_decay)
-    if share_fit > send_s and not risk_reducing then
-      -- Borrowing: only now the other strategies' states are needed.
-      local flat = redis.call('HGETALL', share_key)
-      local known, names = {}, {}
-      for j = 1, #flat, 2 do
-        local name, field = string.match(flat[j], '^(.*)|(%a+)$')
-        if name then
-          if known[name] == nil then
-            known[name] = {tat = 0.0, weight = 1.0, seen = -math.huge}
-            names[#names + 1] = name
-          end
-          known[name][field] = tonumber(flat[j + 1])
-        end
-      end
-      table.sort(names)
-      local reserved = 0.0
-      for _, name in ipairs(names) do
-        local other = known[name]
-        if name ~= strategy and now_s - other.seen <= active_window_s then
-          local other_portion = other.weight / total_weight
-          local other_limit = threshold * headroom * other_portion
-          local used = math.max(0.0, (other.tat - now_s) * (decay * other_portion))
-          reserved = reserved + math.max(0.0, other_limit - used)
-        end
-      end
-      local pool_fit = earliest_fit(tats[pool], threshold * headroom - reserved, cost, decay)
-      if wait_s > 0 or pool_fit > now_s then
-        -- No idle capacity to borrow now: refused (not booked) until the share has room.
-        local hint = math.min(share_fit, math.max(pool_fit, send_s)) - now_s
-        return reply(0, hint, pool, tats)
-      end
+  local window_s = tonumber(ARGV[9])
+  local got = redis.call('HMGET', share_key, '~W', strategy, strategy .. '|w', strategy .. '|d')
+  local total = tonumber(got[1]) or 0.0
+  local in_set = redis.call('ZSCORE', active_key, strategy)
+  -- Strategies whose activity ended: out of the total, a bounded number per call (each leaves
+  -- once per activity, so the work per permit stays O(1) amortized, never a walk of them all).
+  local ended = redis.call('ZRANGEBYSCORE', active_key, '-inf', '(' .. fmt(now_s), 'LIMIT', 0, 16)
+  local gone = {}
+  for _, name in ipairs(ended) do
+    if name ~= strategy then
+      total = total - (tonumber(redis.call('HGET', share_key, name .. '|w')) or 0.0)
+      gone[#gone + 1] = name
     end
-    share_update = {share_key, math.max(mine_tat, send_s) + cost / share_decay, weight}
   end
+  if in_set then
+    total = total + weight - (tonumber(got[3]) or 0.0)
+  else
+    total = total + weight
+  end
+  total = math.max(total, weight)
+  local threshold, decay, cost = thresholds[pool], decays[pool], costs[pool]
+  local portion = weight / total
+  local share_decay = decay * portion
+  local mine_tat = 0.0
+  local stored_tat = tonumber(got[2])
+  if stored_tat and stored_tat > now_s then
+    -- The level it holds, in cost units, at the share's new decay.
+    mine_tat = now_s + (stored_tat - now_s) * tonumber(got[4]) / share_decay
+  end
+  local share_limit = cost  -- the pool binds: paced at the share's rate, no burst
+  if fits[pool] <= now_s then share_limit = math.max(threshold * headroom * portion, cost) end
+  local share_fit = earliest_fit(mine_tat, share_limit, cost, share_decay)
+  if share_fit > send_s and not risk_reducing then
+    -- Beyond its share: idle capacity is what leaves every other active share whole.
+    local pool_limit = threshold * headroom - decay * transit_s
+    local others = threshold * headroom * (1.0 - portion)
+    local borrow_limit = math.max(pool_limit - others, cost)
+    local borrow_fit = earliest_fit(tats[pool], borrow_limit, cost, decay)
+    local fit = share_fit
+    if borrow_fit <= send_s or share_fit > tats[pool] then fit = math.min(share_fit, borrow_fit) end
+    if fit > send_s then
+      send_s = fit
+      binding = pool
+    end
+  end
+  local booked_tat = math.min(math.max(mine_tat, send_s) + cost / share_decay,
+    send_s + share_limit / share_decay)
+  share = {share_key, active_key, total, booked_tat, weight, send_s + window_s, gone, share_decay}
 end
 
+local wait_s = send_s - now_s
 if wait_s > max_wait_s then
-  return reply(0, wait_s, binding, tats)
+  return reply(0, wait_s, binding, tats, 0)
 end
 local booked = {}
 for i = 1, n do
   booked[i] = math.max(tats[i], send_s) + costs[i] / decays[i]
   redis.call('SET', KEYS[i], fmt(booked[i]) .. ' ' .. fmt(cools[i]), 'PX', ttl_ms)
 end
-if share_update then
-  redis.call('HSET', share_update[1], strategy .. '|tat', fmt(share_update[2]),
-    strategy .. '|weight', fmt(share_update[3]), strategy .. '|seen', fmt(now_s))
-  redis.call('PEXPIRE', share_update[1], ttl_ms)
+if share then
+  local share_key, active_key, gone = share[1], share[2], share[7]
+  for _, name in ipairs(gone) do
+    redis.call('ZREM', active_key, name)
+    redis.call('HDEL', share_key, name, name .. '|w', name .. '|d')
+  end
+  redis.call('HSET', share_key, '~W', fmt(share[3]), strategy, fmt(share[4]),
+    strategy .. '|w', fmt(share[5]), strategy .. '|d', fmt(share[8]))
+  redis.call('ZADD', active_key, fmt(share[6]), strategy)
+  redis.call('PEXPIRE', share_key, ttl_ms)
+  redis.call('PEXPIRE', active_key, ttl_ms)
 end
-return reply(1, wait_s, binding, booked)
+local seq = redis.call('HINCRBY', epoch_key, 'seq', 1)
+return reply(1, wait_s, binding, booked, seq)

@@ -14,7 +14,7 @@ import fakeredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.ratelimit.bucket import FairShare, ScopeCharge, ScopeState, ShareState, decide
+from orchestrator.ratelimit.bucket import FairShare, PoolShares, ScopeCharge, ScopeState, decide
 from orchestrator.ratelimit.bucket import penalize as py_penalize
 from orchestrator.ratelimit.redis import ACQUIRE_LUA, PENALIZE_LUA
 
@@ -23,8 +23,8 @@ SCOPES = (
     ("trade", 125.0, 2.34, False),
     ("pool", 625.0, 11.7, True),
 )
-STRATEGIES = {"a": 1.0, "b": 2.0, "c": 1.0}
-TOTAL = sum(STRATEGIES.values())
+STRATEGIES = {"a": 1.0, "b": 2.0, "c": 1.0, "d": 0.5}
+WINDOW_S = 10.0
 
 
 @dataclass
@@ -49,7 +49,7 @@ steps = st.lists(
         cost=st.sampled_from([0.0, 1.0, 1.0, 2.0, 4.0, 8.0, 30.0, 700.0]),
         risk_reducing=st.booleans(),
         max_wait_s=st.sampled_from([0.0, 0.5, 5.0, 1e9]),
-        strategy=st.sampled_from([None, "a", "b", "c"]),
+        strategy=st.sampled_from([None, "a", "b", "c", "d"]),
         penalize=st.integers(0, 9).map(lambda n: n == 0),  # one step in ten is venue feedback
         floor_ahead_s=st.sampled_from([None, None, None, -1.0, 0.5, 3.0, 60.0]),
         transit_s=st.sampled_from([0.0, 0.05, 0.3]),
@@ -75,7 +75,7 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
     acquire = r.register_script(ACQUIRE_LUA)
     penalize = r.register_script(PENALIZE_LUA)
     states = [ScopeState() for _ in SCOPES]
-    shares: dict[str, ShareState] = {}
+    shares = PoolShares()
     now_s = start_s
     for step in steps:
         now_s += step.dt_s
@@ -101,15 +101,16 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
         ]
         packed = "|".join(
             f"{_fmt(c.threshold)} {_fmt(c.decay_per_s)} {_fmt(c.cost)} {int(c.is_pool)} {_fmt(f)} "
-            f"{int(c.uncapped)}"
+            f"{int(c.uncapped)} 0"
             for c, f in zip(charges, floors, strict=True)
         )
         if step.strategy and has_pool:
-            fair = FairShare(step.strategy, STRATEGIES[step.strategy], TOTAL, 10.0)
-            keys.append("share:pool")
-            fair_args = [step.strategy, _fmt(fair.weight), _fmt(TOTAL), "10.0"]
+            fair = FairShare(step.strategy, STRATEGIES[step.strategy], WINDOW_S)
+            keys += ["epoch", "share:pool", "active:pool"]
+            fair_args = [step.strategy, _fmt(fair.weight), _fmt(WINDOW_S)]
         else:
-            fair_args = ["", "0", "0", "0"]
+            keys.append("epoch")
+            fair_args = ["", "0", "0"]
         args: list[str | int] = [
             _fmt(now_s),
             int(step.risk_reducing),
@@ -118,6 +119,7 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             3_600_000,
             _fmt(step.transit_s),
             *fair_args,
+            "",
             packed,
         ]
         py = decide(
@@ -131,9 +133,10 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             shares=shares,
             transit_s=step.transit_s,
         )
-        granted, wait_s, binding, script_now, *tats = acquire(keys=keys, args=args)
+        granted, wait_s, binding, script_now, _epoch, seq, *tats = acquire(keys=keys, args=args)
         assert float(script_now) == now_s
         assert bool(int(granted)) == py.granted, (step, py)
+        assert (int(seq) > 0) == py.granted
         lua_wait = float(wait_s)
         assert (math.isinf(lua_wait) and math.isinf(py.wait_s)) or math.isclose(
             lua_wait, py.wait_s, rel_tol=1e-12, abs_tol=1e-9
@@ -147,13 +150,24 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             assert [float(t) for t in tats] == [new.tat_s for new in py.scopes]
             for i, new in zip(step.scopes, py.scopes, strict=True):
                 states[i] = new
-            shares.update(py.shares)
+            if py.shares is not None:
+                shares = py.shares
         for i in step.scopes:
             stored = r.get(f"s:{SCOPES[i][0]}")
             tat, cool = (float(x) for x in stored.split()) if stored else (0.0, 0.0)
             assert (tat, cool) == (states[i].tat_s, states[i].cool_until_s)
-        for name, share in shares.items():
-            assert float(r.hget("share:pool", f"{name}|tat") or 0.0) == share.tat_s
+        raw_shares: dict[bytes, bytes] = r.hgetall("share:pool")  # type: ignore[assignment]
+        stored_shares = {k.decode(): float(v) for k, v in raw_shares.items()}
+        expected = {"~W": shares.total_weight} if shares.members else {}
+        for name, share in shares.members.items():
+            expected[name] = share.tat_s
+            expected[f"{name}|w"] = share.weight
+            expected[f"{name}|d"] = share.decay_per_s
+        if stored_shares or expected:
+            assert stored_shares == expected
+        raw_active: list[tuple[bytes, float]] = r.zrange("active:pool", 0, -1, withscores=True)  # type: ignore[assignment]
+        active = {k.decode(): v for k, v in raw_active}
+        assert active == {n: m.active_until_s for n, m in shares.members.items()}
 
 
 def test_the_property_saw_every_outcome() -> None:

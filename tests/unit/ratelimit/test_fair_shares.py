@@ -1,0 +1,142 @@
+"""Fair shares as a desk sees them, on `bucket.decide` (the script's mirror), simulated in time.
+
+Greedy callers ask again the moment their permit's slot comes; every decision is a grant (no
+refuse-and-retry), the pool never goes over its limit, its decay is used in full once the burst
+is spent, and each strategy's take follows its weight, or borrows what others leave idle.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import pytest
+
+from orchestrator.ratelimit.bucket import FairShare, PoolShares, ScopeCharge, ScopeState, decide
+
+THRESHOLD, DECAY = 900.0, 18.75  # a pro tier's domain pool, 5x
+RESERVE = 0.1
+LIMIT = THRESHOLD * (1 - RESERVE)
+
+
+@dataclass
+class Pool:
+    state: ScopeState = field(default_factory=ScopeState)
+    shares: PoolShares = field(default_factory=PoolShares)
+    sent: list[tuple[float, str, float]] = field(default_factory=list)  # (send_s, strategy, cost)
+    decisions: int = 0
+
+    def ask(
+        self, now_s: float, strategy: str, weight: float, max_wait_s: float = 1e9
+    ) -> float | None:
+        """One decision; the send time of the granted request (None: past `max_wait_s`)."""
+        cost = 1.0
+        self.decisions += 1
+        decision = decide(
+            now_s,
+            [ScopeCharge(THRESHOLD, DECAY, cost, is_pool=True)],
+            [self.state],
+            risk_reducing=False,
+            reserve_fraction=RESERVE,
+            max_wait_s=max_wait_s,
+            fair=FairShare(strategy, weight, 10.0),
+            shares=self.shares,
+        )
+        if not decision.granted:
+            assert decision.wait_s > max_wait_s
+            return None
+        assert decision.shares is not None
+        self.state, self.shares = decision.scopes[0], decision.shares
+        send_s = now_s + decision.wait_s
+        self.sent.append((send_s, strategy, cost))
+        return send_s
+
+
+def run_greedy(
+    pool: Pool,
+    weights: dict[str, float],
+    duration_s: float,
+    *,
+    light: dict[str, float] | None = None,
+) -> None:
+    """Each greedy strategy asks again when its last slot comes; `light` ones ask every so
+    many seconds."""
+    events: list[tuple[float, str]] = [(0.0, name) for name in sorted(weights)]
+    events += [(0.0, name) for name in sorted(light or {})]
+    heapq.heapify(events)
+    while events:
+        now_s, name = heapq.heappop(events)
+        if now_s >= duration_s:
+            continue
+        weight = weights.get(name, 1.0)
+        send_s = pool.ask(now_s, name, weight)
+        assert send_s is not None
+        nxt = send_s if name in weights else max(send_s, now_s + (light or {})[name])
+        heapq.heappush(events, (nxt, name))
+
+
+def max_level(sent: list[tuple[float, str, float]]) -> float:
+    """The venue's view: the real level just after each send."""
+    level, last_s, worst = 0.0, 0.0, 0.0
+    for send_s, _, cost in sorted(sent):
+        level = max(0.0, level - (send_s - last_s) * DECAY) + cost
+        last_s = send_s
+        worst = max(worst, level)
+    return worst
+
+
+def taken(sent: list[tuple[float, str, float]], start_s: float, end_s: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for send_s, name, cost in sent:
+        if start_s <= send_s < end_s:
+            out[name] = out.get(name, 0.0) + cost
+    return out
+
+
+@pytest.mark.parametrize("n", [10, 50, 200])
+def test_greedy_strategies_get_equal_shares_of_the_whole_decay(n: int) -> None:
+    pool = Pool()
+    weights = {f"s{i:03d}": 1.0 for i in range(n)}
+    run_greedy(pool, weights, duration_s=300.0)
+    assert pool.decisions == len(pool.sent)  # one decision per permit: nothing refused
+    assert max_level(pool.sent) <= LIMIT + 1e-9
+    # Steady state (after the burst): the pool's decay in full, each its 1/n of it.
+    steady = taken(pool.sent, 100.0, 300.0)
+    assert sum(steady.values()) / (200.0 * DECAY) >= 0.99
+    per = sorted(steady.values())
+    assert per[0] >= per[-1] - 1.0  # within one request of each other
+
+
+def test_weights_set_the_split() -> None:
+    pool = Pool()
+    weights = {"big": 4.0, "mid": 2.0, "a": 1.0, "b": 1.0}
+    run_greedy(pool, weights, duration_s=200.0)
+    steady = taken(pool.sent, 60.0, 200.0)
+    total = sum(steady.values())
+    for name, weight in weights.items():
+        assert steady[name] / total == pytest.approx(weight / 8.0, rel=0.05)
+
+
+def test_a_lone_greedy_strategy_borrows_what_light_ones_leave_idle() -> None:
+    pool = Pool()
+    light = {f"l{i}": 5.0 for i in range(3)}  # one request every 5 s each: active, nearly idle
+    run_greedy(pool, {"greedy": 1.0}, duration_s=200.0, light=light)
+    steady = taken(pool.sent, 80.0, 200.0)
+    assert sum(steady.values()) / (120.0 * DECAY) >= 0.99  # borrowing keeps the pool full
+    assert steady["greedy"] > 0.9 * 120.0 * DECAY  # far beyond its 1/4 share
+    assert max_level(pool.sent) <= LIMIT + 1e-9
+
+
+def test_light_strategies_are_never_queued_behind_a_borrower() -> None:
+    """Borrowing leaves every other active share whole: a light strategy's request goes at once,
+    however hard a borrower with a 5 s deadline pushes."""
+    pool = Pool()
+    for tick in range(1200):  # the borrower asks 30 times a second
+        now_s = tick / 10
+        for _ in range(3):
+            pool.ask(now_s, "greedy", 1.0, max_wait_s=5.0)
+        if tick >= 200 and tick % 50 == 0:
+            assert pool.ask(now_s, "light", 1.0) == pytest.approx(now_s, abs=1e-9)
+    assert max_level(pool.sent) <= LIMIT + 1e-9
+    steady = taken(pool.sent, 30.0, 120.0)
+    assert sum(steady.values()) / (90.0 * DECAY) >= 0.99
