@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
-from typing import Final
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
@@ -217,18 +217,15 @@ class Limiter:
         if self.health.is_down():
             raise StoreUnavailable("limiter: Redis marked down; retrying shortly")
         keys, args = self._script_call(charges, lane, max_wait_s, strategy)
-        # A cancel waits on Redis briefly: past that it takes the local budget (the timeout's
-        # TimeoutError is an OSError, which the edge reads as "unavailable").
-        timeout_s = self.risk_reducing_timeout_s if lane == "risk_reducing" else None
         try:
-            async with redis_errors(self.redis, "limiter.acquire"), asyncio.timeout(timeout_s):
-                # EVALSHA directly (redis-py's Script wrapper costs ~5 us a call); NOSCRIPT after
-                # a restart or SCRIPT FLUSH falls back to loading the script once more.
-                try:
-                    reply = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
-                except NoScriptError:
-                    self._acquire_sha = await self.redis.script_load(ACQUIRE_LUA)
-                    reply = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
+            async with redis_errors(self.redis, "limiter.acquire"):
+                if lane == "risk_reducing":
+                    # A cancel waits on Redis briefly, then takes the local budget (the timeout's
+                    # TimeoutError is an OSError, which the edge reads as "unavailable").
+                    async with asyncio.timeout(self.risk_reducing_timeout_s):
+                        reply = await self._evalsha(keys, args)
+                else:  # no timeout context on the hot path: it costs a few us a call
+                    reply = await self._evalsha(keys, args)
         except StoreUnavailable as exc:
             self.health.mark_down("limiter", str(exc))
             self._fell_back = True
@@ -245,6 +242,16 @@ class Limiter:
             floors[name] = max(floors.get(name, 0.0), float(tat))
             seen.add(name)
         return int(reply[0]) == 1, float(reply[1]), int(reply[2]) - 1
+
+    async def _evalsha(self, keys: list[str], args: list[str | int]) -> list[Any]:
+        """EVALSHA directly (redis-py's Script wrapper costs ~5 us a call); NOSCRIPT after a
+        restart or SCRIPT FLUSH falls back to loading the script once more."""
+        try:
+            reply: list[Any] = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self._acquire_sha = await self.redis.script_load(ACQUIRE_LUA)
+            reply = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
+        return reply
 
     def _script_call(
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
