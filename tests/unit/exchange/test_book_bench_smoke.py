@@ -31,4 +31,6 @@ def test_generated_stream_replays_through_the_peer() -> None:
 
 def test_main_quick_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--quick", "--updates", "200", "--depths", "10"]) == 0
-    assert "ours upd/s" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ours upd/s" in out
+    assert "per-run ratios" in out
