@@ -120,7 +120,7 @@ if strategy ~= '' and pool > 0 then
   local stored_tat = tonumber(got[2])
   if stored_tat and stored_tat > now_s then
     -- The level it holds, in cost units, at the share's new decay.
-    mine_tat = now_s + (stored_tat - now_s) * tonumber(got[4]) / share_decay
+    mine_tat = now_s + (stored_tat - now_s) * (tonumber(got[4]) or share_decay) / share_decay
   end
   local share_limit = cost  -- the pool binds: paced at the share's rate, no burst
   if fits[pool] <= now_s then share_limit = math.max(threshold * headroom * portion, cost) end
