@@ -76,6 +76,9 @@ class ScopeState:
 
 
 EXPIRE_PER_CALL = 16  # strategies taken out of the active set per decision, at most
+# A strategy's entry in the active set moves only when it moves on by this much: the sorted set
+# is written once a second per strategy, not per permit (an entry may end up to this early).
+ACTIVE_REFRESH_S = 1.0
 
 
 @dataclass(slots=True)
@@ -199,8 +202,12 @@ def decide(
         for name in gone:
             del new_shares.members[name]
         new_shares.total_weight = total
+        until_s = send_s + fair.active_window_s
+        if mine is not None and mine.active_until_s is not None:
+            if until_s - mine.active_until_s < ACTIVE_REFRESH_S:
+                until_s = mine.active_until_s  # written once a second, not per permit
         new_shares.members[fair.strategy] = ShareState(
-            booked_tat_s, fair.weight, send_s + fair.active_window_s, share_decay
+            booked_tat_s, fair.weight, until_s, share_decay
         )
     wait_s = send_s - now_s
     if wait_s > max_wait_s:

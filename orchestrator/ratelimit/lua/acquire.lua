@@ -6,7 +6,7 @@
 -- KEYS[n+1]   the epoch hash {id, lost_s, seq}: which incarnation of the state Redis holds
 -- KEYS[n+2]   fair-share hash of the request's domain pool (only when a strategy is given):
 --             "<strategy>" share tat, "<strategy>|w" weight, "<strategy>|d" the share's decay
---             when booked, "~W" weight of the active set
+--             when booked, "<strategy>|a" its score in the active set, "~W" weight of that set
 -- KEYS[n+3]   the pool's active set: strategy -> when it stops being active
 -- ARGV[1] now_s ("" = Redis TIME; tests pass a time)   ARGV[2] risk_reducing (0|1)
 -- ARGV[3] reserve_fraction   ARGV[4] max_wait_s   ARGV[5] ttl_ms   ARGV[6] transit_s
@@ -94,9 +94,10 @@ if strategy ~= '' and pool > 0 then
   local share_key, active_key = KEYS[n + 2], KEYS[n + 3]
   local weight = tonumber(ARGV[8])
   local window_s = tonumber(ARGV[9])
-  local got = redis.call('HMGET', share_key, '~W', strategy, strategy .. '|w', strategy .. '|d')
+  local got = redis.call('HMGET', share_key, '~W', strategy, strategy .. '|w', strategy .. '|d',
+    strategy .. '|a')
   local total = tonumber(got[1]) or 0.0
-  local in_set = redis.call('ZSCORE', active_key, strategy)
+  local in_set = got[3]  -- a weight is stored exactly while the strategy is in the active set
   -- Strategies whose activity ended: out of the total, a bounded number per call (each leaves
   -- once per activity, so the work per permit stays O(1) amortized, never a walk of them all).
   local ended = redis.call('ZRANGEBYSCORE', active_key, '-inf', '(' .. fmt(now_s), 'LIMIT', 0, 16)
@@ -140,7 +141,12 @@ if strategy ~= '' and pool > 0 then
   end
   local booked_tat = math.min(math.max(mine_tat, send_s) + cost / share_decay,
     send_s + share_limit / share_decay)
-  share = {share_key, active_key, total, booked_tat, weight, send_s + window_s, gone, share_decay}
+  -- The active set is written when its entry moves on by a second or more (or is new): once
+  -- a second per strategy, not per permit; an entry may so end up to a second early.
+  local until_s = send_s + window_s
+  local stored_until = tonumber(got[5])
+  if stored_until and until_s - stored_until < 1.0 then until_s = nil end
+  share = {share_key, active_key, total, booked_tat, weight, until_s, gone, share_decay}
 end
 
 local wait_s = send_s - now_s
@@ -156,13 +162,16 @@ if share then
   local share_key, active_key, gone = share[1], share[2], share[7]
   for _, name in ipairs(gone) do
     redis.call('ZREM', active_key, name)
-    redis.call('HDEL', share_key, name, name .. '|w', name .. '|d')
+    redis.call('HDEL', share_key, name, name .. '|w', name .. '|d', name .. '|a')
   end
   redis.call('HSET', share_key, '~W', fmt(share[3]), strategy, fmt(share[4]),
     strategy .. '|w', fmt(share[5]), strategy .. '|d', fmt(share[8]))
-  redis.call('ZADD', active_key, fmt(share[6]), strategy)
-  redis.call('PEXPIRE', share_key, ttl_ms)
-  redis.call('PEXPIRE', active_key, ttl_ms)
+  if share[6] then
+    redis.call('HSET', share_key, strategy .. '|a', fmt(share[6]))
+    redis.call('ZADD', active_key, fmt(share[6]), strategy)
+    redis.call('PEXPIRE', share_key, ttl_ms)
+    redis.call('PEXPIRE', active_key, ttl_ms)
+  end
 end
 local seq = redis.call('HINCRBY', epoch_key, 'seq', 1)
 return reply(1, wait_s, binding, booked, seq)

@@ -163,6 +163,8 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             expected[name] = share.tat_s
             expected[f"{name}|w"] = share.weight
             expected[f"{name}|d"] = share.decay_per_s
+            if share.active_until_s is not None:
+                expected[f"{name}|a"] = share.active_until_s
         if stored_shares or expected:
             assert stored_shares == expected
         raw_active: list[tuple[bytes, float]] = r.zrange("active:pool", 0, -1, withscores=True)  # type: ignore[assignment]
