@@ -164,51 +164,14 @@ def decide(
     pool = next((i for i, c in enumerate(charges) if c.is_pool), -1)
     new_shares: PoolShares | None = None
     if fair is not None and pool >= 0:
-        new_shares = (shares or PoolShares()).copy()
-        gone = _expire(new_shares, fair.strategy, now_s)
-        mine = new_shares.members.get(fair.strategy)
-        total = new_shares.total_weight + fair.weight - (mine.weight if mine else 0.0)
-        total = max(total, fair.weight)  # float drift can never make a share exceed the pool
-        charge, state = charges[pool], states[pool]
-        portion = fair.weight / total
-        share_decay = charge.decay_per_s * portion
-        mine_tat_s = 0.0
-        if mine is not None and mine.tat_s > now_s:
-            # The level it holds, in cost units, at the share's new decay.
-            mine_tat_s = now_s + (mine.tat_s - now_s) * mine.decay_per_s / share_decay
-        share_limit = charge.cost  # the pool binds: paced at the share's rate, no burst
-        if fits_s[pool] <= now_s:
-            share_limit = max(charge.threshold * headroom * portion, charge.cost)
-        share_fit_s = _earliest_fit_s(mine_tat_s, share_limit, charge.cost, share_decay, now_s)
-        if share_fit_s > send_s and not risk_reducing:
-            # Beyond its share: idle capacity is what leaves every other active share whole.
-            pool_limit = charge.threshold * headroom - charge.decay_per_s * transit_s
-            others = charge.threshold * headroom * (1.0 - portion)
-            borrow_limit = max(pool_limit - others, charge.cost)
-            borrow_fit_s = _earliest_fit_s(
-                state.tat_s, borrow_limit, charge.cost, charge.decay_per_s, now_s
-            )
-            fit_s = share_fit_s
-            if borrow_fit_s <= send_s or share_fit_s > state.tat_s:
-                # Borrow when it fits now, or when the share's time lies past the pool's own
-                # timeline (booking there would hold the pool idle until then for everyone).
-                fit_s = min(share_fit_s, borrow_fit_s)
-            if fit_s > send_s:
-                send_s, binding = fit_s, pool
-        booked_tat_s = min(
-            max(mine_tat_s, send_s) + charge.cost / share_decay,
-            send_s + share_limit / share_decay,  # at most full: a borrow is not a debt
-        )
-        for name in gone:
-            del new_shares.members[name]
-        new_shares.total_weight = total
-        until_s = send_s + fair.active_window_s
-        if mine is not None and mine.active_until_s is not None:
-            if until_s - mine.active_until_s < ACTIVE_REFRESH_S:
-                until_s = mine.active_until_s  # written once a second, not per permit
-        new_shares.members[fair.strategy] = ShareState(
-            booked_tat_s, fair.weight, until_s, share_decay
-        )
+        pool_now = fits_s[pool] <= now_s
+        send_s, new_shares = _fair_send(
+            now_s, send_s, charges[pool], states[pool], pool_has_room=pool_now, fair=fair,
+            shares=shares or PoolShares(), headroom=headroom, transit_s=transit_s,
+            risk_reducing=risk_reducing,
+        )  # fmt: skip
+        if send_s > max(fits_s):
+            binding = pool  # the share decided the wait
     wait_s = send_s - now_s
     if wait_s > max_wait_s:
         return Decision(granted=False, wait_s=wait_s, binding=binding)
@@ -217,6 +180,65 @@ def decide(
         for charge, state in zip(charges, states, strict=True)
     ]
     return Decision(granted=True, wait_s=wait_s, binding=binding, scopes=booked, shares=new_shares)
+
+
+def _fair_send(
+    now_s: float,
+    send_s: float,
+    charge: ScopeCharge,
+    state: ScopeState,
+    *,
+    pool_has_room: bool,
+    fair: FairShare,
+    shares: PoolShares,
+    headroom: float,
+    transit_s: float,
+    risk_reducing: bool,
+) -> tuple[float, PoolShares]:
+    """The send time with the strategy's share of the pool applied, and the pool's share state
+    after booking it (see the module docstring)."""
+    new_shares = shares.copy()
+    gone = _expire(new_shares, fair.strategy, now_s)
+    mine = new_shares.members.get(fair.strategy)
+    total = new_shares.total_weight + fair.weight - (mine.weight if mine else 0.0)
+    total = max(total, fair.weight)  # float drift can never make a share exceed the pool
+    portion = fair.weight / total
+    share_decay = charge.decay_per_s * portion
+    mine_tat_s = 0.0
+    if mine is not None and mine.tat_s > now_s:
+        # The level it holds, in cost units, at the share's new decay.
+        mine_tat_s = now_s + (mine.tat_s - now_s) * mine.decay_per_s / share_decay
+    share_limit = charge.cost  # the pool binds: paced at the share's rate, no burst
+    if pool_has_room:
+        share_limit = max(charge.threshold * headroom * portion, charge.cost)
+    share_fit_s = _earliest_fit_s(mine_tat_s, share_limit, charge.cost, share_decay, now_s)
+    if share_fit_s > send_s and not risk_reducing:
+        # Beyond its share: idle capacity is what leaves every other active share whole.
+        pool_limit = charge.threshold * headroom - charge.decay_per_s * transit_s
+        others = charge.threshold * headroom * (1.0 - portion)
+        borrow_limit = max(pool_limit - others, charge.cost)
+        borrow_fit_s = _earliest_fit_s(
+            state.tat_s, borrow_limit, charge.cost, charge.decay_per_s, now_s
+        )
+        fit_s = share_fit_s
+        if borrow_fit_s <= send_s or share_fit_s > state.tat_s:
+            # Borrow when it fits now, or when the share's time lies past the pool's own
+            # timeline (booking there would hold the pool idle until then for everyone).
+            fit_s = min(share_fit_s, borrow_fit_s)
+        send_s = max(send_s, fit_s)
+    booked_tat_s = min(
+        max(mine_tat_s, send_s) + charge.cost / share_decay,
+        send_s + share_limit / share_decay,  # at most full: a borrow is not a debt
+    )
+    for name in gone:
+        del new_shares.members[name]
+    new_shares.total_weight = total
+    until_s = send_s + fair.active_window_s
+    last_until_s = mine.active_until_s if mine is not None else None
+    if last_until_s is not None and until_s - last_until_s < ACTIVE_REFRESH_S:
+        until_s = last_until_s  # written once a second, not per permit
+    new_shares.members[fair.strategy] = ShareState(booked_tat_s, fair.weight, until_s, share_decay)
+    return send_s, new_shares
 
 
 def _expire(shares: PoolShares, strategy: str, now_s: float) -> list[str]:
