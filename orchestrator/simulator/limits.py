@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated, Final, Literal, NoReturn
@@ -31,6 +31,8 @@ from orchestrator.simulator.errors import (
 
 Tier = Literal["starter", "intermediate", "pro"]
 TradingAction = Literal["add", "amend", "edit", "cancel"]
+TradingListener = Callable[[str, str, float, float], None]
+"""(account, pair wsname, level after the charge, now_s): the account's own counter moved."""
 
 # Float decay (0.33, 2.34 per s) leaves residues like 1e-15; an exact fit must not be refused.
 _EPSILON: Final = 1e-9
@@ -216,6 +218,8 @@ class VenueLimits:
         self.domain: Final = domain
         self._counters: dict[str, Counter] = {}
         self._rejections: dict[str, int] = {}
+        # Told after each charge of an account's own `trade:` counter (WS `ratecounter`).
+        self.trading_listeners: list[TradingListener] = []
 
     def charge_rest(self, key_id: str, method: str, now_s: float) -> None:
         """Take the method's cost from the key's counter; refuse with nothing charged if over."""
@@ -307,6 +311,11 @@ class VenueLimits:
     def _take(self, scope: str, counter: Counter, cost: float, now_s: float) -> None:
         counter.add(cost, now_s)
         self._counters[scope] = counter
+        if self.trading_listeners and scope.startswith("trade:"):
+            account, _, pair = scope.removeprefix("trade:").rpartition(":")
+            level = counter.level_at(now_s)
+            for listener in self.trading_listeners:
+                listener(account, pair, level, now_s)
 
     def _refuse(self, scope: str, code: str) -> NoReturn:
         self._rejections[scope] = self._rejections.get(scope, 0) + 1

@@ -77,6 +77,7 @@ class WsHub:
         engine.ledger_listeners.append(self._on_ledger)
         engine.trade_listeners.append(self._on_trade)
         engine.level_listeners.append(self._on_level)
+        self.venue.limits.trading_listeners.append(self._on_trading_level)
 
     # --- connections ---------------------------------------------------------------------------
     def open(
@@ -254,6 +255,13 @@ class WsHub:
             ws_private.forward_execution(self.connections.values(), account, item)
         except Exception as exc:
             self.venue.record_internal_error("ws_execution_failed", exc)
+
+    def _on_trading_level(self, account: str, pair: str, level: float, now_s: float) -> None:
+        try:
+            symbol = self.venue.catalog.pair(pair).symbol
+            ws_private.forward_ratecount(self.connections.values(), account, symbol, level, now_s)
+        except Exception as exc:
+            self.venue.record_internal_error("ws_ratecount_failed", exc)
 
     def _on_ledger(self, account: str, entry: dict[str, Any]) -> None:
         try:

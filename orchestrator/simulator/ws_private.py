@@ -8,7 +8,11 @@ Kraken's trading counters, validation and error strings. Choices where Kraken is
 - `batch_add` puts `{"error": ...}` in the slot of an order that failed after validation, as REST;
 - order features the engine does not model (triggers, iceberg, margin, ...) are refused as
   `EGeneral:Invalid arguments:<field>` rather than silently dropped;
-- `executions` and `balances` each count `sequence` from 1 per connection.
+- `executions` and `balances` each count `sequence` from 1 per connection;
+- `ratecounter: true` on `executions`: the ack carries `maxratecount` (the tier's threshold), and
+  after each charge of the account's own per-pair trading counter the stream carries an update
+  with one element `{"symbol", "ratecount", "timestamp"}` (the level after the charge). Kraken
+  documents the flag and the ack field, not the stream field: see docs/kraken/websocket.md.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import msgspec
 from orchestrator.simulator import limits as rl
 from orchestrator.simulator.auth import Permission
 from orchestrator.simulator.errors import SERVICE_UNAVAILABLE, KrakenError
-from orchestrator.simulator.events import execution
+from orchestrator.simulator.events import execution, rfc3339
 from orchestrator.simulator.orders import (
     Order,
     OrderRequest,
@@ -84,12 +88,13 @@ def subscribe(conn: Connection, req: Request, channel: str, fills: Recent) -> No
         return
     snap_orders = params.flag("snap_orders", default=True)
     snap_trades = params.flag("snap_trades", default=False)
-    conn.executions = sub = PrivateSub(account, params.flag("order_status", default=True))
-    conn.ok(
-        req,
-        {"channel": channel, "snap_orders": snap_orders, "snap_trades": snap_trades,
-         "order_status": sub.order_status},
-    )  # fmt: skip
+    conn.executions = sub = PrivateSub(account, params.flag("order_status", default=True),
+                                       params.flag("ratecounter"))  # fmt: skip
+    ack = {"channel": channel, "snap_orders": snap_orders, "snap_trades": snap_trades,
+           "order_status": sub.order_status}  # fmt: skip
+    if sub.ratecounter:
+        ack["maxratecount"] = round(venue.limits.limits.trade_threshold)
+    conn.ok(req, ack)
     data = fills.get(account) if snap_trades else []
     if snap_orders:
         orders = venue.engine.open_orders(account).values()
@@ -132,6 +137,21 @@ def forward_execution(conns: Iterable[Connection], account: str, event: dict[str
         if not sub.order_status and event.get("exec_type") not in _OPEN_CLOSE:
             continue
         data = data or msgspec.Raw(encode([event]))
+        message = {"channel": "executions", "type": "update", "data": data}
+        conn.send(encode(message | {"sequence": sub.next_sequence()}))
+
+
+def forward_ratecount(
+    conns: Iterable[Connection], account: str, symbol: str, level: float, now_s: float
+) -> None:
+    """The account's trading counter on `symbol` after a charge, to its `ratecounter` subs."""
+    data: msgspec.Raw | None = None
+    for conn in conns:
+        sub = conn.executions
+        if sub is None or sub.account != account or not sub.ratecounter:
+            continue
+        element = {"symbol": symbol, "ratecount": round(level, 4), "timestamp": rfc3339(now_s)}
+        data = data or msgspec.Raw(encode([element]))
         message = {"channel": "executions", "type": "update", "data": data}
         conn.send(encode(message | {"sequence": sub.next_sequence()}))
 

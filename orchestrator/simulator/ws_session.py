@@ -94,6 +94,7 @@ class PrivateSub:
 
     account: str
     order_status: bool = True
+    ratecounter: bool = False  # `executions` only: the account's trading counters in the stream
     sequence: int = 0
 
     def next_sequence(self) -> int:

@@ -633,3 +633,38 @@ async def test_shutdown_closes_open_connections(http: aiohttp.ClientSession) -> 
     message = await asyncio.wait_for(closed, _TIMEOUT_S)
     assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1001)
     assert not running.app[WS_HUB_KEY].connections
+
+
+async def test_ratecounter_acks_the_threshold_and_streams_the_accounts_counter(
+    sim: RunningSimulator, connect: Connect
+) -> None:
+    client, token = await private_client(sim, connect)
+    ack = await client.request("subscribe", channel="executions", token=token, ratecounter=True)
+    threshold = sim.venue.limits.limits.trade_threshold
+    assert ack["result"]["maxratecount"] == round(threshold)
+    await client.drain()
+    placed = await client.request("add_order", **resting_buy(token))
+    counts = [e["data"][0] for e in of(await client.drain(), "executions")
+              if "ratecount" in e["data"][0]]  # fmt: skip
+    assert [(c["symbol"], c["ratecount"]) for c in counts] == [("BTC/USD", Decimal(1))]
+    assert "order_id" not in counts[0]
+    await client.request("cancel_order", order_id=[placed["result"]["order_id"]], token=token)
+    counts = [e["data"][0] for e in of(await client.drain(), "executions")
+              if "ratecount" in e["data"][0]]  # fmt: skip
+    assert [c["ratecount"] for c in counts] == [Decimal(9)]  # + 8: cancelled under 5 s old
+
+
+async def test_ratecounter_off_by_default_and_only_for_the_accounts_own_trading(
+    sim: RunningSimulator, connect: Connect
+) -> None:
+    quiet, token = await private_client(sim, connect)
+    ack = await quiet.request("subscribe", channel="executions", token=token)
+    assert "maxratecount" not in ack["result"]
+    other = await connect(sim.ws_private_url)
+    await other.request("subscribe", channel="executions", token=token_of(sim, "mm-xbt"),
+                        ratecounter=True)  # fmt: skip
+    await other.drain()
+    await quiet.drain()
+    await quiet.request("add_order", **resting_buy(token))
+    assert not [e for e in of(await quiet.drain(), "executions") if "ratecount" in e["data"][0]]
+    assert not [e for e in of(await other.drain(), "executions") if "ratecount" in e["data"][0]]
