@@ -15,7 +15,12 @@ from orchestrator.errors import AmbiguousOutcome, VenueUnavailable
 from orchestrator.exchange.kraken.ws.book import BookEvent, PairPrecision
 from orchestrator.exchange.kraken.ws.book_store import BookStore
 from orchestrator.exchange.kraken.ws.client import KrakenWs
-from orchestrator.exchange.kraken.ws.schemas import BalanceSnapshot, Execution, LedgerUpdate
+from orchestrator.exchange.kraken.ws.schemas import (
+    BalanceSnapshot,
+    Execution,
+    LedgerUpdate,
+    RateCount,
+)
 from tests.ws_frames import book_snapshot
 
 BTC = PairPrecision(price_decimals=1, qty_decimals=8)
@@ -130,3 +135,25 @@ async def test_a_send_cut_by_a_close_is_ambiguous_for_trading_only() -> None:
     with pytest.raises(VenueUnavailable) as info:
         await client.request("ping", {})
     assert not isinstance(info.value, AmbiguousOutcome)
+
+
+def test_the_venues_trading_counter_reaches_its_handler_and_no_order_handler() -> None:
+    executions: list[Execution] = []
+    counts: list[RateCount] = []
+    client = client_of(on_execution=executions.append, on_ratecount=counts.append)
+    client.handle_frame(_encode({"method": "subscribe", "success": True,
+                                 "result": {"channel": "executions", "maxratecount": 125}}))  # fmt: skip
+    assert client.max_rate_count == 125
+    client.handle_frame(_encode({"channel": "executions", "type": "update", "sequence": 3,
+                                 "data": [{"symbol": "BTC/USD", "ratecount": 62.5,
+                                           "timestamp": "2026-01-01T00:00:00Z"}]}))  # fmt: skip
+    # Kraken may put it on an execution report too: the report still reaches its handler.
+    client.handle_frame(_encode({"channel": "executions", "type": "update",
+                                 "data": [{"order_id": "O-1", "exec_type": "new", "symbol": "BTC/USD",
+                                           "timestamp": "2026-01-01T00:00:00Z", "ratecount": 63}]}))  # fmt: skip
+    assert counts == [RateCount("BTC/USD", 62.5), RateCount("BTC/USD", 63.0)]
+    assert [e.order_id for e in executions] == ["O-1"]
+    client.handle_frame(_encode({"channel": "executions", "type": "update",
+                                 "data": [{"symbol": "BTC/USD", "timestamp": "x"}]}))  # fmt: skip
+    assert client.counters["malformed"] == 1
+    assert len(executions) == 1

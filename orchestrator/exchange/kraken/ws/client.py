@@ -41,9 +41,11 @@ from orchestrator.exchange.kraken.ws.schemas import (
     BalanceSnapshot,
     Execution,
     LedgerUpdate,
+    RateCount,
     balances_decoder,
     executions_decoder,
     snapshot_decoder,
+    subscribe_ack_decoder,
     update_decoder,
 )
 from orchestrator.exchange.kraken.ws.subscription import PRIVATE_CHANNELS, Subscription
@@ -59,6 +61,7 @@ RawHandler = Callable[[str, bytes], None]  # a frame left undecoded: the handler
 BookHandler = Callable[[BookEvent], None]
 ExecutionHandler = Callable[[Execution], None]
 BalanceHandler = Callable[[BalanceSnapshot | LedgerUpdate], None]
+RateCountHandler = Callable[[RateCount], None]
 TokenSource = Callable[[], Awaitable[str]]
 
 
@@ -85,6 +88,7 @@ class KrakenWs:
         on_book: BookHandler | None = None,
         on_execution: ExecutionHandler | None = None,
         on_balance: BalanceHandler | None = None,
+        on_ratecount: RateCountHandler | None = None,
         heartbeat_interval_s: float = 1.0,
         dead_after_heartbeats: int = 3,
         request_timeout_s: float = 10.0,
@@ -107,6 +111,8 @@ class KrakenWs:
         self._on_book = on_book
         self._on_execution = on_execution
         self._on_balance = on_balance
+        self._on_ratecount = on_ratecount
+        self.max_rate_count: float | None = None  # the `executions` ack's `maxratecount`
         self.heartbeat_interval_s = heartbeat_interval_s
         self.dead_after_heartbeats = dead_after_heartbeats
         self.request_timeout_s = request_timeout_s
@@ -308,13 +314,7 @@ class KrakenWs:
             for event in self.books.on_message(frame):  # never raises on venue input
                 self._on_book_event(event)
         elif channel == "executions" and self._on_execution is not None:
-            try:
-                executions = executions_decoder.decode(frame).data
-            except msgspec.DecodeError as exc:
-                self._unexpected_shape(channel, exc)
-                return
-            for execution in executions:
-                self._on_execution(execution)
+            self._route_executions(frame, self._on_execution)
         elif channel == "balances" and self._on_balance is not None:
             try:
                 balances = self._balances(frame)
@@ -328,6 +328,26 @@ class KrakenWs:
                 self._on_raw(channel, frame)
             elif self._on_event is not None:
                 self._on_event(channel, self._codec.value(frame))
+
+    def _route_executions(self, frame: bytes, on_execution: ExecutionHandler) -> None:
+        """Order reports to `on_execution`; the venue's trading counter (`ratecount`, on a
+        counter-only element or maybe on a report) to `on_ratecount`."""
+        try:
+            executions = executions_decoder.decode(frame).data
+        except msgspec.DecodeError as exc:
+            self._unexpected_shape("executions", exc)
+            return
+        for execution in executions:
+            if execution.ratecount is not None and execution.symbol is not None:
+                if self._on_ratecount is not None:
+                    self._on_ratecount(RateCount(execution.symbol, execution.ratecount))
+                if not execution.order_id:
+                    continue  # a counter-only element
+            if not (execution.order_id and execution.exec_type and execution.timestamp):
+                self.counters["malformed"] += 1
+                log.warning("ws.unexpected_shape", channel="executions", error="no order")
+                continue
+            on_execution(execution)
 
     def _unexpected_shape(self, channel: str, exc: msgspec.DecodeError) -> None:
         self.counters["malformed"] += 1
@@ -359,12 +379,22 @@ class KrakenWs:
 
     def _on_reply(self, head: Head, frame: bytes) -> None:
         failed = head.success is False
+        if head.method == "subscribe" and not failed and self._on_ratecount is not None:
+            self._note_max_rate_count(frame)
         error = (head.error or "EGeneral:Unknown error") if failed else None
         answered = self._pending.resolve(
             head.req_id, error, None if failed else self._codec.value(frame)
         )
         if failed and not answered:
             log.warning("ws.request_failed", method=head.method, error=head.error)
+
+    def _note_max_rate_count(self, frame: bytes) -> None:
+        try:
+            result = subscribe_ack_decoder.decode(frame).result
+        except msgspec.DecodeError:
+            return  # the reply is resolved (or logged) as any other
+        if result is not None and result.channel == "executions":
+            self.max_rate_count = result.maxratecount
 
     async def _send(self, message: dict[str, Any]) -> None:
         """Send on the link; `VenueUnavailable` (never a websockets error) when it is down."""

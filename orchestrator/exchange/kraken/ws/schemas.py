@@ -20,11 +20,14 @@ class Fee(msgspec.Struct):
 
 
 class Execution(msgspec.Struct, kw_only=True):
-    """One `executions` element: an order's state after an event (`exec_type`)."""
+    """One `executions` element: an order's state after an event (`exec_type`). With
+    `ratecounter: true` an element may carry `ratecount` (the account's trading counter on
+    `symbol`); one with no `order_id` carries nothing else (docs/kraken/websocket.md)."""
 
-    order_id: str
-    exec_type: str  # pending_new, new, trade, filled, canceled, expired, amended, restated, status
-    timestamp: str
+    order_id: str = ""
+    exec_type: str = ""  # pending_new, new, trade, filled, canceled, expired, amended, ...
+    timestamp: str = ""
+    ratecount: float | None = None
     order_status: str | None = None
     symbol: str | None = None
     side: str | None = None
@@ -108,8 +111,27 @@ class BalancesMessage(msgspec.Struct):
     sequence: int | None = None
 
 
+class RateCount(msgspec.Struct, frozen=True):
+    """The venue's own trading counter of this account on `symbol` (WS v2 name), as it said."""
+
+    symbol: str
+    level: float
+
+
+class _SubscribeResult(msgspec.Struct):
+    channel: str = ""
+    maxratecount: float | None = None
+
+
+class SubscribeAck(msgspec.Struct):
+    """A `subscribe` reply, for what it says of the `executions` rate counter."""
+
+    result: _SubscribeResult | None = None
+
+
 # Decimal-typed fields decode JSON numbers exactly from their text (no float on the way).
 executions_decoder = msgspec.json.Decoder(ExecutionsMessage)
 balances_decoder = msgspec.json.Decoder(BalancesMessage)
 snapshot_decoder = msgspec.json.Decoder(BalanceSnapshot)
 update_decoder = msgspec.json.Decoder(LedgerUpdate)
+subscribe_ack_decoder = msgspec.json.Decoder(SubscribeAck)
