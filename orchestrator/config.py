@@ -215,6 +215,10 @@ class LimitsConfig(Section, frozen=True):
         ),
     ] = 0.05
     key_idle_ttl_s: Annotated[int, doc("Limiter keys expire after this idle time.", gt=0)] = 3600
+    venue_counter_sync: Annotated[
+        bool, doc("Raise each account's trading scopes to the venue's own counter (private "
+                  "`executions` with `ratecounter`): budget spent outside the limiter counts.")
+    ] = True  # fmt: skip
 
 
 InstanceName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]

@@ -28,6 +28,7 @@ from orchestrator.exchange.kraken.ws.trading import KrakenWsTrading
 from orchestrator.exchange.protocol import TradingVenue
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
+from orchestrator.ratelimit.venue_counter import VenueCounterSync
 from orchestrator.runtime.supervisor import Supervisor
 from orchestrator.store.keys import Keys
 from orchestrator.strategy import Strategy, StrategyParams
@@ -82,9 +83,16 @@ class StrategyUnit:
         self._shared_health = shared.dependency_health
         self._socket_down_since_s: float | None = clock.monotonic()  # until the first connect
         account = domain.account(strategy.account)
+        # The venue's own counter raises the account's limiter scopes (budget spent elsewhere).
+        self.venue_counter = (
+            VenueCounterSync(domain.limiter, account=account.name,
+                             instruments=domain.instruments, registry=shared.registry)
+            if config.limits.venue_counter_sync else None
+        )  # fmt: skip
+        on_ratecount = self.venue_counter.offer if self.venue_counter is not None else None
         self.ws = open_private_ws(account, config.venue.ws_private_url, clock=clock,
-                                  on_execution=self._on_execution,
-                                  on_balance=self._on_balance)  # fmt: skip
+                                  on_execution=self._on_execution, on_balance=self._on_balance,
+                                  on_ratecount=on_ratecount)  # fmt: skip
         venue: TradingVenue = account.trading
         if config.service.order_entry == "ws":
             trading = KrakenWsTrading(self.ws, permits=domain.limiter, account=account.name,
@@ -119,12 +127,15 @@ class StrategyUnit:
                 await self.ws.wait_connected(timeout_s=5.0)
             switch = tg.create_task(self._supervisor.supervise(f"{self.name}.dead_man",
                                                                self.dead_man.run))  # fmt: skip
-            watcher = tg.create_task(self._watch_reconnects())
+            watchers = [tg.create_task(self._watch_reconnects())]
+            if self.venue_counter is not None:
+                watchers.append(tg.create_task(self.venue_counter.run()))
             try:
                 await self.worker.run()
             finally:
                 switch.cancel()
-                watcher.cancel()
+                for watcher in watchers:
+                    watcher.cancel()
                 await self._settle_dead_man()
                 await self.ws.close()
                 await socket
