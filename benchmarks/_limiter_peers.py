@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
+
+from orchestrator.config import LimitsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,12 +179,105 @@ class AioGate:
         return True
 
 
+class _Gcra:
+    """Kraken's decaying counter kept in one process: the theoretical arrival time of an
+    empty counter (`tat`); a cost fits once the level less what decays by then leaves room.
+    The room less `TRANSIT_S` of decay, as ours keeps (`limits.transit_allowance_s`: the venue
+    counts a request a little after it was let through, when the others' have decayed less)."""
+
+    TRANSIT_S: Final = LimitsConfig().transit_allowance_s
+
+    def __init__(self, counter: Counter) -> None:
+        self.counter = counter
+        self.tat_s = 0.0
+
+    def fit_s(self, cost: int, now_s: float) -> float:
+        room_s = (self.counter.threshold - cost) / self.counter.decay_per_s - self.TRANSIT_S
+        return max(now_s, self.tat_s - room_s)
+
+    def take(self, cost: int, send_s: float) -> None:
+        self.tat_s = max(self.tat_s, send_s) + cost / self.counter.decay_per_s
+
+
+class _SlidingLog:
+    """A sliding-window log in one process: at most `limit` cost in any `window_s`."""
+
+    def __init__(self, counter: Counter) -> None:
+        self.limit, self.window_s = moving_window(counter)
+        self.log: deque[tuple[float, int]] = deque()
+        self.total = 0
+
+    def fit_s(self, cost: int, now_s: float) -> float:
+        while self.log and self.log[0][0] <= now_s - self.window_s:
+            self.total -= self.log.popleft()[1]
+        if self.total + cost <= self.limit:
+            return now_s
+        spent = self.total
+        for at_s, c in self.log:  # the entries that must leave before `cost` fits
+            spent -= c
+            if spent + cost <= self.limit:
+                return at_s + self.window_s
+        return math.inf
+
+    def take(self, cost: int, send_s: float) -> None:
+        self.log.append((send_s, cost))
+        self.total += cost
+
+
+class _LocalGate:
+    """A per-process limiter: the account's counter and this process's static share of the
+    pool, both in memory; one sleep until both fit (single-threaded: nothing else can take
+    the room meanwhile unless another order loop does, so it checks again after the sleep)."""
+
+    def __init__(self, make: Any, processes: int, *, pool: Counter, account: Counter) -> None:
+        self._make = make
+        self._account_counter = account
+        self._pool = make(Counter(pool.threshold / processes, pool.decay_per_s / processes))
+        self._accounts: dict[str, Any] = {}
+
+    async def admit(self, strategy: str, account: str, cost: int, stop_at: float) -> bool:
+        mine = self._accounts.get(account)
+        if mine is None:
+            mine = self._accounts[account] = self._make(self._account_counter)
+        while (now_s := time.time()) < stop_at:
+            fit_s = max(mine.fit_s(cost, now_s), self._pool.fit_s(cost, now_s))
+            if fit_s <= now_s:
+                mine.take(cost, now_s)
+                self._pool.take(cost, now_s)
+                return True
+            await asyncio.sleep(min(fit_s, stop_at) - now_s)
+        return False
+
+
+class StaticGate(_LocalGate):
+    """Static partition: each of P processes holds 1/P of the pool (threshold/P, decay/P) as an
+    exact Kraken counter, and each account's own counter; no coordination. The best a static
+    equal share can do: share left idle by one process is lost to the others."""
+
+    def __init__(self, processes: int, *, pool: Counter, account: Counter) -> None:
+        super().__init__(_Gcra, processes, pool=pool, account=account)
+
+
+class WindowGate(_LocalGate):
+    """Per-process sliding window: a sliding log per process over its 1/P of the pool, "N per
+    T" as for `limits` (N <= threshold/P, N/T <= decay/P), and one per account."""
+
+    def __init__(self, processes: int, *, pool: Counter, account: Counter) -> None:
+        super().__init__(_SlidingLog, processes, pool=pool, account=account)
+
+
 def peer_notes(*, pool: Counter, account: Counter, processes: int) -> list[str]:
     """How each peer was configured, for the report."""
     pool_n, pool_t = moving_window(pool)
     acct_n, acct_t = moving_window(account)
     pool_rate, account_rate = gcra_rate(pool), gcra_rate(account)
+    share = Counter(pool.threshold / processes, pool.decay_per_s / processes)
+    share_n, share_t = moving_window(share)
     return [
+        f"static partition: an exact Kraken counter per process for 1/{processes} of the pool "
+        f"({share.threshold:g} burst, {share.decay_per_s:g}/s) and one per account, in memory",
+        f"per-process sliding window: a sliding log per process, '{share_n} per {share_t} s' "
+        f"(1/{processes} of the pool) and '{acct_n} per {acct_t} s' per account, in memory",
         f"limits: moving window '{pool_n} per {pool_t} s' (pool) and '{acct_n} per {acct_t} s' "
         f"(account), hit(cost=...): after its burst nothing until the window slides, {pool_t} s on",
         f"pyrate-limiter: GCRA Rate({pool_rate[0]} per {pool_rate[1] // 1000} s, "
