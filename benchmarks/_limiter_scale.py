@@ -286,7 +286,7 @@ async def measure_scale(redis_url: str, duration_s: float, runs: int) -> list[Sc
 COLUMNS: Final = (
     ("permits/budget", "{:.1%}"), ("calls/permit", "{:.2f}"), ("us/call", "{:.1f}"),
     ("us/permit", "{:.1f}"), ("cpu us/permit", "{:.0f}"), ("rt p50 ms", "{:.2f}"),
-    ("rt p99 ms", "{:.2f}"), ("fair max", "{:.1%}"), ("fair p95", "{:.1%}"),
+    ("rt p99 ms", "{:.1f}"), ("fair max", "{:.1%}"), ("fair p95", "{:.1%}"),
     ("steady", "{:.1%}"),
 )  # fmt: skip
 
@@ -306,7 +306,7 @@ def print_scale(runs: Sequence[ScaleRun], duration_s: float) -> list[str]:
         " used_cpu_sys+user; rt = the script's round trip in acquire (not the booked sleep);"
         " fair = |share/weight share - 1| over strategies; steady = last 2/3 / pool decay"
     )
-    header = f"{'N':>4} " + " ".join(f"{name:>14}" for name, _ in COLUMNS)
+    header = f"{'N':>4} " + " ".join(f"{name:>{len(name)}}" for name, _ in COLUMNS)
     header += f" {'refused':>7} {'rejected':>8}"
     print(header)
     print("-" * len(header))
@@ -319,7 +319,7 @@ def print_scale(runs: Sequence[ScaleRun], duration_s: float) -> list[str]:
         refused = sum(r.refusals for r in mine)
         rejected_n = sum(r.rejections for r in mine)
         rejected += rejected_n
-        cells = " ".join(f"{fmt.format(medians[n][name]):>14}" for name, fmt in COLUMNS)
+        cells = " ".join(f"{fmt.format(medians[n][name]):>{len(name)}}" for name, fmt in COLUMNS)
         print(f"{n:>4} {cells} {refused:>7} {rejected_n:>8}")
     print("    refused / rejected: totals over all runs (limiter refusals past the deadline;")
     print("    the simulator's rate-limit rejections)")
