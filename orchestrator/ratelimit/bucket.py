@@ -208,9 +208,12 @@ def _fair_send(
     if mine is not None and mine.tat_s > now_s:
         # The level it holds, in cost units, at the share's new decay.
         mine_tat_s = now_s + (mine.tat_s - now_s) * mine.decay_per_s / share_decay
-    share_limit = charge.cost  # the pool binds: paced at the share's rate, no burst
-    if pool_has_room:
-        share_limit = max(charge.threshold * headroom * portion, charge.cost)
+    share_limit = max(charge.threshold * headroom * portion, charge.cost)
+    if not pool_has_room:
+        # The pool binds: paced at the share's rate from now on, one slot at a time; neither
+        # credit saved earlier nor the burst's debt carries over (the burst went by weights).
+        share_limit = charge.cost
+        mine_tat_s = min(mine_tat_s, now_s + charge.cost / share_decay)
     share_fit_s = _earliest_fit_s(mine_tat_s, share_limit, charge.cost, share_decay, now_s)
     if share_fit_s > send_s and not risk_reducing:
         # Beyond its share: idle capacity is what leaves every other active share whole.

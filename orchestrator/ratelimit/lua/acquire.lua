@@ -123,8 +123,12 @@ if strategy ~= '' and pool > 0 then
     -- The level it holds, in cost units, at the share's new decay.
     mine_tat = now_s + (stored_tat - now_s) * (tonumber(got[4]) or share_decay) / share_decay
   end
-  local share_limit = cost  -- the pool binds: paced at the share's rate, no burst
-  if fits[pool] <= now_s then share_limit = math.max(threshold * headroom * portion, cost) end
+  local share_limit = math.max(threshold * headroom * portion, cost)
+  if fits[pool] > now_s then
+    -- The pool binds: paced at the share's rate from now on, one slot at a time.
+    share_limit = cost
+    mine_tat = math.min(mine_tat, now_s + cost / share_decay)
+  end
   local share_fit = earliest_fit(mine_tat, share_limit, cost, share_decay)
   if share_fit > send_s and not risk_reducing then
     -- Beyond its share: idle capacity is what leaves every other active share whole.
