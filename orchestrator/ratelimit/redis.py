@@ -33,6 +33,7 @@ from orchestrator.errors import LimiterUnavailable, RateLimited, StoreError, Sto
 from orchestrator.exchange.kraken.common.errors import RateLimitKind
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
+from orchestrator.ratelimit.epoch import EpochGuard
 from orchestrator.ratelimit.local_budget import LocalBudget, Seen
 from orchestrator.ratelimit.permits import KIND_PREFIX, Permit
 from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
@@ -112,7 +113,11 @@ class Limiter:
         self._window_arg = repr(active_window_s)
         self._key_names: dict[str, str] = {}
         self._epoch_key = keys.limiter_epoch()
-        self._epoch_id = ""  # the incarnation of Redis's state this process holds ("" unchecked)
+        # The incarnation of Redis's state this process holds; after a loss, floors handed back.
+        self.epoch = EpochGuard(redis, keys, clock, floors=lambda: self._seen.tat_floor_s,
+                                ttl_ms=self._ttl_ms, reserve_fraction=limits.risk_reserve_fraction,
+                                transit_s=limits.transit_allowance_s, script_time=script_time,
+                                registry=registry)  # fmt: skip
         self._scope_args: dict[str, str] = {}
 
     def _scope_arg(self, scope: Scope) -> str:
@@ -216,16 +221,15 @@ class Limiter:
     ) -> tuple[bool, float, int]:
         if self.health.is_down():
             raise StoreUnavailable("limiter: Redis marked down; retrying shortly")
-        keys, args = self._script_call(charges, lane, max_wait_s, strategy)
         try:
             async with redis_errors(self.redis, "limiter.acquire"):
                 if lane == "risk_reducing":
                     # A cancel waits on Redis briefly, then takes the local budget (the timeout's
                     # TimeoutError is an OSError, which the edge reads as "unavailable").
                     async with asyncio.timeout(self.risk_reducing_timeout_s):
-                        reply = await self._evalsha(keys, args)
+                        reply = await self._in_epoch(charges, lane, max_wait_s, strategy)
                 else:  # no timeout context on the hot path: it costs a few us a call
-                    reply = await self._evalsha(keys, args)
+                    reply = await self._in_epoch(charges, lane, max_wait_s, strategy)
         except StoreUnavailable as exc:
             self.health.mark_down("limiter", str(exc))
             self._fell_back = True
@@ -242,6 +246,31 @@ class Limiter:
             floors[name] = max(floors.get(name, 0.0), float(tat))
             seen.add(name)
         return int(reply[0]) == 1, float(reply[1]), int(reply[2]) - 1
+
+    async def _in_epoch(
+        self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
+    ) -> list[Any]:
+        """The script's reply in the epoch Redis holds: when it holds another (state lost), the
+        guard settles on it and hands back this process's floors, and the call is made once
+        more. New risk is refused while the floors of every live process are coming back."""
+        guard = self.epoch
+        for _ in range(2):
+            epoch_id = guard.id or await guard.ensure()
+            if lane != "risk_reducing" and guard.lost_s and guard.new_risk_blocked(guard.now_s()):
+                self.metrics.refusals.inc(lane, "restoring")
+                raise LimiterUnavailable("limiter: state lost, restoring: new risk refused")
+            mark = guard.mark()
+            keys, args = self._script_call(charges, lane, max_wait_s, strategy)
+            reply = await self._evalsha(keys, args)
+            if int(reply[0]) != -1:
+                if int(reply[0]) == 1 and guard.on_seq(int(reply[5]), float(reply[3]), mark):
+                    await guard.recover(mark)  # a replica behind: what it granted is not trusted
+                    if lane != "risk_reducing":
+                        self.metrics.refusals.inc(lane, "restoring")
+                        raise LimiterUnavailable("limiter: state went back: new risk refused")
+                return reply
+            await guard.on_mismatch(epoch_id)
+        raise StoreError("limiter: Redis's epoch changed twice during one call")
 
     async def _evalsha(self, keys: list[str], args: list[str | int]) -> list[Any]:
         """EVALSHA directly (redis-py's Script wrapper costs ~5 us a call); NOSCRIPT after a
@@ -287,7 +316,7 @@ class Limiter:
             strategy if fair and strategy else "",
             repr(weight) if fair else "0",
             self._window_arg,
-            self._epoch_id,
+            self.epoch.id,
             "|".join(packed),
         ]
         return keys, args
@@ -295,7 +324,8 @@ class Limiter:
     def _missing_tat(self, scope: Scope, lane: Lane) -> float:
         """The `tat` the script assumes for a scope absent from Redis: empty (0) unless the
         limiter's state was lost (then full since the loss, until that has decayed)."""
-        return 0.0
+        guard = self.epoch
+        return guard.missing_tat(scope, guard.now_s(), lane) if guard.lost_s else 0.0
 
     async def _fallback(
         self,
@@ -332,6 +362,14 @@ class Limiter:
         self.usage.record(strategy, charges, waited_s, self.clock.monotonic())
         log.warning("limiter.local_permit", account=account, reason=str(exc), waited_s=waited_s)
         return Permit(charges, lane, waited_s, fallback=True)
+
+    def start(self) -> None:
+        """Watch Redis's epoch (every 0.25 s), so that an idle process hands back its floors
+        after a loss too; `stop` ends it."""
+        self.epoch.start()
+
+    async def stop(self) -> None:
+        await self.epoch.stop()
 
     # --- venue feedback ------------------------------------------------------------------------
     async def penalize(self, scope: Scope, cooldown_s: float = 1.0) -> None:

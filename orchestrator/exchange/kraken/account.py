@@ -102,6 +102,8 @@ async def open_kraken(
                       script_time=script_time, health=health)  # fmt: skip
     timeout_s = config.venue.request_timeout_s
     async with contextlib.AsyncExitStack() as stack:
+        limiter.start()  # its epoch watcher: a Redis that lost its state gets our floors back
+        stack.push_async_callback(limiter.stop)
         if transport is None:
             session = await stack.enter_async_context(aiohttp.ClientSession())
             transport = AiohttpTransport(session, timeout_s=timeout_s)
