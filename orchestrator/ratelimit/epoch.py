@@ -28,7 +28,6 @@ import contextlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -38,14 +37,14 @@ from orchestrator.errors import StoreError
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Lane, Scope
+from orchestrator.ratelimit.scripts import now_arg, script
 from orchestrator.store.errors import redis_errors
 from orchestrator.store.keys import Keys
 
 log = get_logger(__name__)
 
-_LUA: Final = resources.files("orchestrator.ratelimit").joinpath("lua")
-EPOCH_LUA: Final = _LUA.joinpath("epoch.lua").read_text("utf-8")
-RESTORE_LUA: Final = _LUA.joinpath("restore.lua").read_text("utf-8")
+EPOCH_LUA: Final = script("epoch.lua")
+RESTORE_LUA: Final = script("restore.lua")
 RESTORE_BATCH: Final = 256  # keys per restore call: one script does not hold Redis for long
 
 
@@ -199,10 +198,10 @@ class EpochGuard:
         self._confirmed_s = self._read_s  # Redis held it when the script read or wrote it
 
     async def _script(self, mode: str, arg: str) -> Epoch:
-        now_arg = "" if self.script_time is None else repr(self.script_time())
+        time_arg = now_arg(self.script_time)
         async with redis_errors(self.redis, f"limiter.epoch_{mode}"):
             reply: list[Any] = await self._epoch(
-                keys=[self.keys.limiter_epoch()], args=[mode, secrets.token_hex(6), arg, now_arg]
+                keys=[self.keys.limiter_epoch()], args=[mode, secrets.token_hex(6), arg, time_arg]
             )
         self._read_s = float(reply[3])
         self._offset_s = self._read_s - self.clock.time()
@@ -215,12 +214,12 @@ class EpochGuard:
         raised = 0
         for start in range(0, len(ahead), RESTORE_BATCH):
             batch = ahead[start : start + RESTORE_BATCH]
-            now_arg = "" if self.script_time is None else repr(self.script_time())
+            time_arg = now_arg(self.script_time)
             async with redis_errors(self.redis, "limiter.restore"):
                 raised += int(
                     await self._restore(
                         keys=[self.keys.limiter_scope(name) for name, _ in batch],
-                        args=[now_arg, self.ttl_ms, *(repr(tat) for _, tat in batch)],
+                        args=[time_arg, self.ttl_ms, *(repr(tat) for _, tat in batch)],
                     )
                 )
         log.info("limiter.floors_restored", scopes=len(ahead), raised=raised, epoch=self.id)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from importlib import resources
 from typing import Any, Final
 
 import redis.asyncio as aioredis
@@ -37,6 +36,7 @@ from orchestrator.ratelimit.epoch import EpochGuard
 from orchestrator.ratelimit.local_budget import LocalBudget, Seen
 from orchestrator.ratelimit.permits import KIND_PREFIX, Permit
 from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
+from orchestrator.ratelimit.scripts import now_arg, script
 from orchestrator.ratelimit.usage import LimiterUsage
 from orchestrator.store.errors import redis_errors
 from orchestrator.store.health import RedisHealth
@@ -45,12 +45,8 @@ from orchestrator.store.keys import Keys
 log = get_logger(__name__)
 
 
-def _lua(name: str) -> str:
-    return resources.files("orchestrator.ratelimit").joinpath(f"lua/{name}").read_text("utf-8")
-
-
-ACQUIRE_LUA: Final = _lua("acquire.lua")
-PENALIZE_LUA: Final = _lua("penalize.lua")
+ACQUIRE_LUA: Final = script("acquire.lua")
+PENALIZE_LUA: Final = script("penalize.lua")
 
 
 class LimiterMetrics:
@@ -157,8 +153,9 @@ class Limiter:
         """How long Redis is skipped after it failed (the shared verdict's setting)."""
         return self.health.retry_after_s
 
-    def _now_arg(self) -> str:
-        return "" if self._script_time is None else repr(self._script_time())
+    def now_arg(self) -> str:
+        """The scripts' time argument: Redis TIME, or the test clock (`script_time`)."""
+        return now_arg(self._script_time)
 
     def _redis_now_s(self) -> float:
         """Redis's clock as last measured, for decisions made without it."""
@@ -307,7 +304,7 @@ class Limiter:
             keys.append(self.keys.limiter_share(pool_name))
             keys.append(self.keys.limiter_active(pool_name))
         args: list[str | int] = [
-            self._now_arg(),
+            self.now_arg(),
             1 if lane == "risk_reducing" else 0,
             self._reserve_arg,
             repr(max_wait_s),
@@ -395,7 +392,7 @@ class Limiter:
                 await self._penalize(
                     keys=[self._scope_key(scope.name)],
                     args=[
-                        self._now_arg(),
+                        self.now_arg(),
                         repr(scope.threshold),
                         repr(scope.decay_per_s),
                         repr(cooldown_s),

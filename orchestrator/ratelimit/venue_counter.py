@@ -21,12 +21,7 @@ their own (`per_account_cap = false`): the limiter keeps no such scope then.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Callable
-from importlib import resources
 from typing import Any, Final
-
-from redis.exceptions import NoScriptError
 
 from orchestrator.errors import InvalidRequest, StoreError
 from orchestrator.exchange.instruments import Instruments
@@ -34,13 +29,12 @@ from orchestrator.exchange.kraken.ws.schemas import RateCount
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.redis import Limiter
+from orchestrator.ratelimit.scripts import script
 from orchestrator.store.errors import redis_errors
 
 log = get_logger(__name__)
 
-SYNC_LUA: Final = (
-    resources.files("orchestrator.ratelimit").joinpath("lua/sync.lua").read_text("utf-8")
-)
+SYNC_LUA: Final = script("sync.lua")
 
 
 class VenueCounterSync:
@@ -53,14 +47,12 @@ class VenueCounterSync:
         account: str,
         instruments: Instruments,
         registry: Registry,
-        script_time: Callable[[], float] | None = None,
     ) -> None:
-        """`script_time` is for tests only: the script then uses it instead of Redis TIME."""
+        """On the limiter's clock (Redis TIME, or its test clock)."""
         self.limiter = limiter
         self.account = account
         self.instruments = instruments
-        self._script_time = script_time
-        self._sha = hashlib.sha1(SYNC_LUA.encode()).hexdigest()  # noqa: S324 - Redis's script id
+        self._sync = limiter.redis.register_script(SYNC_LUA)  # not a hot path: redis-py's wrapper
         self._ttl_ms = limiter.limits.key_idle_ttl_s * 1000
         self._pending: dict[str, float] = {}  # by WS symbol: the latest level reported
         self._wake = asyncio.Event()
@@ -99,15 +91,10 @@ class VenueCounterSync:
         pair = self.instruments.get(symbol).wsname
         scope = limiter.policy.trade_scope(self.account, pair)
         key = limiter.keys.limiter_scope(scope.name)
-        now_arg = "" if self._script_time is None else repr(self._script_time())
-        args: list[str | int] = [now_arg, repr(float(level)), repr(scope.decay_per_s),
+        args: list[str | int] = [limiter.now_arg(), repr(float(level)), repr(scope.decay_per_s),
                                  self._ttl_ms]  # fmt: skip
         async with redis_errors(limiter.redis, "limiter.venue_sync"):
-            try:
-                reply: list[Any] = await limiter.redis.evalsha(self._sha, 1, key, *args)
-            except NoScriptError:
-                self._sha = await limiter.redis.script_load(SYNC_LUA)
-                reply = await limiter.redis.evalsha(self._sha, 1, key, *args)
+            reply: list[Any] = await self._sync(keys=[key], args=args)
         raised = int(reply[0]) == 1
         if raised:
             self.raised.inc(self.account)

@@ -24,15 +24,7 @@
 -- caller's (nothing written, no tats). seq counts grants in the epoch (0 unless granted).
 -- Numbers as strings.
 
-local function fmt(x) return string.format('%.17g', x) end
-
-local now_s
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now_s = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now_s = tonumber(ARGV[1])
-end
+local now_s = clock_s(ARGV[1])
 local risk_reducing = ARGV[2] == '1'
 local reserve_fraction = tonumber(ARGV[3])
 local max_wait_s = tonumber(ARGV[4])
@@ -65,12 +57,7 @@ for i = 1, n do
     '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   thresholds[i], decays[i], costs[i] = tonumber(t), tonumber(d), tonumber(c)
   if p == '1' and pool == 0 then pool = i end
-  local stored = redis.call('GET', KEYS[i])
-  local tat, cool = tonumber(m), 0.0
-  if stored then
-    local a, b = string.match(stored, '^(%S+) (%S+)$')
-    tat, cool = tonumber(a), tonumber(b)
-  end
+  local tat, cool = read_scope(KEYS[i], tonumber(m))
   tats[i] = math.max(tat, tonumber(f))
   cools[i] = cool
   local limit = thresholds[i] * headroom - decays[i] * transit_s

@@ -12,8 +12,6 @@
 -- Returns {id, lost_s, seq, now_s, changed}: the epoch as it stands after the call, changed 1
 -- when this call wrote a new one. Numbers as strings.
 
-local function fmt(x) return string.format('%.17g', x) end
-
 local t = redis.call('TIME')
 local now_s = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if ARGV[4] ~= '' then now_s = tonumber(ARGV[4]) end

@@ -34,7 +34,7 @@ def make(
     limiter = Limiter(redis, Keys("t"), Policy("intermediate", limits), clock, limits=limits,
                       script_time=clock.time, registry=Registry())  # fmt: skip
     sync = VenueCounterSync(limiter, account="a", instruments=Instruments([XBT_USD]),
-                            registry=Registry(), script_time=clock.time)  # fmt: skip
+                            registry=Registry())  # fmt: skip
     return limiter, sync
 
 
