@@ -117,8 +117,12 @@ class EpochGuard:
         return self.epoch.id if self.epoch else ""
 
     def now_s(self) -> float:
-        """Redis's clock as last measured."""
+        """Redis's clock as last measured (for decisions made without it, too)."""
         return self.script_time() if self.script_time else self.clock.time() + self._offset_s
+
+    def observe_clock(self, redis_now_s: float) -> None:
+        """Redis's clock as a reply gave it: the offset `now_s` works from."""
+        self._offset_s = redis_now_s - self.clock.time()
 
     def mark(self) -> Mark:
         return Mark(self.id, self._max_seq)
@@ -145,7 +149,6 @@ class EpochGuard:
         """A grant's reply: True when its `seq` went back (the caller then `recover`s)."""
         if mark.epoch_id != self.id:
             return False  # the epoch changed while the call was out: nothing to compare
-        self._offset_s = now_s - self.clock.time()
         self._confirmed_s = max(self._confirmed_s, now_s)
         if seq <= mark.seq:
             return True
@@ -204,7 +207,7 @@ class EpochGuard:
                 keys=[self.keys.limiter_epoch()], args=[mode, secrets.token_hex(6), arg, time_arg]
             )
         self._read_s = float(reply[3])
-        self._offset_s = self._read_s - self.clock.time()
+        self.observe_clock(self._read_s)
         return Epoch(_text(reply[0]), float(reply[1]), int(reply[2]))
 
     async def _hand_back(self) -> None:

@@ -101,8 +101,6 @@ class Limiter:
         self._ttl_ms = limits.key_idle_ttl_s * 1000
         self._script_time = script_time
         self._seen = Seen()
-        # Redis's clock minus ours, from the last reply: the local budget counts on Redis's clock.
-        self._offset_s = 0.0
         # Arguments that never change, formatted once (the hot path builds only the rest).
         self._reserve_arg = repr(limits.risk_reserve_fraction)
         self._transit_arg = repr(limits.transit_allowance_s)
@@ -156,10 +154,6 @@ class Limiter:
     def now_arg(self) -> str:
         """The scripts' time argument: Redis TIME, or the test clock (`script_time`)."""
         return now_arg(self._script_time)
-
-    def _redis_now_s(self) -> float:
-        """Redis's clock as last measured, for decisions made without it."""
-        return self.clock.time() + self._offset_s
 
     # --- the one call everything makes ---------------------------------------------------------
     async def acquire_for(
@@ -236,7 +230,7 @@ class Limiter:
             self._fell_back = False
             self._local.forget()
             log.info("limiter.redis_recovered")
-        self._offset_s = float(reply[3]) - self.clock.time()
+        self.epoch.observe_clock(float(reply[3]))  # the local budget counts on Redis's clock
         floors, seen = self._seen.tat_floor_s, self._seen.names
         for charge, tat in zip(charges, reply[6:], strict=True):
             name = charge.scope.name
@@ -339,7 +333,7 @@ class Limiter:
         if lane != "risk_reducing":
             self.metrics.refusals.inc(lane, "redis_down")
             raise LimiterUnavailable(f"limiter cannot decide ({exc}): new risk refused") from exc
-        now_s = self._redis_now_s()
+        now_s = self.epoch.now_s()
         decision = self._local.decide(charges, now_s, max_wait_s, self._seen)
         if not decision.granted:
             self.metrics.refusals.inc(lane, "deadline")
@@ -380,7 +374,7 @@ class Limiter:
         is reporting the venue's error, and that is the error its own caller must see.
         """
         self.metrics.cooldowns.inc(scope.name)
-        now_s = self._redis_now_s()
+        now_s = self.epoch.now_s()
         self._local.penalize(scope, now_s, cooldown_s, self._seen)
         floors = self._seen.tat_floor_s
         floors[scope.name] = max(
