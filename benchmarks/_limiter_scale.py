@@ -42,17 +42,15 @@ from benchmarks._limiter_meter import (
     share_errors,
     steady_state,
 )
+from benchmarks._limiter_workload import rest_clients
 from orchestrator.clock import RealClock
 from orchestrator.errors import RateLimited, VenueRateLimited
-from orchestrator.exchange.kraken.common.key_lock import LocalKeyLock
 from orchestrator.exchange.kraken.common.methods import ADD_ORDER
-from orchestrator.exchange.kraken.common.nonce import LocalNonce
 from orchestrator.exchange.kraken.common.transport import AiohttpTransport
 from orchestrator.exchange.kraken.spot.rest import KrakenRest
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Policy, VenueRequest
 from orchestrator.ratelimit.redis import Limiter
-from orchestrator.secrets import ApiCredentials, Secret
 from orchestrator.simulator.app import open_simulator
 from orchestrator.simulator.settings import SimSettings, domain_accounts
 from orchestrator.store.connection import redis_client
@@ -129,20 +127,7 @@ async def _worker(spec: ScaleSpec, line: StartLine) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession() as session:
             transport = AiohttpTransport(session, timeout_s=10.0)
-            clients = [
-                KrakenRest(
-                    transport,
-                    spec.rest_url,
-                    account=s.account,
-                    credentials=ApiCredentials(key=Secret(s.key), secret=Secret(s.secret_b64)),
-                    nonce=LocalNonce(),
-                    key_lock=LocalKeyLock(),
-                    permits=permits,
-                    strategy=s.name,
-                    permit_deadline_s=DEADLINE_S,
-                )
-                for s in spec.strategies
-            ]
+            clients = rest_clients(transport, spec.rest_url, spec.strategies, permits, DEADLINE_S)
             start_s = await asyncio.to_thread(line.wait)
             await asyncio.sleep(max(0.0, start_s - time.time()))
             stop_at = start_s + spec.duration_s

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -81,6 +81,44 @@ PLACEMENT: Final = ((0,), (1,), (2, 3, 4), (5, 6, 7))  # strategy indexes per wo
 RESTING_MAX: Final = 10  # per order loop; the open-order cap is 80 per account and pair
 VENUE_BACKOFF_S: Final = 1.0
 PERMIT_DEADLINE_S: Final = 5.0
+
+
+class SignedStrategy(Protocol):
+    """A strategy with its own sub-account key (both benchmarks' specs are)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def account(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def secret_b64(self) -> str: ...
+
+
+def rest_clients(
+    transport: AiohttpTransport,
+    rest_url: str,
+    strategies: Sequence[SignedStrategy],
+    permits: PermitSource,
+    deadline_s: float,
+) -> list[KrakenRest]:
+    """One signed REST client per strategy, its permits from `permits` (local nonces and key
+    locks: each strategy has a key of its own)."""
+    return [
+        KrakenRest(
+            transport,
+            rest_url,
+            account=s.account,
+            credentials=ApiCredentials(key=Secret(s.key), secret=Secret(s.secret_b64)),
+            nonce=LocalNonce(),
+            key_lock=LocalKeyLock(),
+            permits=permits,
+            strategy=s.name,
+            permit_deadline_s=deadline_s,
+        )
+        for s in strategies
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,20 +241,9 @@ async def _worker(spec: WorkerSpec, line: StartLine) -> dict[str, Any]:
         permits = GrantLog(source, Policy(TIER, LIMITS))
         async with aiohttp.ClientSession() as session:
             transport = AiohttpTransport(session, timeout_s=10.0)
-            clients = [
-                KrakenRest(
-                    transport,
-                    spec.rest_url,
-                    account=s.account,
-                    credentials=ApiCredentials(key=Secret(s.key), secret=Secret(s.secret_b64)),
-                    nonce=LocalNonce(),
-                    key_lock=LocalKeyLock(),
-                    permits=permits,
-                    strategy=s.name,
-                    permit_deadline_s=PERMIT_DEADLINE_S,
-                )
-                for s in spec.strategies
-            ]
+            clients = rest_clients(
+                transport, spec.rest_url, spec.strategies, permits, PERMIT_DEADLINE_S
+            )
             start_s = await asyncio.to_thread(line.wait)
             await asyncio.sleep(max(0.0, start_s - time.time()))
             stop_at = start_s + spec.duration_s
