@@ -5,11 +5,8 @@ causing rejections once the venue's own counter feeds the limiter (`executions` 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from decimal import Decimal
-from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -22,37 +19,24 @@ from orchestrator.exchange.protocol import OrderSpec
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.venue_counter import VenueCounterSync
 from orchestrator.simulator.app import RunningSimulator, open_simulator
-from orchestrator.simulator.auth import spot_signature
 from orchestrator.store.keys import Keys
 from tests.sim_domains import domain_settings, open_sim_domain, sim_config
+from tests.unit.simulator.conftest import SimClient
 
 ACCOUNT = "s0"
 OUTSIDE_ROUNDS = 7  # add + cancel under 5 s old: 1 + 8 each, 63 of the tier's 125
 ADDS = 75  # beyond what is left at the venue (~62 + decay) but within the limiter's 112
 RUN_S = 16.0
-_NONCES = itertools.count(int(time.time() * 1000))
 
 
 async def spend_outside(sim: RunningSimulator, http: aiohttp.ClientSession) -> None:
     """Another tool on the account: its own key, plain signed REST, no limiter."""
     first = sim.venue.keys_of(ACCOUNT)[0]
-    key = sim.venue.add_key(ACCOUNT, None, None, tuple(first.permissions))
-
-    async def rest(method: str, **params: str) -> Any:
-        nonce = str(next(_NONCES))
-        body = urlencode({"nonce": nonce, **params}).encode()
-        path = f"/0/private/{method}"
-        headers = {"API-Key": key.key, "API-Sign": spot_signature(key.secret_b64, path, nonce, body),
-                   "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
-        async with http.post(sim.rest_url + path, data=body, headers=headers) as response:
-            reply = await response.json()
-        assert reply["error"] == [], reply
-        return reply["result"]
-
+    other = SimClient(http, sim, sim.venue.add_key(ACCOUNT, None, None, tuple(first.permissions)))
     for _ in range(OUTSIDE_ROUNDS):
-        placed = await rest("AddOrder", pair="XBTUSD", type="buy", ordertype="limit",
-                            volume="0.0001", price="30000.0")  # fmt: skip
-        await rest("CancelOrder", txid=placed["txid"][0])
+        placed = await other.ok("AddOrder", pair="XBTUSD", type="buy", ordertype="limit",
+                                volume="0.0001", price="30000.0")  # fmt: skip
+        await other.ok("CancelOrder", txid=placed["txid"][0])
 
 
 async def greedy(trading: KrakenTrading, stop_at: float) -> dict[str, int]:
