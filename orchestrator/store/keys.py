@@ -64,7 +64,12 @@ class Keys:
 
     def key_mutex(self, key_id: str) -> str:
         """Mutex letting one process at a time send with an API key (nonce order)."""
-        return f"{self.namespace}:keylock:{_part(key_id, 'key id')}"
+        return f"{{{self.namespace}:keylock:{_part(key_id, 'key id')}}}"
+
+    def key_mutex_queue(self, key_id: str) -> str:
+        """The mutex's waiters in arrival order (and `<this>:lapse`); the mutex's hash tag, so
+        the one script that leases it touches one Cluster slot."""
+        return f"{self.key_mutex(key_id)}:queue"
 
     # --- orders --------------------------------------------------------------------------------
     def order_journal(self, account: str) -> str:

@@ -6,6 +6,13 @@ request longer than one lease keeps it; and every Redis error leaves as `StoreUn
 callers decide what to do without Redis (the key lock falls back to a local lock). Once the
 block has run, nothing Redis does (a lost lease, an outage) raises: the request is already out.
 
+Waiters are served in the order they came (first come, first served across processes): each
+poll refreshes the waiter's place in a queue beside the lease, and the lease goes only to the
+queue's head. Without it, a process that releases and asks again wins the race against every
+other process's next poll, and another process can wait out its whole deadline behind two
+requests of the same process. A waiter that stops polling (gave up, died) loses its place
+after `_PLACE_TTL_POLLS` polls.
+
 A holder that dies (kill -9) keeps the mutex for at most one lease; waiters poll every `poll_s`
 and give up at their own deadline (`wait_s`).
 """
@@ -19,6 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from orchestrator.errors import StoreError
 from orchestrator.logs import get_logger
@@ -27,32 +35,87 @@ from orchestrator.store.errors import redis_errors
 log = get_logger(__name__)
 
 _RENEWALS_PER_LEASE: Final = 3
+_PLACE_TTL_POLLS: Final = 20  # a waiter keeps its place this many polls without asking
+
+# KEYS: the lease, the queue (member: token, score: place), its expiry (member: token, score:
+# ms when the place lapses). ARGV: token, lease ms, place ttl ms. Returns 1 when leased.
+_ACQUIRE_LUA: Final = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local token = ARGV[1]
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms, 'LIMIT', 0, 16)) do
+  redis.call('ZREM', KEYS[2], gone)
+  redis.call('ZREM', KEYS[3], gone)
+end
+if not redis.call('ZSCORE', KEYS[2], token) then
+  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+  redis.call('ZADD', KEYS[2], (last[2] and tonumber(last[2]) or 0) + 1, token)
+end
+redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[3]), token)
+local ttl_ms = tonumber(ARGV[3]) * 4
+redis.call('PEXPIRE', KEYS[2], ttl_ms)
+redis.call('PEXPIRE', KEYS[3], ttl_ms)
+if redis.call('ZRANGE', KEYS[2], 0, 0)[1] ~= token then return 0 end
+if not redis.call('SET', KEYS[1], token, 'NX', 'PX', ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[2], token)
+redis.call('ZREM', KEYS[3], token)
+return 1
+"""
+
+# KEYS: the queue, its expiry. ARGV: token. A waiter that gave up leaves its place at once.
+_LEAVE_LUA: Final = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
 
 
 class MutexBusy(StoreError):
     """Another holder kept the mutex past the caller's wait."""
 
 
+class _QueuedLock(aioredis.lock.Lock):
+    """redis-py's lock (its polling, release and extension by owner), leased in queue order."""
+
+    def __init__(self, redis: aioredis.Redis, name: str, queue: str, *, timeout: float,
+                 sleep: float, blocking_timeout: float, acquire: AsyncScript) -> None:  # fmt: skip
+        super().__init__(redis, name, timeout=timeout, sleep=sleep,
+                         blocking_timeout=blocking_timeout, thread_local=False)  # fmt: skip
+        self._queue_keys = [queue, f"{queue}:lapse"]
+        self._acquire_script = acquire
+        self._place_ttl_ms = max(1, int(sleep * _PLACE_TTL_POLLS * 1000))
+
+    async def do_acquire(self, token: str | bytes) -> bool:
+        lease_ms = int(self.timeout * 1000) if self.timeout else 0
+        leased = await self._acquire_script(keys=[self.name, *self._queue_keys],
+                                            args=[token, lease_ms, self._place_ttl_ms])  # fmt: skip
+        return bool(leased)
+
+
 class RedisMutex:
     def __init__(
-        self, redis: aioredis.Redis, name: str, *, lease_s: float, poll_s: float = 0.01
-    ) -> None:
+        self, redis: aioredis.Redis, name: str, *, queue: str, lease_s: float,
+        poll_s: float = 0.01,
+    ) -> None:  # fmt: skip
+        """`queue`: the key of the waiters' queue (two keys, `queue` and `queue:lapse`); in the
+        same hash slot as `name` on Redis Cluster (`Keys.key_mutex_queue`)."""
+        if lease_s <= 0:
+            raise ValueError(f"lease_s must be > 0, got {lease_s}")
         self.redis = redis
         self.name = name
+        self.queue = queue
         self.lease_s = lease_s
         self.poll_s = poll_s
+        self._acquire = redis.register_script(_ACQUIRE_LUA)
+        self._leave = redis.register_script(_LEAVE_LUA)
 
     @contextlib.asynccontextmanager
     async def hold(self, *, wait_s: float) -> AsyncIterator[None]:
         """Hold the mutex for the block. `MutexBusy` after `wait_s`; `StoreError` when Redis
         cannot answer or refuses (before the block runs, never after it)."""
-        lock = self.redis.lock(
-            self.name,
-            timeout=self.lease_s,
-            sleep=self.poll_s,
-            blocking_timeout=max(wait_s, self.poll_s),
-            thread_local=False,
-        )
+        lock = _QueuedLock(self.redis, self.name, self.queue, timeout=self.lease_s,
+                           sleep=self.poll_s, blocking_timeout=max(wait_s, self.poll_s),
+                           acquire=self._acquire)  # fmt: skip
         token = secrets.token_hex(16).encode()  # ours, so a lease whose reply was lost is undone
         try:
             async with redis_errors(self.redis, f"mutex {self.name}"):
@@ -61,6 +124,7 @@ class RedisMutex:
             await self._undo(lock, token)
             raise
         if not acquired:
+            await self._give_up(token)
             raise MutexBusy(f"{self.name} held by another process for more than {wait_s} s")
         renewal = asyncio.get_running_loop().create_task(self._renew(lock))
         try:
@@ -90,6 +154,16 @@ class RedisMutex:
                 await lock.do_release(token)
         except StoreError as exc:
             log.info("mutex.undo_skipped", name=self.name, error=str(exc))
+        await self._give_up(token)
+
+    async def _give_up(self, token: bytes) -> None:
+        """Leave the queue now rather than hold up the next waiter until the place lapses.
+        Best effort: a place left behind lapses on its own."""
+        try:
+            async with redis_errors(self.redis, f"mutex {self.name}"), asyncio.timeout(0.2):
+                await self._leave(keys=[self.queue, f"{self.queue}:lapse"], args=[token])
+        except StoreError as exc:
+            log.info("mutex.leave_skipped", name=self.name, error=str(exc))
 
     async def _release(self, lock: aioredis.lock.Lock) -> None:
         try:

@@ -204,7 +204,9 @@ async def test_the_service_user_runs_the_services_redis_code(acl_port: int, keys
         nonce = SharedNonce(redis, keys, "key1", RedisHealth(clock, registry))
         first = await nonce.next()
         assert int(await redis.get(keys.nonce("key1"))) == first  # from Redis, not local
-        async with RedisMutex(redis, keys.key_mutex("key1"), lease_s=1.0).hold(wait_s=1.0):
+        async with RedisMutex(
+            redis, keys.key_mutex("key1"), queue=keys.key_mutex_queue("key1"), lease_s=1.0
+        ).hold(wait_s=1.0):
             assert await redis.exists(keys.key_mutex("key1"))
         assert not await redis.exists(keys.key_mutex("key1"))  # released by its script
         events = ServiceEvents(redis, keys, clock=clock, registry=registry)

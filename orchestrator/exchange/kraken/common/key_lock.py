@@ -67,7 +67,8 @@ class SharedKeyLock:
         `health`: the process's verdict on Redis; while it is down, the local lock alone."""
         self._health = health
         self._local = LocalKeyLock()
-        self._mutex = RedisMutex(redis, keys.key_mutex(key_id), lease_s=lease_s)
+        self._mutex = RedisMutex(redis, keys.key_mutex(key_id),
+                                 queue=keys.key_mutex_queue(key_id), lease_s=lease_s)  # fmt: skip
         self._fallback = False
 
     @contextlib.asynccontextmanager
