@@ -21,6 +21,8 @@ LIMIT = THRESHOLD * (1 - RESERVE)
 
 @dataclass
 class Pool:
+    threshold: float = THRESHOLD
+    decay_per_s: float = DECAY
     state: ScopeState = field(default_factory=ScopeState)
     shares: PoolShares = field(default_factory=PoolShares)
     sent: list[tuple[float, str, float]] = field(default_factory=list)  # (send_s, strategy, cost)
@@ -34,7 +36,7 @@ class Pool:
         self.decisions += 1
         decision = decide(
             now_s,
-            [ScopeCharge(THRESHOLD, DECAY, cost, is_pool=True)],
+            [ScopeCharge(self.threshold, self.decay_per_s, cost, is_pool=True)],
             [self.state],
             risk_reducing=False,
             reserve_fraction=RESERVE,
@@ -58,10 +60,12 @@ def run_greedy(
     duration_s: float,
     *,
     light: dict[str, float] | None = None,
+    rtt_s: float = 0.0,
 ) -> None:
-    """Each greedy strategy asks again when its last slot comes; `light` ones ask every so
+    """Each greedy strategy asks again when its last slot comes (`rtt_s` after it: a real
+    caller's round trip, and the greedy ones start that far apart); `light` ones ask every so
     many seconds."""
-    events: list[tuple[float, str]] = [(0.0, name) for name in sorted(weights)]
+    events = [(i * rtt_s / len(weights), name) for i, name in enumerate(sorted(weights))]
     events += [(0.0, name) for name in sorted(light or {})]
     heapq.heapify(events)
     while events:
@@ -71,15 +75,15 @@ def run_greedy(
         weight = weights.get(name, 1.0)
         send_s = pool.ask(now_s, name, weight)
         assert send_s is not None
-        nxt = send_s if name in weights else max(send_s, now_s + (light or {})[name])
+        nxt = send_s + rtt_s if name in weights else max(send_s, now_s + (light or {})[name])
         heapq.heappush(events, (nxt, name))
 
 
-def max_level(sent: list[tuple[float, str, float]]) -> float:
+def max_level(sent: list[tuple[float, str, float]], decay_per_s: float = DECAY) -> float:
     """The venue's view: the real level just after each send."""
     level, last_s, worst = 0.0, 0.0, 0.0
     for send_s, _, cost in sorted(sent):
-        level = max(0.0, level - (send_s - last_s) * DECAY) + cost
+        level = max(0.0, level - (send_s - last_s) * decay_per_s) + cost
         last_s = send_s
         worst = max(worst, level)
     return worst
@@ -140,3 +144,34 @@ def test_light_strategies_are_never_queued_behind_a_borrower() -> None:
     assert max_level(pool.sent) <= LIMIT + 1e-9
     steady = taken(pool.sent, 30.0, 120.0)
     assert sum(steady.values()) / (90.0 * DECAY) >= 0.99
+
+
+@pytest.mark.parametrize(
+    "duration_s",
+    [
+        pytest.param(
+            331.0,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known gap, issue 14: after the burst, every share's booked-ahead permit "
+                "counts in the pool's tat as level now, so the pool binds and the paced shares "
+                "slip below their rates; it recovers only slowly (96.8% over 110-331 s)",
+            ),
+        ),
+        600.0,  # recovered: the whole decay and the weights over 200-600 s
+    ],
+)
+def test_200_weighted_strategies_use_the_whole_decay_after_the_burst(duration_s: float) -> None:
+    """The benchmark's scale case in the model: an intermediate pool (625, 11.7/s), 200 greedy
+    strategies of weights 1 and 2 starting together, each asking again a round trip after its
+    slot; over 331 s the lightest share expects ~14 permits, enough to measure it within 5%."""
+    pool = Pool(threshold=625.0, decay_per_s=11.7)
+    weights = {f"s{i:03d}": (1.0, 2.0)[i % 2] for i in range(200)}
+    run_greedy(pool, weights, duration_s=duration_s, rtt_s=0.003)
+    assert pool.decisions == len(pool.sent)
+    assert max_level(pool.sent, 11.7) <= 625.0 * (1 - RESERVE) + 1e-9
+    late = taken(pool.sent, duration_s / 3, duration_s)
+    assert sum(late.values()) / (duration_s * 2 / 3 * 11.7) >= 0.99
+    total, weight_sum = sum(late.values()), sum(weights.values())
+    for name, weight in weights.items():
+        assert late[name] / total == pytest.approx(weight / weight_sum, rel=0.05)
