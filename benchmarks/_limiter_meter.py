@@ -76,6 +76,20 @@ def share_errors(admitted: Mapping[str, float], weights: Mapping[str, float]) ->
     return sorted(errors, reverse=True)
 
 
+def share_error_floor(total: float, weights: Mapping[str, float], cost: float = 1.0) -> float:
+    """The least worst |share / weight share - 1| any split of `total` into whole requests of
+    `cost` could reach (each strategy's fair take rounded to whole requests): below it, a
+    fairness figure is not the limiter's, it is counting. A lower bound, so never flattering."""
+    weight_sum = sum(weights.values())
+    if total <= 0 or weight_sum <= 0:
+        return math.inf
+    worst = 0.0
+    for weight in weights.values():
+        fair_requests = total / cost * weight / weight_sum
+        worst = max(worst, abs(round(fair_requests) - fair_requests) / fair_requests)
+    return worst
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 

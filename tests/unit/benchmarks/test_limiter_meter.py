@@ -12,6 +12,7 @@ from benchmarks._limiter_meter import (
     first_full_s,
     median_index,
     pool_budget,
+    share_error_floor,
     share_errors,
     steady_state,
 )
@@ -48,6 +49,14 @@ def test_share_errors_are_relative_to_each_weight_largest_first() -> None:
 def test_an_exact_share_is_no_error_and_a_missing_strategy_a_whole_one() -> None:
     assert share_errors({"a": 10.0, "b": 20.0}, {"a": 1.0, "b": 2.0}) == pytest.approx([0, 0])
     assert share_errors({"a": 10.0}, {"a": 1.0, "b": 1.0}) == pytest.approx([1.0, 1.0])
+
+
+def test_the_fairness_floor_is_what_whole_requests_allow() -> None:
+    weights = {f"g{i}": (1.0, 2.0)[i % 2] for i in range(200)}  # the scale section's N = 200
+    assert share_error_floor(1200.0, weights) == 0.0  # 4 and 8 requests: exact
+    # 1156 requests: a weight-1 strategy's fair take is 3.853, so 4 whole ones are 3.8% off
+    assert share_error_floor(1156.0, weights) == pytest.approx(4 / (1156 / 300) - 1)
+    assert share_error_floor(0.0, weights) == math.inf
 
 
 def test_the_median_run_is_the_middle_one_or_the_lower_middle() -> None:
