@@ -121,7 +121,8 @@ async def _worker(spec: ScaleSpec, line: StartLine) -> dict[str, Any]:
     counts = {"refusals": 0, "venue_rejections": 0}
     limiter = TimedLimiter(
         redis, Keys(spec.namespace), Policy(TIER, LIMITS), RealClock(), limits=LIMITS,
-        weights=dict(spec.weights), registry=Registry(),
+        weights=dict(spec.weights), pairs={name: [PAIR] for name, _ in spec.weights},
+        registry=Registry(),
     )  # fmt: skip
     limiter.decisions = []
     permits = GrantLog(limiter, Policy(TIER, LIMITS))

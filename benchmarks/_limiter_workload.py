@@ -216,6 +216,7 @@ def _gate(spec: WorkerSpec, redis: aioredis.Redis) -> tuple[Gate, PermitSource]:
                 RealClock(),
                 limits=LIMITS,
                 weights=dict(spec.weights),
+                pairs={name: [PAIR] for name, _ in spec.weights},  # all trade the one pair
                 registry=Registry(),
             )
             return OpenGate(), limiter

@@ -18,10 +18,13 @@ Fair shares (requests on one domain pool, when a strategy is named): weighted fa
 the pool's own timeline, in O(1) per request. Each pool keeps the summed weight `W` of the
 strategies active on it (a sorted set by "active until", so expiry is a bounded range read, never
 a walk of every strategy). A strategy of weight w gets the portion p = w / W: a share counter with
-decay `p x decay` and limit `max(p x limit, cost)` (a single request always fits an empty share)
-while the pool has room; once the pool binds the limit is the request's cost alone, so that each
-strategy is paced at its portion at once rather than spending credit saved earlier in the pool's
-arrival order (which would split the pool by callers, not by weights).
+decay `p x decay` and limit `max(b x limit, cost)` (a single request always fits an empty share)
+while the pool has room, where b = w / max(W, the weight configured on the pool): the burst goes
+by the strategies that will trade the pool, so the first to ask (processes never start at once)
+does not take the others' part of it before they have asked; once the pool binds the limit is
+the request's cost alone, so that each strategy is paced at its portion at once rather than
+spending credit saved earlier in the pool's arrival order (which would split the pool by
+callers, not by weights).
 - Within its share a request only needs the scopes to fit.
 - Beyond it the request is *booked*, never refused: at its share's next room, or at once where
   capacity is idle, i.e. where the pool's level stays within its limit minus the other active
@@ -112,6 +115,9 @@ class FairShare:
     strategy: str
     weight: float
     active_window_s: float
+    # The summed weight of the strategies configured on the pool (0: unknown): the pool's burst
+    # is split by it, so the strategy that happens to ask first does not take the others' part.
+    opening_weight: float = 0.0
 
 
 @dataclass(slots=True)
@@ -208,7 +214,10 @@ def _fair_send(
     if mine is not None and mine.tat_s > now_s:
         # The level it holds, in cost units, at the share's new decay.
         mine_tat_s = now_s + (mine.tat_s - now_s) * mine.decay_per_s / share_decay
-    share_limit = max(charge.threshold * headroom * portion, charge.cost)
+    # The burst by the weights configured on the pool (when more than are active yet); the
+    # rate by the active ones. Borrowing, too, leaves every configured share its burst.
+    burst_portion = fair.weight / max(total, fair.opening_weight)
+    share_limit = max(charge.threshold * headroom * burst_portion, charge.cost)
     if not pool_has_room:
         # The pool binds: paced at the share's rate from now on, one slot at a time; neither
         # credit saved earlier nor the burst's debt carries over (the burst went by weights).
@@ -218,7 +227,7 @@ def _fair_send(
     if share_fit_s > send_s and not risk_reducing:
         # Beyond its share: idle capacity is what leaves every other active share whole.
         pool_limit = charge.threshold * headroom - charge.decay_per_s * transit_s
-        others = charge.threshold * headroom * (1.0 - portion)
+        others = charge.threshold * headroom * (1.0 - burst_portion)
         borrow_limit = max(pool_limit - others, charge.cost)
         borrow_fit_s = _earliest_fit_s(
             state.tat_s, borrow_limit, charge.cost, charge.decay_per_s, now_s

@@ -69,6 +69,7 @@ class Limiter:
         *,
         limits: LimitsConfig,
         weights: Mapping[str, float] | None = None,
+        pairs: Mapping[str, Sequence[str]] | None = None,
         registry: Registry | None = None,
         active_window_s: float = 10.0,
         retry_after_s: float = 0.5,
@@ -79,7 +80,10 @@ class Limiter:
         """`health`: the process's shared verdict on Redis (the nonces and key locks read it
         too); `risk_reducing_timeout_s`: how long a cancel waits on Redis before it takes the
         local budget (a hung Redis must not hold a cancel for a socket timeout).
-        `script_time` is for tests only: the scripts then use it instead of Redis TIME."""
+        `pairs`: the pairs each weighted strategy trades, so that each domain pool's burst is
+        split by the weights configured on it, not by whoever asks first (without them, by the
+        strategies active so far). `script_time` is for tests only: the scripts then use it
+        instead of Redis TIME."""
         self.redis = redis
         self.keys = keys
         self.policy = policy
@@ -87,6 +91,11 @@ class Limiter:
         self.limits = limits
         self.configured_weights = dict(weights or {})  # as set, before capping
         self.weights = self.effective_weights(weights or {}, limits)
+        self._pools_of = {
+            name: {policy.domain_scope(pair).name for pair in traded}
+            for name, traded in (pairs or {}).items()
+        }
+        self._opening_weight = self._opening_weights()
         self.active_window_s = active_window_s
         registry = registry or Registry()
         self.metrics = LimiterMetrics(registry)
@@ -145,6 +154,16 @@ class Limiter:
             raise ValueError(f"every weight must be > 0, got {dict(weights)}")
         self.configured_weights = dict(weights)
         self.weights = self.effective_weights(weights, self.limits)
+        self._opening_weight = self._opening_weights()
+
+    def _opening_weights(self) -> dict[str, str]:
+        """Each domain pool's summed weight of the strategies configured on it, formatted for
+        the script (a pool nobody configured is absent: its burst goes by the active weight)."""
+        totals: dict[str, float] = {}
+        for name, pools in self._pools_of.items():
+            for pool in pools:
+                totals[pool] = totals.get(pool, 0.0) + self.weights.get(name, 0.0)
+        return {pool: repr(total) for pool, total in totals.items()}
 
     @property
     def retry_after_s(self) -> float:
@@ -309,6 +328,7 @@ class Limiter:
             self._window_arg,
             self.epoch.id,
             "|".join(packed),
+            self._opening_weight.get(pool_name, "0") if fair else "0",
         ]
         return keys, args
 

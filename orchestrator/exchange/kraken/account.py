@@ -95,10 +95,11 @@ async def open_kraken(
     `script_time` makes the limiter read a manual clock instead of Redis TIME."""
     keys = Keys(config.redis.namespace)
     weights = {s.name: s.weight for s in config.strategies if s.enabled}
+    pairs = {s.name: s.pairs for s in config.strategies if s.enabled}
     strategy_of = {s.account: s.name for s in config.strategies if s.enabled}
     health = RedisHealth(clock, registry)  # one verdict on Redis for limiter, nonces, locks
     limiter = Limiter(redis, keys, Policy(config.venue.tier, config.limits), clock,
-                      limits=config.limits, weights=weights, registry=registry,
+                      limits=config.limits, weights=weights, pairs=pairs, registry=registry,
                       script_time=script_time, health=health)  # fmt: skip
     timeout_s = config.venue.request_timeout_s
     async with contextlib.AsyncExitStack() as stack:

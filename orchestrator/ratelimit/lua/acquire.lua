@@ -19,6 +19,7 @@
 --          Redis restart comes back no lower than what the freshest caller saw; 0 unknown).
 --          missing_tat: the tat to assume when the key is absent (after a loss of state, a
 --          scope nobody knows is full since the loss; 0 otherwise).
+-- ARGV[12] the summed weight configured on the pool (0 = unknown): the burst is split by it
 -- Returns {status, wait_s, binding scope index (0 = none), now_s, epoch id, seq, tat_1 .. tat_n}
 -- status 1 granted (maybe with a wait), 0 refused (past max_wait_s), -1 the epoch is not the
 -- caller's (nothing written, no tats). seq counts grants in the epoch (0 unless granted).
@@ -110,7 +111,8 @@ if strategy ~= '' and pool > 0 then
     -- The level it holds, in cost units, at the share's new decay.
     mine_tat = now_s + (stored_tat - now_s) * (tonumber(got[4]) or share_decay) / share_decay
   end
-  local share_limit = math.max(threshold * headroom * portion, cost)
+  local burst_portion = weight / math.max(total, tonumber(ARGV[12]) or 0.0)
+  local share_limit = math.max(threshold * headroom * burst_portion, cost)
   if fits[pool] > now_s then
     -- The pool binds: paced at the share's rate from now on, one slot at a time.
     share_limit = cost
@@ -120,7 +122,7 @@ if strategy ~= '' and pool > 0 then
   if share_fit > send_s and not risk_reducing then
     -- Beyond its share: idle capacity is what leaves every other active share whole.
     local pool_limit = threshold * headroom - decay * transit_s
-    local others = threshold * headroom * (1.0 - portion)
+    local others = threshold * headroom * (1.0 - burst_portion)
     local borrow_limit = math.max(pool_limit - others, cost)
     local borrow_fit = earliest_fit(tats[pool], borrow_limit, cost, decay)
     local fit = share_fit

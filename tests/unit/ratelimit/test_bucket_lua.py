@@ -39,6 +39,7 @@ class Step:
     floor_ahead_s: float | None  # a caller that knows a fresher (higher) tat than Redis holds
     transit_s: float
     uncapped: bool  # a risk-reducing request the venue takes past the threshold (CancelAll)
+    opening_weight: float  # the weight configured on the pool (0: unknown)
 
 
 steps = st.lists(
@@ -54,6 +55,7 @@ steps = st.lists(
         floor_ahead_s=st.sampled_from([None, None, None, -1.0, 0.5, 3.0, 60.0]),
         transit_s=st.sampled_from([0.0, 0.05, 0.3]),
         uncapped=st.integers(0, 4).map(lambda n: n == 0),
+        opening_weight=st.sampled_from([0.0, 0.0, 1.0, 4.5, 40.0]),
     ),
     min_size=1,
     max_size=60,
@@ -105,7 +107,8 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             for c, f in zip(charges, floors, strict=True)
         )
         if step.strategy and has_pool:
-            fair = FairShare(step.strategy, STRATEGIES[step.strategy], WINDOW_S)
+            fair = FairShare(step.strategy, STRATEGIES[step.strategy], WINDOW_S,
+                             opening_weight=step.opening_weight)  # fmt: skip
             keys += ["epoch", "share:pool", "active:pool"]
             fair_args = [step.strategy, _fmt(fair.weight), _fmt(WINDOW_S)]
         else:
@@ -121,6 +124,7 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             *fair_args,
             "",
             packed,
+            _fmt(step.opening_weight if fair else 0.0),
         ]
         py = decide(
             now_s,

@@ -23,6 +23,7 @@ LIMIT = THRESHOLD * (1 - RESERVE)
 class Pool:
     threshold: float = THRESHOLD
     decay_per_s: float = DECAY
+    opening_weight: float = 0.0  # the weight configured on the pool (0: unknown)
     state: ScopeState = field(default_factory=ScopeState)
     shares: PoolShares = field(default_factory=PoolShares)
     sent: list[tuple[float, str, float]] = field(default_factory=list)  # (send_s, strategy, cost)
@@ -41,7 +42,7 @@ class Pool:
             risk_reducing=False,
             reserve_fraction=RESERVE,
             max_wait_s=max_wait_s,
-            fair=FairShare(strategy, weight, 10.0),
+            fair=FairShare(strategy, weight, 10.0, opening_weight=self.opening_weight),
             shares=self.shares,
         )
         if not decision.granted:
@@ -109,6 +110,31 @@ def test_greedy_strategies_get_equal_shares_of_the_whole_decay(n: int) -> None:
     assert sum(steady.values()) / (200.0 * DECAY) >= 0.99
     per = sorted(steady.values())
     assert per[0] >= per[-1] - 1.0  # within one request of each other
+
+
+@pytest.mark.parametrize("configured", [True, False])
+def test_the_first_to_start_takes_its_part_of_the_burst_not_the_others(configured: bool) -> None:
+    """Fifty greedy strategies of one weight (each asks again a round trip after its slot), one
+    of them 50 ms before the others (processes never start at once): with the weight configured
+    on the pool known, it gets its fiftieth of the burst as each of the others does; without
+    it, it is alone for those 50 ms and takes all it can ask for in them."""
+    pool = Pool(opening_weight=50.0 if configured else 0.0)
+    rtt_s = 0.002
+    events = [(0.0, "early")] + [(0.05 + i * 1e-4, f"late{i}") for i in range(49)]
+    heapq.heapify(events)
+    while events:
+        now_s, name = heapq.heappop(events)
+        if now_s < 5.0:
+            send_s = pool.ask(now_s, name, 1.0)
+            assert send_s is not None
+            heapq.heappush(events, (send_s + rtt_s, name))
+    burst = taken(pool.sent, 0.0, 5.0)
+    late = [burst[f"late{i}"] for i in range(49)]
+    if configured:
+        assert burst["early"] <= max(late) + 1.0, (burst["early"], late)  # 19 against 16-18
+    else:
+        assert burst["early"] > max(late) + 5, (burst["early"], late)  # 28 against 16-18
+    assert max_level(pool.sent) <= LIMIT + 1e-9
 
 
 def test_weights_set_the_split() -> None:

@@ -309,6 +309,32 @@ async def test_cancels_count_toward_the_share_but_never_wait_on_it(
         await limiter.acquire([Charge(POOL, 1)], lane="new_risk", deadline_s=0, strategy="a")
 
 
+@pytest.mark.parametrize("pairs_known", [True, False])
+async def test_the_burst_is_split_by_the_weights_configured_on_the_pool(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock, pairs_known: bool
+) -> None:
+    """a and b both trade XBT/USD, b has not asked yet: knowing their pairs, a's opening is
+    its half of the pool's new-risk burst (562.5 / 2), and it may not borrow b's half; not
+    knowing them, a is alone on the pool and takes all of it."""
+    limits = LimitsConfig(risk_reserve_fraction=0.1, transit_allowance_s=0.0, per_account_cap=False)
+    pairs = {"a": ["XBT/USD"], "b": ["XBT/USD"], "c": ["ETH/USD"]} if pairs_known else None
+    limiter = Limiter(
+        fake_redis, Keys("t"), Policy("intermediate", limits), clock, limits=limits,
+        weights={"a": 1.0, "b": 1.0, "c": 5.0}, pairs=pairs, script_time=clock.time,
+        registry=Registry(),
+    )  # fmt: skip
+    pool = limiter.policy.domain_scope("XBT/USD")
+    granted = 0
+    for _ in range(1000):
+        try:
+            await limiter.acquire([Charge(pool, 1)], lane="new_risk", deadline_s=0, strategy="a")
+        except RateLimited:
+            break
+        granted += 1
+    assert pool.threshold == 625.0
+    assert granted == (281 if pairs_known else 562)
+
+
 def test_weights_are_capped_at_what_one_account_can_use() -> None:
     limits = LimitsConfig(domain_multiplier=5)
     capped = Limiter.effective_weights(
