@@ -37,6 +37,15 @@ async def stored_tat(redis: fakeredis.FakeAsyncRedis, scope: str) -> float | Non
     return None if value is None else float(value.split()[0])
 
 
+async def after_a_loss(redis: fakeredis.FakeAsyncRedis, clock: ManualClock) -> EpochGuard:
+    """A guard that held an epoch, and the Redis that lost it (emptied), noticed."""
+    guard = make(redis, clock)
+    first = await guard.ensure()
+    await redis.flushall()
+    await guard.on_mismatch(first)
+    return guard
+
+
 async def test_a_cold_start_creates_the_epoch_with_nothing_lost(
     fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
 ) -> None:
@@ -170,10 +179,7 @@ async def test_restore_only_raises_floors_and_keeps_the_cooldown(
 async def test_a_scope_nobody_knows_is_full_at_the_loss_until_it_has_decayed(
     fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
 ) -> None:
-    guard = make(fake_redis, clock)
-    first = await guard.ensure()
-    await fake_redis.flushall()
-    await guard.on_mismatch(first)
+    guard = await after_a_loss(fake_redis, clock)
     lost_s = guard.lost_s
     full_s = lost_s + POOL.threshold / POOL.decay_per_s
     assert guard.missing_tat(POOL, lost_s, "new_risk") == full_s
@@ -187,10 +193,7 @@ async def test_a_scope_nobody_knows_is_full_at_the_loss_until_it_has_decayed(
 async def test_the_grace_after_a_loss_refuses_new_risk_only(
     fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
 ) -> None:
-    guard = make(fake_redis, clock)
-    first = await guard.ensure()
-    await fake_redis.flushall()
-    await guard.on_mismatch(first)
+    guard = await after_a_loss(fake_redis, clock)
     lost_s = guard.lost_s
     assert guard.new_risk_blocked(lost_s)
     assert guard.new_risk_blocked(lost_s + guard.restore_grace_s - 0.01)
