@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 
 from orchestrator.errors import StoreError
 from orchestrator.logs import get_logger
@@ -77,18 +76,15 @@ class MutexBusy(StoreError):
 class _QueuedLock(aioredis.lock.Lock):
     """redis-py's lock (its polling, release and extension by owner), leased in queue order."""
 
-    def __init__(self, redis: aioredis.Redis, name: str, queue: str, *, timeout: float,
-                 sleep: float, blocking_timeout: float, acquire: AsyncScript) -> None:  # fmt: skip
-        super().__init__(redis, name, timeout=timeout, sleep=sleep,
+    def __init__(self, mutex: RedisMutex, *, blocking_timeout: float) -> None:
+        super().__init__(mutex.redis, mutex.name, timeout=mutex.lease_s, sleep=mutex.poll_s,
                          blocking_timeout=blocking_timeout, thread_local=False)  # fmt: skip
-        self._queue_keys = [queue, f"{queue}:lapse"]
-        self._acquire_script = acquire
-        self._place_ttl_ms = max(1, int(sleep * _PLACE_TTL_POLLS * 1000))
+        self._mutex = mutex
 
     async def do_acquire(self, token: str | bytes) -> bool:
-        lease_ms = int(self.timeout * 1000) if self.timeout else 0
-        leased = await self._acquire_script(keys=[self.name, *self._queue_keys],
-                                            args=[token, lease_ms, self._place_ttl_ms])  # fmt: skip
+        mutex = self._mutex
+        leased = await mutex._acquire(keys=[mutex.name, *mutex.queue_keys],
+                                      args=[token, mutex.lease_ms, mutex.place_ttl_ms])  # fmt: skip
         return bool(leased)
 
 
@@ -103,9 +99,11 @@ class RedisMutex:
             raise ValueError(f"lease_s must be > 0, got {lease_s}")
         self.redis = redis
         self.name = name
-        self.queue = queue
+        self.queue_keys = [queue, f"{queue}:lapse"]
         self.lease_s = lease_s
+        self.lease_ms = int(lease_s * 1000)
         self.poll_s = poll_s
+        self.place_ttl_ms = max(1, int(poll_s * _PLACE_TTL_POLLS * 1000))
         self._acquire = redis.register_script(_ACQUIRE_LUA)
         self._leave = redis.register_script(_LEAVE_LUA)
 
@@ -113,9 +111,7 @@ class RedisMutex:
     async def hold(self, *, wait_s: float) -> AsyncIterator[None]:
         """Hold the mutex for the block. `MutexBusy` after `wait_s`; `StoreError` when Redis
         cannot answer or refuses (before the block runs, never after it)."""
-        lock = _QueuedLock(self.redis, self.name, self.queue, timeout=self.lease_s,
-                           sleep=self.poll_s, blocking_timeout=max(wait_s, self.poll_s),
-                           acquire=self._acquire)  # fmt: skip
+        lock = _QueuedLock(self, blocking_timeout=max(wait_s, self.poll_s))
         token = secrets.token_hex(16).encode()  # ours, so a lease whose reply was lost is undone
         try:
             async with redis_errors(self.redis, f"mutex {self.name}"):
@@ -161,7 +157,7 @@ class RedisMutex:
         Best effort: a place left behind lapses on its own."""
         try:
             async with redis_errors(self.redis, f"mutex {self.name}"), asyncio.timeout(0.2):
-                await self._leave(keys=[self.queue, f"{self.queue}:lapse"], args=[token])
+                await self._leave(keys=self.queue_keys, args=[token])
         except StoreError as exc:
             log.info("mutex.leave_skipped", name=self.name, error=str(exc))
 
