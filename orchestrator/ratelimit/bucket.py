@@ -18,13 +18,10 @@ Fair shares (requests on one domain pool, when a strategy is named): weighted fa
 the pool's own timeline, in O(1) per request. Each pool keeps the summed weight `W` of the
 strategies active on it (a sorted set by "active until", so expiry is a bounded range read, never
 a walk of every strategy). A strategy of weight w gets the portion p = w / W: a share counter with
-decay `p x decay` and limit `max(b x limit, cost)` (a single request always fits an empty share)
-while the pool has room, where b = w / max(W, the weight configured on the pool): the burst goes
-by the strategies that will trade the pool, so the first to ask (processes never start at once)
-does not take the others' part of it before they have asked; once the pool binds the limit is
-the request's cost alone, so that each strategy is paced at its portion at once rather than
-spending credit saved earlier in the pool's arrival order (which would split the pool by
-callers, not by weights).
+decay `p x decay` and limit `max(b x limit, cost)` (a single request always fits an empty share),
+where b = w / max(W, the weight configured on the pool): the burst goes by the strategies that
+will trade the pool, so the first to ask (processes never start at once) does not take the
+others' part of it before they have asked.
 - Within its share a request only needs the scopes to fit.
 - Beyond it the request is *booked*, never refused: at its share's next room, or at once where
   capacity is idle, i.e. where the pool's level stays within its limit minus the other active
@@ -33,6 +30,15 @@ callers, not by weights).
   booking that would hold the pool idle until the share's time. The caller sleeps once. Under
   contention each strategy is paced at its portion of the decay; together the portions are the
   whole decay, so the pool is used in full.
+- The share is charged from when the request *asked*, not from when the pool lets it go: a
+  request the pool holds back keeps its place on the share's timeline (virtual time), so waits
+  the pool hands out in arrival order never cost a strategy its rate, and a strategy that was
+  slow to ask during the burst still gets the part of it that is its own.
+- A share that is new starts a fraction of one request spent, fixed by the strategy's name
+  (`share_phase`): strategies that start together would otherwise all find room again at the
+  same instant, every interval, and send in lockstep (the pool's level swinging by a request per
+  strategy, a venue hit by N orders at once). Spread by name, their sends spread over the
+  interval; it costs each under one request, once.
 - When `W` changes, a share keeps the level it holds in cost units (its `tat` is rescaled to
   the new portion's decay), so a newcomer's share is not eaten by an old one's past.
 - After a borrow (or a cancel) the share counter is capped at full: using idle capacity is never
@@ -45,9 +51,11 @@ their portion goes to the active ones at once.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 INFINITE_WAIT_S = math.inf
 
@@ -119,6 +127,19 @@ class FairShare:
     # is split by it, so the strategy that happens to ask first does not take the others' part.
     opening_weight: float = 0.0
 
+    @property
+    def phase(self) -> float:
+        return share_phase(self.strategy)
+
+
+@lru_cache(maxsize=4096)
+def share_phase(strategy: str) -> float:
+    """The fraction of one request, in [0, 1), a new share of this strategy starts spent: the
+    name's 32-bit BLAKE2b digest (a spread, not a secret), so every process (and the script,
+    which is given it) spreads the same strategies the same way."""
+    digest = hashlib.blake2b(strategy.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") / 2**32
+
 
 @dataclass(slots=True)
 class Decision:
@@ -170,9 +191,8 @@ def decide(
     pool = next((i for i, c in enumerate(charges) if c.is_pool), -1)
     new_shares: PoolShares | None = None
     if fair is not None and pool >= 0:
-        pool_now = fits_s[pool] <= now_s
         send_s, new_shares = _fair_send(
-            now_s, send_s, charges[pool], states[pool], pool_has_room=pool_now, fair=fair,
+            now_s, send_s, charges[pool], states[pool], fair=fair,
             shares=shares or PoolShares(), headroom=headroom, transit_s=transit_s,
             risk_reducing=risk_reducing,
         )  # fmt: skip
@@ -194,7 +214,6 @@ def _fair_send(
     charge: ScopeCharge,
     state: ScopeState,
     *,
-    pool_has_room: bool,
     fair: FairShare,
     shares: PoolShares,
     headroom: float,
@@ -218,11 +237,6 @@ def _fair_send(
     # rate by the active ones. Borrowing, too, leaves every configured share its burst.
     burst_portion = fair.weight / max(total, fair.opening_weight)
     share_limit = max(charge.threshold * headroom * burst_portion, charge.cost)
-    if not pool_has_room:
-        # The pool binds: paced at the share's rate from now on, one slot at a time; neither
-        # credit saved earlier nor the burst's debt carries over (the burst went by weights).
-        share_limit = charge.cost
-        mine_tat_s = min(mine_tat_s, now_s + charge.cost / share_decay)
     share_fit_s = _earliest_fit_s(mine_tat_s, share_limit, charge.cost, share_decay, now_s)
     if share_fit_s > send_s and not risk_reducing:
         # Beyond its share: idle capacity is what leaves every other active share whole.
@@ -239,9 +253,11 @@ def _fair_send(
             fit_s = min(share_fit_s, borrow_fit_s)
         send_s = max(send_s, fit_s)
     booked_tat_s = min(
-        max(mine_tat_s, send_s) + charge.cost / share_decay,
+        max(mine_tat_s, now_s) + charge.cost / share_decay,  # from the ask: virtual time
         send_s + share_limit / share_decay,  # at most full: a borrow is not a debt
     )
+    if mine is None:  # a new share: spread from the others by its name
+        booked_tat_s += fair.phase * charge.cost / share_decay
     for name in gone:
         del new_shares.members[name]
     new_shares.total_weight = total

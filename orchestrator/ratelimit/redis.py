@@ -32,6 +32,7 @@ from orchestrator.errors import LimiterUnavailable, RateLimited, StoreError, Sto
 from orchestrator.exchange.kraken.common.errors import RateLimitKind
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
+from orchestrator.ratelimit.bucket import share_phase
 from orchestrator.ratelimit.epoch import EpochGuard
 from orchestrator.ratelimit.local_budget import LocalBudget, Seen
 from orchestrator.ratelimit.permits import KIND_PREFIX, Permit
@@ -329,6 +330,7 @@ class Limiter:
             self.epoch.id,
             "|".join(packed),
             self._opening_weight.get(pool_name, "0") if fair else "0",
+            repr(share_phase(strategy)) if fair and strategy else "0",
         ]
         return keys, args
 

@@ -20,6 +20,7 @@
 --          missing_tat: the tat to assume when the key is absent (after a loss of state, a
 --          scope nobody knows is full since the loss; 0 otherwise).
 -- ARGV[12] the summed weight configured on the pool (0 = unknown): the burst is split by it
+-- ARGV[13] the strategy's phase in [0, 1) (bucket.share_phase): a new share starts it spent
 -- Returns {status, wait_s, binding scope index (0 = none), now_s, epoch id, seq, tat_1 .. tat_n}
 -- status 1 granted (maybe with a wait), 0 refused (past max_wait_s), -1 the epoch is not the
 -- caller's (nothing written, no tats). seq counts grants in the epoch (0 unless granted).
@@ -49,7 +50,7 @@ if ARGV[10] ~= '' and epoch ~= ARGV[10] then
   return {-1, '0', 0, fmt(now_s), epoch, 0}
 end
 
-local thresholds, decays, costs, tats, cools, fits = {}, {}, {}, {}, {}, {}
+local thresholds, decays, costs, tats, cools = {}, {}, {}, {}, {}
 local pool = 0
 local send_s = now_s
 local binding = 0
@@ -64,7 +65,6 @@ for i = 1, n do
   local limit = thresholds[i] * headroom - decays[i] * transit_s
   local fit = now_s
   if u ~= '1' then fit = math.max(earliest_fit(tats[i], limit, costs[i], decays[i]), cool) end
-  fits[i] = fit
   if fit > send_s then
     send_s = fit
     binding = i
@@ -113,11 +113,6 @@ if strategy ~= '' and pool > 0 then
   end
   local burst_portion = weight / math.max(total, tonumber(ARGV[12]) or 0.0)
   local share_limit = math.max(threshold * headroom * burst_portion, cost)
-  if fits[pool] > now_s then
-    -- The pool binds: paced at the share's rate from now on, one slot at a time.
-    share_limit = cost
-    mine_tat = math.min(mine_tat, now_s + cost / share_decay)
-  end
   local share_fit = earliest_fit(mine_tat, share_limit, cost, share_decay)
   if share_fit > send_s and not risk_reducing then
     -- Beyond its share: idle capacity is what leaves every other active share whole.
@@ -132,8 +127,10 @@ if strategy ~= '' and pool > 0 then
       binding = pool
     end
   end
-  local booked_tat = math.min(math.max(mine_tat, send_s) + cost / share_decay,
+  -- Charged from the ask (virtual time), at most full; a new share starts its phase spent.
+  local booked_tat = math.min(math.max(mine_tat, now_s) + cost / share_decay,
     send_s + share_limit / share_decay)
+  if not stored_tat then booked_tat = booked_tat + tonumber(ARGV[13]) * cost / share_decay end
   -- The active set is written when its entry moves on by a second or more (or is new): once
   -- a second per strategy, not per permit; an entry may so end up to a second early.
   local until_s = send_s + window_s

@@ -125,6 +125,7 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             "",
             packed,
             _fmt(step.opening_weight if fair else 0.0),
+            _fmt(fair.phase if fair else 0.0),
         ]
         py = decide(
             now_s,
