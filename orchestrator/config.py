@@ -214,7 +214,6 @@ class LimitsConfig(Section, frozen=True):
             le=1,
         ),
     ] = 0.05
-    key_idle_ttl_s: Annotated[int, doc("Limiter keys expire after this idle time.", gt=0)] = 3600
     venue_counter_sync: Annotated[
         bool, doc("Raise each account's trading scopes to the venue's own counter (private "
                   "`executions` with `ratecounter`): budget spent outside the limiter counts.")

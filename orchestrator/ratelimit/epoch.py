@@ -2,9 +2,9 @@
 
 A restart without persistence (or with a stale snapshot) and a failover to a replica that lags
 both leave Redis with counters emptier than the venue's. Every limiter script call names the
-epoch its caller holds (`lua/epoch.lua`: a hash {id, lost_s, seq}); Redis answers -1 when it
-holds another one or none. Then, and when the grants' sequence number goes back within an
-epoch (a replica behind the primary it replaced), this guard:
+epoch its caller holds (`lua/epoch.lua`: the fields {id, lost_s, seq} of the state hash); Redis
+answers -1 when it holds another one or none. Then, and when the grants' sequence number goes
+back within an epoch (a replica behind the primary it replaced), this guard:
 
 - adopts the new epoch, or creates it (`lost_s` = now) when the hash is gone; one atomic script,
   so processes that notice together agree on one epoch, and a bump only replaces the id its
@@ -28,7 +28,7 @@ import contextlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import redis.asyncio as aioredis
 
@@ -58,10 +58,10 @@ class Epoch:
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class Mark:
+class Mark(NamedTuple):
     """What this process had seen before it sent a call: a reply in the same epoch with a lower
-    `seq` comes from a Redis that has forgotten grants (replies are made in order)."""
+    `seq` comes from a Redis that has forgotten grants (replies are made in order). A tuple:
+    one is made per permit."""
 
     epoch_id: str
     seq: int
@@ -77,7 +77,6 @@ class EpochGuard:
         clock: Clock,
         *,
         floors: Callable[[], Mapping[str, float]],
-        ttl_ms: int,
         reserve_fraction: float,
         transit_s: float,
         restore_grace_s: float = 1.0,
@@ -91,7 +90,6 @@ class EpochGuard:
         self.keys = keys
         self.clock = clock
         self.floors = floors
-        self.ttl_ms = ttl_ms
         self.reserve_fraction = reserve_fraction
         self.transit_s = transit_s
         self.restore_grace_s = restore_grace_s
@@ -204,7 +202,7 @@ class EpochGuard:
         time_arg = now_arg(self.script_time)
         async with redis_errors(self.redis, f"limiter.epoch_{mode}"):
             reply: list[Any] = await self._epoch(
-                keys=[self.keys.limiter_epoch()], args=[mode, secrets.token_hex(6), arg, time_arg]
+                keys=[self.keys.limiter_state()], args=[mode, secrets.token_hex(6), arg, time_arg]
             )
         self._read_s = float(reply[3])
         self.observe_clock(self._read_s)
@@ -217,14 +215,11 @@ class EpochGuard:
         raised = 0
         for start in range(0, len(ahead), RESTORE_BATCH):
             batch = ahead[start : start + RESTORE_BATCH]
-            time_arg = now_arg(self.script_time)
+            args = [now_arg(self.script_time)]
+            for name, tat in batch:
+                args += (self.keys.limiter_scope_field(name), repr(tat))
             async with redis_errors(self.redis, "limiter.restore"):
-                raised += int(
-                    await self._restore(
-                        keys=[self.keys.limiter_scope(name) for name, _ in batch],
-                        args=[time_arg, self.ttl_ms, *(repr(tat) for _, tat in batch)],
-                    )
-                )
+                raised += int(await self._restore(keys=[self.keys.limiter_state()], args=args))
         log.info("limiter.floors_restored", scopes=len(ahead), raised=raised, epoch=self.id)
 
     async def poll(self) -> None:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import Final
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from orchestrator.clock import Clock
 from orchestrator.config import LimitsConfig
@@ -32,14 +32,15 @@ from orchestrator.errors import LimiterUnavailable, RateLimited, StoreError, Sto
 from orchestrator.exchange.kraken.common.errors import RateLimitKind
 from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
-from orchestrator.ratelimit.bucket import share_phase
+from orchestrator.ratelimit.calls import AcquireCalls
 from orchestrator.ratelimit.epoch import EpochGuard
 from orchestrator.ratelimit.local_budget import LocalBudget, Seen
-from orchestrator.ratelimit.permits import KIND_PREFIX, Permit
+from orchestrator.ratelimit.permits import Permit
 from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
 from orchestrator.ratelimit.scripts import now_arg, script
 from orchestrator.ratelimit.usage import LimiterUsage
-from orchestrator.store.errors import redis_errors
+from orchestrator.ratelimit.wire import Reply, check_strategy_name, parse_reply
+from orchestrator.store.errors import raise_translated, redis_errors, stop_if_cancelled
 from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
 
@@ -90,6 +91,8 @@ class Limiter:
         self.policy = policy
         self.clock = clock
         self.limits = limits
+        for name in weights or {}:
+            check_strategy_name(name)
         self.configured_weights = dict(weights or {})  # as set, before capping
         self.weights = self.effective_weights(weights or {}, limits)
         self._pools_of = {
@@ -108,34 +111,16 @@ class Limiter:
         self.health = health or RedisHealth(clock, registry, retry_after_s=retry_after_s)
         self.risk_reducing_timeout_s = risk_reducing_timeout_s
         self._fell_back = False  # decided without Redis since it last answered
-        self._ttl_ms = limits.key_idle_ttl_s * 1000
         self._script_time = script_time
         self._seen = Seen()
-        # Arguments that never change, formatted once (the hot path builds only the rest).
-        self._reserve_arg = repr(limits.risk_reserve_fraction)
-        self._transit_arg = repr(limits.transit_allowance_s)
-        self._window_arg = repr(active_window_s)
-        self._key_names: dict[str, str] = {}
-        self._epoch_key = keys.limiter_epoch()
+        self._state_key = keys.limiter_state()
+        self._calls = AcquireCalls(keys, limits, active_window_s, script_time)
+        self._calls.set_weights(self.weights, self._opening_weight)
         # The incarnation of Redis's state this process holds; after a loss, floors handed back.
         self.epoch = EpochGuard(redis, keys, clock, floors=lambda: self._seen.tat_floor_s,
-                                ttl_ms=self._ttl_ms, reserve_fraction=limits.risk_reserve_fraction,
+                                reserve_fraction=limits.risk_reserve_fraction,
                                 transit_s=limits.transit_allowance_s, script_time=script_time,
                                 registry=registry)  # fmt: skip
-        self._scope_args: dict[str, str] = {}
-
-    def _scope_arg(self, scope: Scope) -> str:
-        """`"threshold decay "` of a scope, formatted once."""
-        arg = self._scope_args.get(scope.name)
-        if arg is None:
-            arg = self._scope_args[scope.name] = f"{scope.threshold!r} {scope.decay_per_s!r} "
-        return arg
-
-    def _scope_key(self, scope: str) -> str:
-        key = self._key_names.get(scope)
-        if key is None:
-            key = self._key_names[scope] = self.keys.limiter_scope(scope)
-        return key
 
     @staticmethod
     def effective_weights(weights: Mapping[str, float], limits: LimitsConfig) -> dict[str, float]:
@@ -153,18 +138,21 @@ class Limiter:
         permit on; every weight must be > 0."""
         if any(not weight > 0 for weight in weights.values()):
             raise ValueError(f"every weight must be > 0, got {dict(weights)}")
+        for name in weights:
+            check_strategy_name(name)
         self.configured_weights = dict(weights)
         self.weights = self.effective_weights(weights, self.limits)
         self._opening_weight = self._opening_weights()
+        self._calls.set_weights(self.weights, self._opening_weight)
 
-    def _opening_weights(self) -> dict[str, str]:
-        """Each domain pool's summed weight of the strategies configured on it, formatted for
-        the script (a pool nobody configured is absent: its burst goes by the active weight)."""
+    def _opening_weights(self) -> dict[str, float]:
+        """Each domain pool's summed weight of the strategies configured on it (a pool nobody
+        configured is absent: its burst goes by the active weight)."""
         totals: dict[str, float] = {}
         for name, pools in self._pools_of.items():
             for pool in pools:
                 totals[pool] = totals.get(pool, 0.0) + self.weights.get(name, 0.0)
-        return {pool: repr(total) for pool, total in totals.items()}
+        return totals
 
     @property
     def retry_after_s(self) -> float:
@@ -221,10 +209,11 @@ class Limiter:
             raise RateLimited(_binding_name(booked, binding), wait_s)
         if wait_s > 0:
             await self.clock.sleep(wait_s)  # the slot is booked: one sleep, no polling
-        waited_s = self.clock.monotonic() - start_s
+        end_s = self.clock.monotonic()
+        waited_s = end_s - start_s
         self.metrics.permits.inc(lane, "redis")
         self.metrics.wait_s.observe(waited_s, lane)
-        self.usage.record(strategy, booked, waited_s, self.clock.monotonic())
+        self.usage.record(strategy, booked, waited_s, end_s)
         return Permit(booked, lane, waited_s)
 
     async def _decide(
@@ -233,7 +222,9 @@ class Limiter:
         if self.health.is_down():
             raise StoreUnavailable("limiter: Redis marked down; retrying shortly")
         try:
-            async with redis_errors(self.redis, "limiter.acquire"):
+            # redis-py's errors translated by the edge's own rules (`redis_errors`), caught
+            # here rather than through its context manager: this runs once per permit.
+            try:
                 if lane == "risk_reducing":
                     # A cancel waits on Redis briefly, then takes the local budget (the timeout's
                     # TimeoutError is an OSError, which the edge reads as "unavailable").
@@ -241,6 +232,9 @@ class Limiter:
                         reply = await self._in_epoch(charges, lane, max_wait_s, strategy)
                 else:  # no timeout context on the hot path: it costs a few us a call
                     reply = await self._in_epoch(charges, lane, max_wait_s, strategy)
+            except (RedisError, OSError) as exc:
+                await raise_translated(self.redis, "limiter.acquire", exc)
+            stop_if_cancelled()
         except StoreUnavailable as exc:
             self.health.mark_down("limiter", str(exc))
             self._fell_back = True
@@ -250,17 +244,17 @@ class Limiter:
             self._fell_back = False
             self._local.forget()
             log.info("limiter.redis_recovered")
-        self.epoch.observe_clock(float(reply[3]))  # the local budget counts on Redis's clock
+        self.epoch.observe_clock(reply.now_s)  # the local budget counts on Redis's clock
         floors, seen = self._seen.tat_floor_s, self._seen.names
-        for charge, tat in zip(charges, reply[6:], strict=True):
+        for charge, tat in zip(charges, reply.tats, strict=True):
             name = charge.scope.name
-            floors[name] = max(floors.get(name, 0.0), float(tat))
+            floors[name] = max(floors.get(name, 0.0), tat)
             seen.add(name)
-        return int(reply[0]) == 1, float(reply[1]), int(reply[2]) - 1
+        return reply.status == 1, reply.wait_s, reply.binding
 
     async def _in_epoch(
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
-    ) -> list[Any]:
+    ) -> Reply:
         """The script's reply in the epoch Redis holds: when it holds another (state lost), the
         guard settles on it and hands back this process's floors, and the call is made once
         more. New risk is refused while the floors of every live process are coming back."""
@@ -273,8 +267,8 @@ class Limiter:
             mark = guard.mark()
             keys, args = self._script_call(charges, lane, max_wait_s, strategy)
             reply = await self._evalsha(keys, args)
-            if int(reply[0]) != -1:
-                if int(reply[0]) == 1 and guard.on_seq(int(reply[5]), float(reply[3]), mark):
+            if reply.status != -1:
+                if reply.status == 1 and guard.on_seq(reply.seq, reply.now_s, mark):
                     await guard.recover(mark)  # a replica behind: what it granted is not trusted
                     if lane != "risk_reducing":
                         self.metrics.refusals.inc(lane, "restoring")
@@ -283,62 +277,26 @@ class Limiter:
             await guard.on_mismatch(epoch_id)
         raise StoreError("limiter: Redis's epoch changed twice during one call")
 
-    async def _evalsha(self, keys: list[str], args: list[str | int]) -> list[Any]:
+    async def _evalsha(self, keys: list[str], args: list[str]) -> Reply:
         """EVALSHA directly (redis-py's Script wrapper costs ~5 us a call); NOSCRIPT after a
-        restart or SCRIPT FLUSH falls back to loading the script once more."""
+        restart or SCRIPT FLUSH falls back to loading the script once more. A reply that does
+        not parse is a `StoreError` (the script and this code disagree: a bug, not an outage)."""
         try:
-            reply: list[Any] = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
+            raw: bytes = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
         except NoScriptError:
             self._acquire_sha = await self.redis.script_load(ACQUIRE_LUA)
-            reply = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
-        return reply
+            raw = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
+        try:
+            return parse_reply(raw)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise StoreError(f"limiter: acquire.lua answered {raw!r}") from exc
 
     def _script_call(
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
-    ) -> tuple[list[str], list[str | int]]:
-        """KEYS and ARGV of `acquire.lua` (see its header) for one request."""
-        keys = [self._scope_key(c.scope.name) for c in charges]
-        keys.append(self._epoch_key)
-        packed: list[str] = []
-        pool_name = ""
-        floors = self._seen.tat_floor_s
-        for charge in charges:
-            scope = charge.scope
-            is_pool = scope.name.startswith(KIND_PREFIX["domain"])
-            if is_pool and not pool_name:
-                pool_name = scope.name
-            floor = floors.get(scope.name, 0.0)
-            packed.append(
-                f"{self._scope_arg(scope)}{float(charge.cost)!r} {int(is_pool)} {floor!r} "
-                f"{int(charge.uncapped)} {self._missing_tat(scope, lane)!r}"
-            )
-        weight = self.weights.get(strategy or "", 0.0)
-        fair = bool(strategy and weight > 0 and pool_name)
-        if fair:
-            keys.append(self.keys.limiter_share(pool_name))
-            keys.append(self.keys.limiter_active(pool_name))
-        args: list[str | int] = [
-            self.now_arg(),
-            1 if lane == "risk_reducing" else 0,
-            self._reserve_arg,
-            repr(max_wait_s),
-            self._ttl_ms,
-            self._transit_arg,
-            strategy if fair and strategy else "",
-            repr(weight) if fair else "0",
-            self._window_arg,
-            self.epoch.id,
-            "|".join(packed),
-            self._opening_weight.get(pool_name, "0") if fair else "0",
-            repr(share_phase(strategy)) if fair and strategy else "0",
-        ]
-        return keys, args
-
-    def _missing_tat(self, scope: Scope, lane: Lane) -> float:
-        """The `tat` the script assumes for a scope absent from Redis: empty (0) unless the
-        limiter's state was lost (then full since the loss, until that has decayed)."""
-        guard = self.epoch
-        return guard.missing_tat(scope, guard.now_s(), lane) if guard.lost_s else 0.0
+    ) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of `acquire.lua` for one request, in the epoch held."""
+        return self._calls.build(charges, lane, max_wait_s, strategy, epoch=self.epoch,
+                                 floors=self._seen.tat_floor_s)  # fmt: skip
 
     async def _fallback(
         self,
@@ -406,13 +364,13 @@ class Limiter:
         try:
             async with redis_errors(self.redis, "limiter.penalize"):
                 await self._penalize(
-                    keys=[self._scope_key(scope.name)],
+                    keys=[self._state_key],
                     args=[
                         self.now_arg(),
+                        self.keys.limiter_scope_field(scope.name),
                         repr(scope.threshold),
                         repr(scope.decay_per_s),
                         repr(cooldown_s),
-                        self._ttl_ms,
                     ],
                 )
         except StoreError as exc:
@@ -435,7 +393,8 @@ class Limiter:
         """The scope's level now (for metrics and introspection). Raises `StoreError`
         (`StoreUnavailable` when Redis cannot be reached)."""
         async with redis_errors(self.redis, "limiter.level"):
-            stored = await self.redis.get(self._scope_key(scope.name))
+            field = self.keys.limiter_scope_field(scope.name)
+            stored = await self.redis.hget(self._state_key, field)
             if self._script_time is not None:
                 now_s = self._script_time()
             else:

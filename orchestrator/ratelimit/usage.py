@@ -12,18 +12,21 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from orchestrator.ratelimit.policy import Charge, Scope
 
 POOL_PREFIX = "domain:"
+_TRIM_EVERY_S = 1.0  # the window is trimmed in steps this long: most permits trim nothing
 NO_STRATEGY = ""  # permits asked without a strategy (reconciliation, the service's own calls)
 
 
-@dataclass(frozen=True, slots=True)
-class _Grant:
+class _Grant(NamedTuple):
+    """One permit (a tuple: one is recorded per permit, on the limiter's hot path)."""
+
     at_s: float
     strategy: str
-    pool_cost: tuple[tuple[str, float], ...]  # (pool scope, cost)
+    charges: tuple[Charge, ...]
     waited_s: float
 
 
@@ -64,20 +67,24 @@ class LimiterUsage:
     def record(
         self, strategy: str | None, charges: Sequence[Charge], waited_s: float, now_s: float
     ) -> None:
-        pool_cost = []
-        for charge in charges:
-            scope = charge.scope
-            if scope.name.startswith(POOL_PREFIX):
-                self.pools.setdefault(scope.name, scope)
-                pool_cost.append((scope.name, charge.cost))
-        self._grants.append(_Grant(now_s, strategy or NO_STRATEGY, tuple(pool_cost), waited_s))
-        self._prune(now_s)
+        """O(1): the permit's charges are kept as they are (the pools are read from them when
+        they leave the window or are viewed); the window is trimmed a second at a time."""
+        grants = self._grants
+        kept = charges if isinstance(charges, tuple) else tuple(charges)
+        grants.append(_Grant(now_s, strategy or NO_STRATEGY, kept, waited_s))
+        if grants[0].at_s < now_s - self.window_s - _TRIM_EVERY_S:
+            self._prune(now_s)
 
     def _prune(self, now_s: float) -> None:
         horizon_s = now_s - self.window_s
         grants = self._grants
         while grants and grants[0].at_s < horizon_s:
-            grants.popleft()
+            self._note_pools(grants.popleft())
+
+    def _note_pools(self, grant: _Grant) -> None:
+        for charge in grant.charges:
+            if charge.scope.name.startswith(POOL_PREFIX):
+                self.pools.setdefault(charge.scope.name, charge.scope)
 
     def view(self, now_s: float) -> UsageView:
         self._prune(now_s)
@@ -91,9 +98,12 @@ class LimiterUsage:
             permits[name] = permits.get(name, 0) + 1
             wait_sum_s[name] = wait_sum_s.get(name, 0.0) + grant.waited_s
             wait_max_s[name] = max(wait_max_s.get(name, 0.0), grant.waited_s)
-            for pool, units in grant.pool_cost:
-                cost[name] = cost.get(name, 0.0) + units
-                pool_cost[pool] = pool_cost.get(pool, 0.0) + units
+            self._note_pools(grant)
+            for charge in grant.charges:
+                pool = charge.scope.name
+                if pool.startswith(POOL_PREFIX):
+                    cost[name] = cost.get(name, 0.0) + charge.cost
+                    pool_cost[pool] = pool_cost.get(pool, 0.0) + charge.cost
         total = sum(pool_cost.values())
         strategies = {
             name: StrategyUsage(

@@ -53,7 +53,6 @@ class VenueCounterSync:
         self.account = account
         self.instruments = instruments
         self._sync = limiter.redis.register_script(SYNC_LUA)  # not a hot path: redis-py's wrapper
-        self._ttl_ms = limiter.limits.key_idle_ttl_s * 1000
         self._pending: dict[str, float] = {}  # by WS symbol: the latest level reported
         self._wake = asyncio.Event()
         self.raised = registry.counter(
@@ -90,11 +89,10 @@ class VenueCounterSync:
             return False
         pair = self.instruments.get(symbol).wsname
         scope = limiter.policy.trade_scope(self.account, pair)
-        key = limiter.keys.limiter_scope(scope.name)
-        args: list[str | int] = [limiter.now_arg(), repr(float(level)), repr(scope.decay_per_s),
-                                 self._ttl_ms]  # fmt: skip
+        field = limiter.keys.limiter_scope_field(scope.name)
+        args = [limiter.now_arg(), field, repr(float(level)), repr(scope.decay_per_s)]
         async with redis_errors(limiter.redis, "limiter.venue_sync"):
-            reply: list[Any] = await self._sync(keys=[key], args=args)
+            reply: list[Any] = await self._sync(keys=[limiter.keys.limiter_state()], args=args)
         raised = int(reply[0]) == 1
         if raised:
             self.raised.inc(self.account)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import Final
+from typing import Final, NoReturn
 
 import redis.asyncio as aioredis
 from redis.exceptions import (
@@ -55,7 +55,7 @@ _REFUSED: Final = (AuthenticationError, AuthorizationError)
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, OSError)
 
 
-def _stop_if_cancelled() -> None:
+def stop_if_cancelled() -> None:
     """Python 3.11's `asyncio.wait_for`, which redis-py sends commands with, loses a
     cancellation that lands just as the reply comes in (CPython gh-86296, fixed in 3.12): the
     call returns as if nothing happened, and a loop that only awaits Redis (a listener, a
@@ -85,22 +85,35 @@ class redis_errors:
         traceback: TracebackType | None,
     ) -> None:
         if exc is None:
-            _stop_if_cancelled()
+            stop_if_cancelled()
             return
-        if isinstance(exc, _REFUSED):  # before the ConnectionErrors: waiting will not cure it
-            raise StoreError(
-                f"{self.what}: Redis refused our credentials or permissions ({_describe(exc)}); "
-                "check the user and password of redis.url and the user's ACL"
-            ) from exc
-        if isinstance(exc, _RECONNECT):
-            await _drop_idle_connections(self.client, self.what)
-            raise StoreUnavailable(
-                f"{self.what}: Redis answered as a replica ({_describe(exc)}); reconnecting"
-            ) from exc
-        if isinstance(exc, _UNAVAILABLE):
-            raise StoreUnavailable(f"{self.what}: Redis unavailable ({_describe(exc)})") from exc
-        if isinstance(exc, RedisError):
-            raise StoreError(f"{self.what}: Redis error ({_describe(exc)})") from exc
+        if isinstance(exc, _CAUGHT):
+            await raise_translated(self.client, self.what, exc)
+
+
+# What the edge translates: anything else (a cancellation, our own errors) passes untouched.
+_CAUGHT: Final = (RedisError, OSError)
+
+
+async def raise_translated(
+    client: aioredis.Redis, what: str, exc: RedisError | OSError
+) -> NoReturn:
+    """`redis_errors`' translation of `exc`, raised: for a hot path that catches redis-py's
+    errors itself instead of entering the context manager per call (about 1 us). Such a path
+    calls `stop_if_cancelled` after its call succeeds, as the context manager does."""
+    if isinstance(exc, _REFUSED):  # before the ConnectionErrors: waiting will not cure it
+        raise StoreError(
+            f"{what}: Redis refused our credentials or permissions ({_describe(exc)}); "
+            "check the user and password of redis.url and the user's ACL"
+        ) from exc
+    if isinstance(exc, _RECONNECT):
+        await _drop_idle_connections(client, what)
+        raise StoreUnavailable(
+            f"{what}: Redis answered as a replica ({_describe(exc)}); reconnecting"
+        ) from exc
+    if isinstance(exc, _UNAVAILABLE):
+        raise StoreUnavailable(f"{what}: Redis unavailable ({_describe(exc)})") from exc
+    raise StoreError(f"{what}: Redis error ({_describe(exc)})") from exc
 
 
 def _describe(exc: BaseException) -> str:

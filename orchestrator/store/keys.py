@@ -1,8 +1,9 @@
 """Every Redis key name of orchestrator, in one place, under the configured namespace.
 
 Two desks share one Redis by using two namespaces. Keys that one Lua script touches together
-(every limiter scope, its cooldowns) carry the same hash tag, `{<namespace>:domain}`, so that the
-same scripts run unchanged on Redis Cluster, where a script may only touch keys of one slot.
+(the limiter's state and the pools' active sets) carry the same hash tag, `{<namespace>:domain}`,
+so that the same scripts run unchanged on Redis Cluster, where a script may only touch keys of one
+slot.
 """
 
 from __future__ import annotations
@@ -34,28 +35,24 @@ class Keys:
         self.control_tag: Final = f"{{{namespace}:ctl}}"
 
     # --- rate limiter: all in one hash slot ---------------------------------------------------
-    def limiter_scope(self, scope: str) -> str:
-        """Hash {level, t} of one counter, e.g. scope `domain:XBT/USD` or `rest:<key id>`."""
-        return f"{self.domain_tag}:rl:{_part(scope, 'scope')}"
+    def limiter_state(self) -> str:
+        """Hash of the limiter's whole shared state, so that one HMGET reads and one HSET
+        writes everything a permit touches: the epoch (`id`, `lost_s`, `seq`: which incarnation
+        of the state Redis holds), each counter (`limiter_scope_field`: "<tat> <cool>"), and
+        each pool's fair shares (`s|<pool>|<strategy>` and its `|w`, `|d`, `|a`; `s|<pool>|~W`
+        the weight active on the pool). Losing the hash loses all of it at once: a loss the
+        epoch tells every process of."""
+        return f"{self.domain_tag}:limiter"
 
-    def limiter_cooldown(self, scope: str) -> str:
-        """Set after a venue rate-limit error: every process waits until it expires."""
-        return f"{self.domain_tag}:cool:{_part(scope, 'scope')}"
-
-    def limiter_share(self, pool: str) -> str:
-        """Hash of one pool's fair shares: each strategy's share `tat` and weight, and the
-        weight of the strategies active on it (`~W`)."""
-        return f"{self.domain_tag}:share:{_part(pool, 'scope')}"
+    @staticmethod
+    def limiter_scope_field(scope: str) -> str:
+        """The field of one counter in `limiter_state`, e.g. scope `domain:XBT/USD`."""
+        return f"r|{_part(scope, 'scope')}"
 
     def limiter_active(self, pool: str) -> str:
         """Sorted set of the strategies active on one pool, scored by when each stops being
         active (so expiry is a range read, not a walk of every strategy)."""
         return f"{self.domain_tag}:active:{_part(pool, 'scope')}"
-
-    def limiter_epoch(self) -> str:
-        """Hash {id, lost_s, seq}: which incarnation of the limiter's state Redis holds, so
-        every process can tell that state was lost (a restart, a lagging replica)."""
-        return f"{self.domain_tag}:epoch"
 
     # --- venue edge ---------------------------------------------------------------------------
     def nonce(self, key_id: str) -> str:

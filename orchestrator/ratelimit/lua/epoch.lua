@@ -1,7 +1,8 @@
 -- orchestrator's limiter: which incarnation of its state Redis holds (read, created or bumped
 -- atomically, so processes that notice a loss at the same moment agree on one new epoch).
 --
--- KEYS[1]  the epoch hash {id, lost_s, seq}
+-- KEYS[1]  the limiter's state hash: its epoch fields {id, lost_s, seq} (the counters and
+--          shares beside them are left as they are)
 -- ARGV[1]  mode: "read" (create the epoch when the hash has no id) or "bump" (a new epoch, but
 --          only while the id is still ARGV[3]: of two processes that both notice, one bumps)
 -- ARGV[2]  a random suffix for a new id; the id is "<Redis TIME>-<suffix>"

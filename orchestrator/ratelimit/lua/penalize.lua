@@ -1,11 +1,12 @@
 -- After a venue rate-limit error: assume the counter full and hold everyone off for a cooldown.
 -- Mirror of orchestrator/ratelimit/bucket.py `penalize`.
--- KEYS[1] scope state "<tat> <cool>". ARGV: now_s ("" = TIME), threshold, decay_per_s,
--- cooldown_s, ttl_ms.
+-- KEYS[1] the limiter's state hash. ARGV: now_s ("" = TIME), the counter's field ("r|<scope>"),
+-- threshold, decay_per_s, cooldown_s.
 local now_s = clock_s(ARGV[1])
-local threshold, decay, cooldown_s = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local tat, cool = read_scope(KEYS[1], 0.0)
+local field = ARGV[2]
+local threshold, decay, cooldown_s = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local tat, cool = parse_scope(redis.call('HGET', KEYS[1], field), 0.0)
 tat = math.max(tat, now_s + threshold / decay)
 cool = math.max(cool, now_s + cooldown_s)
-redis.call('SET', KEYS[1], fmt(tat) .. ' ' .. fmt(cool), 'PX', tonumber(ARGV[5]))
+redis.call('HSET', KEYS[1], field, fmt(tat) .. ' ' .. fmt(cool))
 return {fmt(tat), fmt(cool)}

@@ -1,23 +1,31 @@
 -- orchestrator's limiter: a process hands back the floors it holds after Redis lost its state.
--- Each scope's tat is raised to at least the caller's floor, never lowered; its cooldown is kept.
+-- Each counter's tat is raised to at least the caller's floor, never lowered; its cooldown kept.
 --
--- KEYS[1..n]    one string per scope: "<tat> <cool>" (acquire.lua's format)
--- ARGV[1]       now_s ("" = Redis TIME)   ARGV[2] ttl_ms
--- ARGV[3..n+2]  the caller's tat floor of each key, on Redis's clock
--- Returns how many keys were raised (a floor already in the past, or below the stored tat,
+-- KEYS[1]       the limiter's state hash
+-- ARGV[1]       now_s ("" = Redis TIME)
+-- ARGV[2..]     pairs: a counter's field ("r|<scope>"), the caller's tat floor of it (Redis's
+--               clock)
+-- Returns how many counters were raised (a floor already in the past, or below the stored tat,
 -- writes nothing).
 
 local now_s = clock_s(ARGV[1])
-local ttl_ms = ARGV[2]
-local raised = 0
-for i = 1, #KEYS do
-  local floor = tonumber(ARGV[i + 2])
+local fields, floors = {}, {}
+for i = 2, #ARGV, 2 do
+  local floor = tonumber(ARGV[i + 1])
   if floor > now_s then
-    local tat, cool = read_scope(KEYS[i], 0.0)
-    if floor > tat then
-      redis.call('SET', KEYS[i], fmt(floor) .. ' ' .. fmt(cool), 'PX', ttl_ms)
-      raised = raised + 1
-    end
+    fields[#fields + 1] = ARGV[i]
+    floors[#floors + 1] = floor
   end
 end
-return raised
+if #fields == 0 then return 0 end
+local stored = redis.call('HMGET', KEYS[1], unpack(fields))
+local writes = {}
+for i = 1, #fields do
+  local tat, _, cool_text = parse_scope(stored[i], 0.0)
+  if floors[i] > tat then
+    writes[#writes + 1] = fields[i]
+    writes[#writes + 1] = fmt(floors[i]) .. ' ' .. cool_text
+  end
+end
+if #writes > 0 then redis.call('HSET', KEYS[1], unpack(writes)) end
+return #writes / 2

@@ -17,6 +17,15 @@ from hypothesis import strategies as st
 from orchestrator.ratelimit.bucket import FairShare, PoolShares, ScopeCharge, ScopeState, decide
 from orchestrator.ratelimit.bucket import penalize as py_penalize
 from orchestrator.ratelimit.redis import ACQUIRE_LUA, PENALIZE_LUA
+from orchestrator.ratelimit.wire import (
+    NO_STRATEGY,
+    parse_reply,
+    request_arg,
+    scope_entry,
+    scope_entry_head,
+    scope_prefix,
+    settings_arg,
+)
 
 SCOPES = (
     ("rest", 20.0, 0.5, False),
@@ -25,6 +34,8 @@ SCOPES = (
 )
 STRATEGIES = {"a": 1.0, "b": 2.0, "c": 1.0, "d": 0.5}
 WINDOW_S = 10.0
+STATE = "state"  # the limiter's state hash
+SHARES = "s|pool|"  # the pool's share fields in it
 
 
 @dataclass
@@ -86,14 +97,11 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             ScopeCharge(SCOPES[i][1], SCOPES[i][2], step.cost, SCOPES[i][3], uncapped)
             for i in step.scopes
         ]
-        keys = [f"s:{SCOPES[i][0]}" for i in step.scopes]
         if step.penalize:
             i = step.scopes[0]
             states[i] = py_penalize(states[i], SCOPES[i][1], SCOPES[i][2], now_s, 1.5)
-            penalize(
-                keys=[keys[0]],
-                args=[_fmt(now_s), _fmt(SCOPES[i][1]), _fmt(SCOPES[i][2]), "1.5", 60000],
-            )
+            args = [_fmt(now_s), f"r|{SCOPES[i][0]}", _fmt(SCOPES[i][1]), _fmt(SCOPES[i][2])]
+            penalize(keys=[STATE], args=[*args, "1.5"])
             continue
         has_pool = any(SCOPES[i][3] for i in step.scopes)
         fair = None
@@ -101,32 +109,32 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             0.0 if step.floor_ahead_s is None else states[i].tat_s + step.floor_ahead_s
             for i in step.scopes
         ]
-        packed = "|".join(
-            f"{_fmt(c.threshold)} {_fmt(c.decay_per_s)} {_fmt(c.cost)} {int(c.is_pool)} {_fmt(f)} "
-            f"{int(c.uncapped)} 0"
-            for c, f in zip(charges, floors, strict=True)
-        )
+        heads = [
+            scope_entry_head(
+                scope_prefix(SCOPES[i][0], c.threshold, c.decay_per_s),
+                c.cost,
+                c.is_pool,
+                c.uncapped,
+            )
+            for i, c in zip(step.scopes, charges, strict=True)
+        ]
+        packed = "|".join(scope_entry(h, f, 0.0) for h, f in zip(heads, floors, strict=True))
+        keys = [STATE]
         if step.strategy and has_pool:
             fair = FairShare(step.strategy, STRATEGIES[step.strategy], WINDOW_S,
                              opening_weight=step.opening_weight)  # fmt: skip
-            keys += ["epoch", "share:pool", "active:pool"]
-            fair_args = [step.strategy, _fmt(fair.weight), _fmt(WINDOW_S)]
-        else:
-            keys.append("epoch")
-            fair_args = ["", "0", "0"]
-        args: list[str | int] = [
-            _fmt(now_s),
-            int(step.risk_reducing),
-            "0.1",
-            _fmt(step.max_wait_s),
-            3_600_000,
-            _fmt(step.transit_s),
-            *fair_args,
-            "",
-            packed,
-            _fmt(step.opening_weight if fair else 0.0),
-            _fmt(fair.phase if fair else 0.0),
-        ]
+            keys.append("active:pool")
+        request = request_arg(
+            risk_reducing=step.risk_reducing,
+            max_wait_s=step.max_wait_s,
+            epoch_id="",
+            strategy=fair.strategy if fair else NO_STRATEGY,
+            weight=fair.weight if fair else 0.0,
+            opening_weight=step.opening_weight if fair else 0.0,
+            phase=fair.phase if fair else 0.0,
+            settings=settings_arg(0.1, step.transit_s, WINDOW_S),
+        )
+        args = [_fmt(now_s), request, packed]
         py = decide(
             now_s,
             charges,
@@ -138,38 +146,46 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             shares=shares,
             transit_s=step.transit_s,
         )
-        granted, wait_s, binding, script_now, _epoch, seq, *tats = acquire(keys=keys, args=args)
-        assert float(script_now) == now_s
-        assert bool(int(granted)) == py.granted, (step, py)
-        assert (int(seq) > 0) == py.granted
-        lua_wait = float(wait_s)
+        reply = parse_reply(acquire(keys=keys, args=args))
+        assert reply.now_s == now_s
+        assert (reply.status == 1) == py.granted, (step, py)
+        assert (reply.seq > 0) == py.granted
+        lua_wait = reply.wait_s
         assert (math.isinf(lua_wait) and math.isinf(py.wait_s)) or math.isclose(
             lua_wait, py.wait_s, rel_tol=1e-12, abs_tol=1e-9
         )
-        assert int(binding) - 1 == py.binding
+        assert reply.binding == py.binding
         outcome = (
             "refused" if not py.granted else ("granted_later" if py.wait_s > 0 else "granted_now")
         )
         OUTCOMES[outcome] += 1
         if py.granted:
-            assert [float(t) for t in tats] == [new.tat_s for new in py.scopes]
+            assert reply.tats == [new.tat_s for new in py.scopes]
             for i, new in zip(step.scopes, py.scopes, strict=True):
                 states[i] = new
             if py.shares is not None:
                 shares = py.shares
         for i in step.scopes:
-            stored = r.get(f"s:{SCOPES[i][0]}")
+            stored = r.hget(STATE, f"r|{SCOPES[i][0]}")
             tat, cool = (float(x) for x in stored.split()) if stored else (0.0, 0.0)
             assert (tat, cool) == (states[i].tat_s, states[i].cool_until_s)
-        raw_shares: dict[bytes, bytes] = r.hgetall("share:pool")  # type: ignore[assignment]
-        stored_shares = {k.decode(): float(v) for k, v in raw_shares.items()}
-        expected = {"~W": shares.total_weight} if shares.members else {}
+        raw_state: dict[bytes, bytes] = r.hgetall(STATE)  # type: ignore[assignment]
+        stored_shares = {
+            k.decode().removeprefix(SHARES): tuple(float(x) for x in v.split())
+            for k, v in raw_state.items()
+            if k.decode().startswith(SHARES)
+        }
+        if "~W" in stored_shares:  # "<total> <bound>": the bound is the script's, not the maths'
+            total, bound = stored_shares["~W"]
+            stored_shares["~W"] = (total,)
+            ends = [m.active_until_s for m in shares.members.values() if m.active_until_s]
+            assert bound <= min(ends, default=math.inf)
+        expected: dict[str, tuple[float, ...]] = (
+            {"~W": (shares.total_weight,)} if shares.members else {}
+        )
         for name, share in shares.members.items():
-            expected[name] = share.tat_s
-            expected[f"{name}|w"] = share.weight
-            expected[f"{name}|d"] = share.decay_per_s
-            if share.active_until_s is not None:
-                expected[f"{name}|a"] = share.active_until_s
+            assert share.active_until_s is not None  # a member is in the active set
+            expected[name] = (share.tat_s, share.weight, share.decay_per_s, share.active_until_s)
         if stored_shares or expected:
             assert stored_shares == expected
         raw_active: list[tuple[bytes, float]] = r.zrange("active:pool", 0, -1, withscores=True)  # type: ignore[assignment]

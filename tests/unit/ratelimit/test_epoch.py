@@ -18,6 +18,7 @@ from orchestrator.store.keys import Keys
 
 POOL = Scope("domain:XBT/USD", 100.0, 10.0)  # full to empty in 10 s
 KEYS = Keys("t")
+STATE = KEYS.limiter_state()
 
 
 def make(
@@ -27,13 +28,13 @@ def make(
     registry: Registry | None = None,
 ) -> EpochGuard:
     held = floors if floors is not None else {}
-    return EpochGuard(redis, KEYS, clock, floors=lambda: held, ttl_ms=60_000,
+    return EpochGuard(redis, KEYS, clock, floors=lambda: held,
                       reserve_fraction=0.1, transit_s=0.0, script_time=clock.time,
                       registry=registry or Registry())  # fmt: skip
 
 
 async def stored_tat(redis: fakeredis.FakeAsyncRedis, scope: str) -> float | None:
-    value = await redis.get(KEYS.limiter_scope(scope))
+    value = await redis.hget(STATE, KEYS.limiter_scope_field(scope))
     return None if value is None else float(value.split()[0])
 
 
@@ -99,7 +100,7 @@ async def test_two_processes_noticing_the_loss_settle_on_one_epoch(
     await b.recover(mark_b)  # its bump names an id that is gone: no second bump
     assert b.id == bumped
     assert await b.on_mismatch(a_id) == bumped
-    assert await fake_redis.hget(KEYS.limiter_epoch(), "id") == bumped.encode()
+    assert await fake_redis.hget(STATE, "id") == bumped.encode()
 
 
 async def test_a_seq_going_back_is_a_loss(
@@ -129,7 +130,7 @@ async def test_the_watcher_sees_a_seq_going_back_and_an_epoch_older_than_ours(
     fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
 ) -> None:
     guard = make(fake_redis, clock)
-    epoch_key = KEYS.limiter_epoch()
+    epoch_key = STATE
     first = await guard.ensure()
     await fake_redis.hset(epoch_key, "seq", 10)
     await guard.poll()
@@ -162,18 +163,20 @@ async def test_restore_only_raises_floors_and_keeps_the_cooldown(
     guard = make(fake_redis, clock, floors)
     first = await guard.ensure()
     # What Redis holds after the loss, written by a process that restored before us.
-    await fake_redis.set(KEYS.limiter_scope("low"), f"{now_s + 5.0!r} 0")
-    await fake_redis.set(KEYS.limiter_scope("high"), f"{now_s + 2.0!r} {now_s + 3.0!r}")
-    await fake_redis.delete(KEYS.limiter_epoch())
+    await fake_redis.hset(STATE, KEYS.limiter_scope_field("low"), f"{now_s + 5.0!r} 0")
+    await fake_redis.hset(
+        STATE, KEYS.limiter_scope_field("high"), f"{now_s + 2.0!r} {now_s + 3.0!r}"
+    )
+    await fake_redis.hdel(STATE, "id", "lost_s", "seq")
     await guard.on_mismatch(first)
     assert await stored_tat(fake_redis, "low") == now_s + 5.0  # never lowered
     assert await stored_tat(fake_redis, "high") == now_s + 9.0  # raised
-    stored = await fake_redis.get(KEYS.limiter_scope("high"))
+    stored = await fake_redis.hget(STATE, KEYS.limiter_scope_field("high"))
     assert stored is not None
     assert float(stored.split()[1]) == now_s + 3.0  # its cooldown kept
     assert await stored_tat(fake_redis, "new") == now_s + 4.0  # absent: written
     assert await stored_tat(fake_redis, "past") is None  # decayed already: nothing to hand back
-    assert 0 < await fake_redis.pttl(KEYS.limiter_scope("new")) <= 60_000
+    assert await fake_redis.ttl(STATE) == -1  # it holds the epoch: it never expires
 
 
 async def test_a_scope_nobody_knows_is_full_at_the_loss_until_it_has_decayed(

@@ -131,7 +131,8 @@ async def test_all_scopes_or_none(limiter: Limiter, fake_redis: fakeredis.FakeAs
         await limiter.acquire([Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
     with pytest.raises(RateLimited):
         await limiter.acquire([Charge(POOL, 1), Charge(ACCOUNT, 1)], lane="new_risk", deadline_s=0)
-    assert await fake_redis.get(Keys("t").limiter_scope(POOL.name)) is None  # untouched
+    keys = Keys("t")
+    assert await fake_redis.hget(keys.limiter_state(), keys.limiter_scope_field(POOL.name)) is None
 
 
 async def test_penalize_fills_the_counter(limiter: Limiter, clock: ManualClock) -> None:

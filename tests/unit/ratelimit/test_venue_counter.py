@@ -38,9 +38,9 @@ def make(
     return limiter, sync
 
 
-async def stored(redis: fakeredis.FakeAsyncRedis, key: str) -> list[bytes]:
+async def stored(redis: fakeredis.FakeAsyncRedis, field: str) -> list[bytes]:
     """The scope's "<tat> <cool>", split."""
-    value = await redis.get(key)
+    value = await redis.hget(Keys("t").limiter_state(), field)
     assert isinstance(value, bytes)
     return value.split()
 
@@ -74,10 +74,10 @@ async def test_the_cooldown_of_a_venue_refusal_is_kept(
     scope = limiter.policy.trade_scope("a", "XBT/USD")
     await limiter.penalize(scope, cooldown_s=30.0)
     await clock.advance(10)  # within the cooldown, the level partly decayed
-    key = limiter.keys.limiter_scope(scope.name)
-    before = (await stored(fake_redis, key))[1]
+    field = limiter.keys.limiter_scope_field(scope.name)
+    before = (await stored(fake_redis, field))[1]
     assert await sync.sync("BTC/USD", 120)  # above the 101.6 left of the penalty
-    tat, cool = await stored(fake_redis, key)
+    tat, cool = await stored(fake_redis, field)
     assert cool == before
     assert float(tat) == pytest.approx(clock.time() + 120 / scope.decay_per_s)
 
