@@ -1,7 +1,8 @@
 """Our shared Redis limiter against the baselines and peer libraries, side by side in one run.
 
-    python -m benchmarks.limiter                    # about 50 min: 60 s windows, 5 runs each
-    python -m benchmarks.limiter --quick            # about 20 min: 20 s windows
+    python -m benchmarks.limiter                    # about 90 min: 60 s windows, 5 runs each
+    python -m benchmarks.limiter --quick            # about 60 min: 20 s windows (the scale
+                                                    # section's N = 50 and 200 keep theirs)
     python -m benchmarks.limiter --only latency,scale --runs 5 --no-plots
 
 Every figure is the median of `--runs` (default 5) runs that alternate between the things

@@ -108,7 +108,9 @@ class Histogram(_Metric):
         self.sums: dict[LabelValues, float] = {}
 
     def observe(self, value: float, *labels: str) -> None:
-        counts = self.counts.setdefault(labels, [0] * (len(self.buckets) + 1))
+        counts = self.counts.get(labels)
+        if counts is None:  # not setdefault: that builds the list on every call
+            counts = self.counts[labels] = [0] * (len(self.buckets) + 1)
         counts[bisect.bisect_left(self.buckets, value)] += 1
         self.sums[labels] = self.sums.get(labels, 0.0) + value
 

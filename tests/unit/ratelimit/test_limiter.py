@@ -363,3 +363,26 @@ async def test_a_cancel_all_costlier_than_the_threshold_goes_at_once_and_books_i
     add = VenueRequest(method=ADD_ORDER, pair="XBT/USD")
     with pytest.raises(RateLimited):
         await limiter.acquire_for(add, account="a", key_id="k", deadline_s=1.0)
+
+
+@pytest.mark.parametrize("bad", ["has space", "a|b", "", "-"])
+def test_a_strategy_name_the_script_cannot_carry_is_refused(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock, bad: str
+) -> None:
+    with pytest.raises(ValueError, match="strategy name"):
+        make(fake_redis, clock, weights={bad: 1.0})
+    limiter = make(fake_redis, clock, weights={"ok": 1.0})
+    with pytest.raises(ValueError, match="strategy name"):
+        limiter.set_weights({"ok": 1.0, bad: 2.0})
+    assert limiter.weights == {"ok": 1.0}  # unchanged
+
+
+async def test_a_reply_the_limiter_cannot_read_is_a_store_error(
+    fake_redis: fakeredis.FakeAsyncRedis, clock: ManualClock
+) -> None:
+    limiter = make(fake_redis, clock)
+    await limiter.acquire([Charge(POOL, 1)], lane="new_risk", deadline_s=0)  # loads the script
+    garbled = await fake_redis.script_load("return 'granted, probably'")
+    limiter._acquire_sha = garbled  # looks inside on purpose: a script that disagrees with us
+    with pytest.raises(LimiterUnavailable, match=r"acquire\.lua answered"):
+        await limiter.acquire([Charge(POOL, 1)], lane="new_risk", deadline_s=0)
