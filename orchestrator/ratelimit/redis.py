@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
@@ -126,12 +127,19 @@ class Limiter:
     def effective_weights(weights: Mapping[str, float], limits: LimitsConfig) -> dict[str, float]:
         """Weights capped at what one account can use of a per-pair pool (1/multiplier of it,
         when each account keeps its own 1x counter). A share nobody can use would sit reserved
-        and idle; capped, the rest of the pool is nobody's and anyone may borrow it."""
-        total = sum(weights.values())
-        if not (limits.per_account_cap and limits.domain_scope == "pair") or total <= 0:
+        and idle: the pool lends it only when nearly empty, which a busy pool never is. The cap
+        is the fixed point `c = sum(min(w, c)) / multiplier` (a capped weight is then exactly
+        1/multiplier of the capped total, not of the total before capping). With no more
+        strategies than the multiplier nobody can reach it, and the weights stay as set."""
+        multiplier = limits.domain_multiplier
+        if not (limits.per_account_cap and limits.domain_scope == "pair") or multiplier <= 1:
             return dict(weights)
-        cap = total / limits.domain_multiplier
-        return {name: min(weight, cap) for name, weight in weights.items()}
+        ordered = sorted(weights.values(), reverse=True)
+        for capped in range(min(len(ordered), math.ceil(multiplier))):
+            cap = sum(ordered[capped:]) / (multiplier - capped)
+            if ordered[capped] <= cap:  # the largest weight left under the cap: the fixed point
+                return {name: min(weight, cap) for name, weight in weights.items()}
+        return dict(weights)
 
     def set_weights(self, weights: Mapping[str, float]) -> None:
         """Replace the fair-share weights (an operator's `set_limit_shares`), from the next

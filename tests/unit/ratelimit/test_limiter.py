@@ -341,8 +341,20 @@ def test_weights_are_capped_at_what_one_account_can_use() -> None:
     capped = Limiter.effective_weights(
         {"big": 4.0, "mid": 2.0, **{f"s{i}": 1.0 for i in range(6)}}, limits
     )
-    assert capped["big"] == pytest.approx(12 / 5)  # 20% of the pool: one account's 1x of 5x
+    # 20% of the capped total (one account's 1x of the 5x pool), not 20% of the total before
+    # capping (12 / 5 = 2.4 would leave it 23%: 3% of the decay reserved for a share its account
+    # cannot use, the utilization benchmark's loss).
+    assert capped["big"] == pytest.approx(2.0)
+    assert capped["big"] / sum(capped.values()) == pytest.approx(1 / 5)
     assert capped["mid"] == 2.0
+    one_huge = Limiter.effective_weights(
+        {"huge": 100.0, **{f"s{i}": 1.0 for i in range(9)}}, limits
+    )
+    assert one_huge["huge"] / sum(one_huge.values()) == pytest.approx(1 / 5)
+    even = {f"s{i}": 1.0 for i in range(10)}
+    assert Limiter.effective_weights(even, limits) == even  # nobody above 1/5: nothing capped
+    few = {"a": 4.0, "b": 1.0}  # no more strategies than the multiplier: nobody can reach 1/5
+    assert Limiter.effective_weights(few, limits) == few
     uncapped = Limiter.effective_weights(
         {"big": 4.0, "small": 1.0}, LimitsConfig(per_account_cap=False)
     )
