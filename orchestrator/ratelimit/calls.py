@@ -87,8 +87,7 @@ class AcquireCalls:
             missing = epoch.missing_tat(scope, epoch.now_s(), lane) if lost else 0.0
             entries.append(scope_entry(head, floors.get(scope.name, 0.0), missing))
         keys, request = self._request(lane, max_wait_s, strategy, pool_name, epoch.id)
-        time_arg = now_arg(self._script_time) if self._script_time else ""
-        return keys, [time_arg, request, "|".join(entries)]
+        return keys, [now_arg(self._script_time), request, "|".join(entries)]
 
     def _head(self, charge: Charge) -> tuple[str, bool]:
         """A charge's entry up to its floors, and whether its scope is a domain pool (the first

@@ -114,8 +114,8 @@ class Limiter:
         self._fell_back = False  # decided without Redis since it last answered
         self._script_time = script_time
         self._seen = Seen()
-        self._state_key = keys.limiter_state()
         self._calls = AcquireCalls(keys, limits, active_window_s, script_time)
+        self._state_key = self._calls.state_key
         self._calls.set_weights(self.weights, self._opening_weight)
         # The incarnation of Redis's state this process holds; after a loss, floors handed back.
         self.epoch = EpochGuard(redis, keys, clock, floors=lambda: self._seen.tat_floor_s,
