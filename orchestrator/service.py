@@ -46,6 +46,7 @@ from orchestrator.rebalancer.wiring import open_rebalancer
 from orchestrator.runtime.loop_lag import LoopLagMonitor
 from orchestrator.runtime.screen import StatusReporter, is_terminal
 from orchestrator.runtime.signals import install_stop_signals, run_until_stopped
+from orchestrator.runtime.stuck import where_tasks_wait
 from orchestrator.runtime.supervisor import RestartPolicy, Supervisor
 from orchestrator.runtime.unit import SharedParts, StrategyUnit
 from orchestrator.runtime.units import UnitRunner
@@ -264,7 +265,7 @@ async def _stop_all(
     except TimeoutError:
         pass
     if not clean:
-        log.error("service.shutdown_timeout", timeout_s=timeout_s)
+        log.error("service.shutdown_timeout", timeout_s=timeout_s, waiting=where_tasks_wait())
         for task in stopping:
             task.cancel()
     return clean

@@ -38,6 +38,7 @@ class EmbeddedRedis:
     url: str
     backend: Literal["redis-server", "fakeredis"]
     port: int
+    pid: int | None = None  # the redis-server child's; None for the in-process fakeredis
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -91,6 +92,10 @@ async def _redis_server_child(binary: str) -> AsyncIterator[EmbeddedRedis]:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
+                # Its own process group: a Ctrl-C typed on our terminal goes to the foreground
+                # group, and Redis must outlive the stop it starts (cancels journaled, leases
+                # released); we stop it ourselves, last.
+                process_group=0,
             )  # fmt: skip
             url = f"redis://127.0.0.1:{port}/0"
             if await _wait_ready(url, proc):
@@ -100,7 +105,7 @@ async def _redis_server_child(binary: str) -> AsyncIterator[EmbeddedRedis]:
             raise StoreUnavailable(f"embedded {binary} did not start after {_START_ATTEMPTS} tries")
         log.info("redis.embedded_started", backend="redis-server", port=port, pid=proc.pid)
         try:
-            yield EmbeddedRedis(url=url, backend="redis-server", port=port)
+            yield EmbeddedRedis(url=url, backend="redis-server", port=port, pid=proc.pid)
         finally:
             await _stop(proc)
             log.info("redis.embedded_stopped", backend="redis-server", port=port)

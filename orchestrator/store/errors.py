@@ -17,7 +17,8 @@
 
 `what` names the operation in the message ("limiter.acquire"), so a log line says who failed.
 The original error is chained (`__cause__`). Cancellation passes through untouched, and a
-cancellation redis-py lost on Python 3.11 is raised again at the end of the block.
+cancellation redis-py lost on Python 3.11 is raised again at the end of the block, whether the
+call returned or failed.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ _REFUSED: Final = (AuthenticationError, AuthorizationError)
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, OSError)
 
 
-def stop_if_cancelled() -> None:
+def stop_if_cancelled(cause: BaseException | None = None) -> None:
     """Python 3.11's `asyncio.wait_for`, which redis-py sends commands with, loses a
     cancellation that lands just as the reply comes in (CPython gh-86296, fixed in 3.12): the
     call returns as if nothing happened, and a loop that only awaits Redis (a listener, a
@@ -63,7 +64,7 @@ def stop_if_cancelled() -> None:
     A task asked to stop stops at the end of its Redis call."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
-        raise asyncio.CancelledError
+        raise asyncio.CancelledError from cause
 
 
 class redis_errors:
@@ -100,7 +101,12 @@ async def raise_translated(
 ) -> NoReturn:
     """`redis_errors`' translation of `exc`, raised: for a hot path that catches redis-py's
     errors itself instead of entering the context manager per call (about 1 us). Such a path
-    calls `stop_if_cancelled` after its call succeeds, as the context manager does."""
+    calls `stop_if_cancelled` after its call succeeds, as the context manager does.
+
+    A task being cancelled gets its cancellation instead, with `exc` as its cause: the same
+    lost cancel can come back as the error of the call it ended (the server going away as the
+    task is stopped), and a caller that logs and retries a `StoreError` would then never stop."""
+    stop_if_cancelled(exc)
     if isinstance(exc, _REFUSED):  # before the ConnectionErrors: waiting will not cure it
         raise StoreError(
             f"{what}: Redis refused our credentials or permissions ({_describe(exc)}); "

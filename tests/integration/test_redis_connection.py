@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 import redis.asyncio as aioredis
@@ -32,6 +33,14 @@ async def test_embedded_redis_server_starts_and_stops() -> None:
     with pytest.raises(RedisConnectionError):
         await client.ping()
     await client.aclose()
+
+
+async def test_embedded_redis_server_is_out_of_reach_of_a_terminal_ctrl_c() -> None:
+    """Ctrl-C on a terminal signals its whole foreground process group: the embedded Redis
+    in ours died with the service's shutdown still journaling to it (CI, 2026-12-03)."""
+    async with open_embedded_redis() as embedded:
+        assert embedded.pid is not None
+        assert os.getpgid(embedded.pid) == embedded.pid != os.getpgid(0)
 
 
 async def test_fakeredis_fallback_when_no_binary() -> None:

@@ -125,3 +125,39 @@ async def test_a_real_call_on_a_server_that_is_down() -> None:
         async with redis_errors(client, "limiter.level"):
             await client.get("k")
     await client.aclose()
+
+
+@pytest.mark.parametrize("error", [*UNAVAILABLE, ResponseError("WRONGTYPE")], ids=repr)
+async def test_an_error_that_ends_a_cancelled_call_is_the_cancellation(
+    fake_redis: fakeredis.FakeAsyncRedis, error: Exception
+) -> None:
+    """A cancel that lands as the server goes away (the CI shutdown of 2026-12-03: Ctrl-C killed
+    the embedded Redis too) can come back from redis-py as its ConnectionError, the cancellation
+    lost (Python 3.11's wait_for). Translated to StoreUnavailable, a loop that logs and retries
+    it (the venue counter's) never ends and the shutdown overruns its bound: it must stay a
+    cancellation, the error chained as its context."""
+    loops = 0
+    in_call = asyncio.Event()
+
+    async def retrying_loop() -> None:
+        nonlocal loops
+        while True:  # like a component's loop: a StoreError is logged and tried again
+            loops += 1
+            try:
+                async with redis_errors(fake_redis, "test.op"):
+                    try:  # the call in flight when the cancel lands
+                        in_call.set()
+                        await asyncio.sleep(10)
+                    except asyncio.CancelledError:  # what 3.11's wait_for can turn it into
+                        raise error from None
+            except StoreError:
+                await asyncio.sleep(0)
+
+    task = asyncio.create_task(retrying_loop())
+    await in_call.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(2.0):
+            await task
+    assert loops == 1
+    assert task.cancelled()
