@@ -92,10 +92,11 @@ async def _redis_server_child(binary: str) -> AsyncIterator[EmbeddedRedis]:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
                 preexec_fn=_die_with_parent,
-                # Its own process group: a Ctrl-C typed on our terminal goes to the foreground
-                # group, and Redis must outlive the stop it starts (cancels journaled, leases
-                # released); we stop it ourselves, last.
-                process_group=0,
+                # Its own session (so its own process group): a Ctrl-C typed on our terminal
+                # goes to the foreground group, and Redis must outlive the stop it starts
+                # (cancels journaled, leases released); we stop it ourselves, last. (uvloop
+                # takes `start_new_session`, not `process_group`.)
+                start_new_session=True,
             )  # fmt: skip
             url = f"redis://127.0.0.1:{port}/0"
             if await _wait_ready(url, proc):

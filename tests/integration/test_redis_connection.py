@@ -7,6 +7,7 @@ import os
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 
@@ -35,12 +36,17 @@ async def test_embedded_redis_server_starts_and_stops() -> None:
     await client.aclose()
 
 
-async def test_embedded_redis_server_is_out_of_reach_of_a_terminal_ctrl_c() -> None:
+def test_embedded_redis_server_is_out_of_reach_of_a_terminal_ctrl_c() -> None:
     """Ctrl-C on a terminal signals its whole foreground process group: the embedded Redis
-    in ours died with the service's shutdown still journaling to it (CI, 2026-12-03)."""
-    async with open_embedded_redis() as embedded:
-        assert embedded.pid is not None
-        assert os.getpgid(embedded.pid) == embedded.pid != os.getpgid(0)
+    in ours died with the service's shutdown still journaling to it (CI, 2026-12-03). On the
+    service's own loop (uvloop, whose subprocess options differ from asyncio's)."""
+
+    async def check() -> None:
+        async with open_embedded_redis() as embedded:
+            assert embedded.pid is not None
+            assert os.getpgid(embedded.pid) == embedded.pid != os.getpgid(0)
+
+    uvloop.run(check())
 
 
 async def test_fakeredis_fallback_when_no_binary() -> None:
