@@ -1,11 +1,10 @@
 """The keys and arguments of `lua/acquire.lua` for one limiter's requests (`wire.py` is the
 format; this decides what each request sends).
 
-It runs once per permit, so what repeats from request to request is formatted once and looked up
-after: a charge's entry but for its floors (by scope, cost and cap), and a request's keys and
-argument (by lane, deadline, strategy, pool and epoch). Formatting a float costs about as much as
-a dictionary lookup of the whole string; the caches are bounded and forgotten when the weights
-change.
+It runs once per permit, so what repeats from request to request is packed once and looked up
+after: a charge's numbers but for its floors, with its field (by scope, cost and cap), and a
+request's keys and numbers (by lane, deadline, strategy and pool). The caches are bounded and
+forgotten when the weights change.
 """
 
 from __future__ import annotations
@@ -19,19 +18,13 @@ from orchestrator.ratelimit.epoch import EpochGuard
 from orchestrator.ratelimit.permits import KIND_PREFIX
 from orchestrator.ratelimit.policy import Charge, Lane
 from orchestrator.ratelimit.scripts import now_arg
-from orchestrator.ratelimit.wire import (
-    NO_STRATEGY,
-    request_arg,
-    scope_entry,
-    scope_entry_head,
-    scope_prefix,
-    settings_arg,
-)
+from orchestrator.ratelimit.wire import NO_EPOCH, NO_STRATEGY, request_arg, scope_head, scope_tail
 from orchestrator.store.keys import Keys
 
-_FORMATTED_MAX: Final = 4096  # formatted arguments kept; past it they are formatted afresh
+_PACKED_MAX: Final = 4096  # packed arguments kept; past it they are packed afresh
 
-_RequestKey = tuple[str, float, str | None, str, str]
+_RequestKey = tuple[str, float, str | None, str]
+_Request = tuple[list[str], bytes, str]  # keys, the request's numbers, the strategy argument
 
 
 class AcquireCalls:
@@ -46,14 +39,14 @@ class AcquireCalls:
         TIME."""
         self.keys = keys
         self.state_key = keys.limiter_state()
-        self._settings = settings_arg(
-            limits.risk_reserve_fraction, limits.transit_allowance_s, active_window_s
-        )
+        self._reserve_fraction = limits.risk_reserve_fraction
+        self._transit_s = limits.transit_allowance_s
+        self._window_s = active_window_s
         self._script_time = script_time
         self._weights: Mapping[str, float] = {}
         self._opening_weights: Mapping[str, float] = {}
-        self._heads: dict[tuple[str, float, bool], tuple[str, bool]] = {}
-        self._requests: dict[_RequestKey, tuple[list[str], str]] = {}
+        self._heads: dict[tuple[str, float, bool], tuple[bytes, str, bool]] = {}
+        self._requests: dict[_RequestKey, _Request] = {}
 
     def set_weights(
         self, weights: Mapping[str, float], opening_weights: Mapping[str, float]
@@ -72,45 +65,49 @@ class AcquireCalls:
         *,
         epoch: EpochGuard,
         floors: Mapping[str, float],
-    ) -> tuple[list[str], list[str]]:
+    ) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV for one request in the epoch `epoch` holds; `floors`: the freshest tat
         this process knows of each scope."""
-        entries: list[str] = []
+        numbers: list[bytes] = []
+        args: list[str | bytes] = []  # the scopes' fields; the arguments before them go first
         pool_name = ""
         lost = epoch.lost_s > 0
         for charge in charges:
             scope = charge.scope
-            head, is_pool = self._head(charge)
+            head, field, is_pool = self._head(charge)
             if is_pool and not pool_name:
                 pool_name = scope.name
             # After a loss, a scope absent from Redis is full since the loss until it decays.
             missing = epoch.missing_tat(scope, epoch.now_s(), lane) if lost else 0.0
-            entries.append(scope_entry(head, floors.get(scope.name, 0.0), missing))
-        keys, request = self._request(lane, max_wait_s, strategy, pool_name, epoch.id)
-        return keys, [now_arg(self._script_time), request, "|".join(entries)]
+            numbers += head, scope_tail(floors.get(scope.name, 0.0), missing)
+            args.append(field)
+        keys, request, strategy_arg = self._request(lane, max_wait_s, strategy, pool_name)
+        now = now_arg(self._script_time)
+        args[:0] = now, epoch.id or NO_EPOCH, strategy_arg, request, b"".join(numbers)
+        return keys, args
 
-    def _head(self, charge: Charge) -> tuple[str, bool]:
-        """A charge's entry up to its floors, and whether its scope is a domain pool (the first
-        call for a scope also checks its name)."""
+    def _head(self, charge: Charge) -> tuple[bytes, str, bool]:
+        """A charge's numbers up to its floors, its counter's field, and whether its scope is a
+        domain pool (the first call for a scope also checks its name)."""
         scope = charge.scope
         key = scope.name, charge.cost, charge.uncapped
         known = self._heads.get(key)
         if known is None:
-            self.keys.limiter_scope_field(scope.name)  # refuses a name that is no key part
+            field = self.keys.limiter_scope_field(scope.name)  # refuses a name that is no key part
             is_pool = scope.name.startswith(KIND_PREFIX["domain"])
-            prefix = scope_prefix(scope.name, scope.threshold, scope.decay_per_s)
-            known = scope_entry_head(prefix, float(charge.cost), is_pool, charge.uncapped), is_pool
-            if len(self._heads) >= _FORMATTED_MAX:
+            head = scope_head(scope.threshold, scope.decay_per_s, float(charge.cost), is_pool,
+                              charge.uncapped)  # fmt: skip
+            if len(self._heads) >= _PACKED_MAX:
                 self._heads.clear()
-            self._heads[key] = known
+            known = self._heads[key] = head, field, is_pool
         return known
 
     def _request(
-        self, lane: Lane, max_wait_s: float, strategy: str | None, pool_name: str, epoch_id: str
-    ) -> tuple[list[str], str]:
-        """The keys and the request argument (a fair share only for a weighted strategy on a
-        domain pool)."""
-        key = lane, max_wait_s, strategy, pool_name, epoch_id
+        self, lane: Lane, max_wait_s: float, strategy: str | None, pool_name: str
+    ) -> _Request:
+        """The keys, the request's numbers and the strategy argument (a fair share only for a
+        weighted strategy on a domain pool)."""
+        key = lane, max_wait_s, strategy, pool_name
         known = self._requests.get(key)
         if known is None:
             weight = self._weights.get(strategy or "", 0.0)
@@ -118,17 +115,18 @@ class AcquireCalls:
             request = request_arg(
                 risk_reducing=lane == "risk_reducing",
                 max_wait_s=max_wait_s,
-                epoch_id=epoch_id,
-                strategy=strategy if fair and strategy is not None else NO_STRATEGY,
                 weight=weight if fair else 0.0,
                 opening_weight=self._opening_weights.get(pool_name, 0.0) if fair else 0.0,
                 phase=share_phase(strategy) if fair and strategy is not None else 0.0,
-                settings=self._settings,
+                reserve_fraction=self._reserve_fraction,
+                transit_s=self._transit_s,
+                window_s=self._window_s,
             )
             keys = [self.state_key]
             if fair:
                 keys.append(self.keys.limiter_active(pool_name))
-            if len(self._requests) >= _FORMATTED_MAX:
+            if len(self._requests) >= _PACKED_MAX:
                 self._requests.clear()
-            known = self._requests[key] = keys, request
+            strategy_arg = strategy if fair and strategy is not None else NO_STRATEGY
+            known = self._requests[key] = keys, request, strategy_arg
         return known

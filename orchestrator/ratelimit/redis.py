@@ -40,7 +40,7 @@ from orchestrator.ratelimit.permits import Permit
 from orchestrator.ratelimit.policy import Charge, Lane, Policy, Scope, VenueRequest
 from orchestrator.ratelimit.scripts import now_arg, script
 from orchestrator.ratelimit.usage import LimiterUsage
-from orchestrator.ratelimit.wire import Reply, check_strategy_name, parse_reply
+from orchestrator.ratelimit.wire import Reply, check_strategy_name, parse_reply, unpack_counter
 from orchestrator.store.errors import raise_translated, redis_errors, stop_if_cancelled
 from orchestrator.store.health import RedisHealth
 from orchestrator.store.keys import Keys
@@ -274,7 +274,11 @@ class Limiter:
                 raise LimiterUnavailable("limiter: state lost, restoring: new risk refused")
             mark = guard.mark()
             keys, args = self._script_call(charges, lane, max_wait_s, strategy)
-            reply = await self._evalsha(keys, args)
+            try:  # EVALSHA directly: redis-py's Script wrapper costs ~5 us a call
+                raw = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
+            except NoScriptError:  # after a restart or SCRIPT FLUSH
+                raw = await self._load_and_call(keys, args)
+            reply = _parsed(raw)
             if reply.status != -1:
                 if reply.status == 1 and guard.on_seq(reply.seq, reply.now_s, mark):
                     await guard.recover(mark)  # a replica behind: what it granted is not trusted
@@ -285,23 +289,15 @@ class Limiter:
             await guard.on_mismatch(epoch_id)
         raise StoreError("limiter: Redis's epoch changed twice during one call")
 
-    async def _evalsha(self, keys: list[str], args: list[str]) -> Reply:
-        """EVALSHA directly (redis-py's Script wrapper costs ~5 us a call); NOSCRIPT after a
-        restart or SCRIPT FLUSH falls back to loading the script once more. A reply that does
-        not parse is a `StoreError` (the script and this code disagree: a bug, not an outage)."""
-        try:
-            raw: bytes = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
-        except NoScriptError:
-            self._acquire_sha = await self.redis.script_load(ACQUIRE_LUA)
-            raw = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
-        try:
-            return parse_reply(raw)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise StoreError(f"limiter: acquire.lua answered {raw!r}") from exc
+    async def _load_and_call(self, keys: list[str], args: list[str | bytes]) -> bytes:
+        """The script is not in Redis's cache: load it once more and call it."""
+        self._acquire_sha = await self.redis.script_load(ACQUIRE_LUA)
+        raw: bytes = await self.redis.evalsha(self._acquire_sha, len(keys), *keys, *args)
+        return raw
 
     def _script_call(
         self, charges: Sequence[Charge], lane: Lane, max_wait_s: float, strategy: str | None
-    ) -> tuple[list[str], list[str]]:
+    ) -> tuple[list[str], list[str | bytes]]:
         """KEYS and ARGV of `acquire.lua` for one request, in the epoch held."""
         return self._calls.build(charges, lane, max_wait_s, strategy, epoch=self.epoch,
                                  floors=self._seen.tat_floor_s)  # fmt: skip
@@ -408,10 +404,22 @@ class Limiter:
             else:
                 seconds, micros = await self.redis.time()
                 now_s = seconds + micros / 1e6
-        tat = stored.split()[0] if stored else None
-        level = max(0.0, (float(tat or 0.0) - now_s) * scope.decay_per_s)
+        try:
+            tat_s = unpack_counter(stored)[0] if stored else 0.0
+        except ValueError as exc:  # written by something other than these scripts: a bug
+            raise StoreError(f"limiter.level: {scope.name}: {exc}") from exc
+        level = max(0.0, (tat_s - now_s) * scope.decay_per_s)
         self.metrics.level.set(level / scope.threshold, scope.name)
         return level
+
+
+def _parsed(raw: bytes) -> Reply:
+    """The script's reply; one that does not parse is a `StoreError` (the script and this code
+    disagree: a bug, not an outage)."""
+    try:
+        return parse_reply(raw)
+    except ValueError as exc:
+        raise StoreError(f"limiter: acquire.lua answered {raw!r}") from exc
 
 
 def _binding_name(charges: Sequence[Charge], binding: int) -> str:

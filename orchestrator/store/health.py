@@ -25,7 +25,8 @@ class RedisHealth:
 
     def is_down(self) -> bool:
         """Whether to skip Redis now (it failed less than `retry_after_s` ago)."""
-        return self.clock.monotonic() < self._down_until_s
+        # Up is 0 (`mark_up`): no clock read on the limiter's hot path while Redis answers.
+        return self._down_until_s > 0 and self.clock.monotonic() < self._down_until_s
 
     def mark_down(self, what: str, reason: str) -> None:
         if not self._down_until_s:

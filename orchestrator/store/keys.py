@@ -38,11 +38,12 @@ class Keys:
     def limiter_state(self) -> str:
         """Hash of the limiter's whole shared state, so that one HMGET reads and one HSET
         writes everything a permit touches: the epoch (`id`, `lost_s`, `seq`: which incarnation
-        of the state Redis holds), each counter (`limiter_scope_field`: "<tat> <cool>"), and
-        each pool's fair shares (`s|<pool>|<strategy>` and its `|w`, `|d`, `|a`; `s|<pool>|~W`
-        the weight active on the pool). Losing the hash loses all of it at once: a loss the
-        epoch tells every process of."""
-        return f"{self.domain_tag}:limiter"
+        of the state Redis holds), each counter (`limiter_scope_field`: its tat and cooldown
+        end as two packed doubles, `ratelimit/wire.py`), and each pool's fair shares
+        (`s|<pool>|<strategy>`, `s|<pool>|~W` the weight active on the pool). Losing the hash
+        loses all of it at once: a loss the epoch tells every process of. The name carries the
+        format's version (`v2`: packed doubles; the text of v1 is never misread as numbers)."""
+        return f"{self.domain_tag}:limiter:v2"
 
     @staticmethod
     def limiter_scope_field(scope: str) -> str:

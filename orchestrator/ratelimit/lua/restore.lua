@@ -21,10 +21,10 @@ if #fields == 0 then return 0 end
 local stored = redis.call('HMGET', KEYS[1], unpack(fields))
 local writes = {}
 for i = 1, #fields do
-  local tat, _, cool_text = parse_scope(stored[i], 0.0)
+  local tat, cool = parse_scope(stored[i], 0.0)
   if floors[i] > tat then
     writes[#writes + 1] = fields[i]
-    writes[#writes + 1] = fmt(floors[i]) .. ' ' .. cool_text
+    writes[#writes + 1] = pack_scope(floors[i], cool)
   end
 end
 if #writes > 0 then redis.call('HSET', KEYS[1], unpack(writes)) end

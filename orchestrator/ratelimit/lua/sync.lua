@@ -7,10 +7,10 @@
 local now_s = clock_s(ARGV[1])
 local field = ARGV[2]
 local level, decay = tonumber(ARGV[3]), tonumber(ARGV[4])
-local tat, _, cool_text = parse_scope(redis.call('HGET', KEYS[1], field), 0.0)
+local tat, cool = parse_scope(redis.call('HGET', KEYS[1], field), 0.0)
 local venue_tat = now_s + level / decay
 if level <= 0 or venue_tat <= tat then
   return {0, fmt(tat)}
 end
-redis.call('HSET', KEYS[1], field, fmt(venue_tat) .. ' ' .. cool_text)
+redis.call('HSET', KEYS[1], field, pack_scope(venue_tat, cool))
 return {1, fmt(venue_tat)}

@@ -8,6 +8,7 @@ same state behind.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 import fakeredis
@@ -18,13 +19,13 @@ from orchestrator.ratelimit.bucket import FairShare, PoolShares, ScopeCharge, Sc
 from orchestrator.ratelimit.bucket import penalize as py_penalize
 from orchestrator.ratelimit.redis import ACQUIRE_LUA, PENALIZE_LUA
 from orchestrator.ratelimit.wire import (
+    NO_EPOCH,
     NO_STRATEGY,
     parse_reply,
     request_arg,
-    scope_entry,
-    scope_entry_head,
-    scope_prefix,
-    settings_arg,
+    scope_head,
+    scope_tail,
+    unpack_counter,
 )
 
 SCOPES = (
@@ -100,8 +101,8 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
         if step.penalize:
             i = step.scopes[0]
             states[i] = py_penalize(states[i], SCOPES[i][1], SCOPES[i][2], now_s, 1.5)
-            args = [_fmt(now_s), f"r|{SCOPES[i][0]}", _fmt(SCOPES[i][1]), _fmt(SCOPES[i][2])]
-            penalize(keys=[STATE], args=[*args, "1.5"])
+            named = [_fmt(now_s), f"r|{SCOPES[i][0]}", _fmt(SCOPES[i][1]), _fmt(SCOPES[i][2])]
+            penalize(keys=[STATE], args=[*named, "1.5"])
             continue
         has_pool = any(SCOPES[i][3] for i in step.scopes)
         fair = None
@@ -109,16 +110,12 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
             0.0 if step.floor_ahead_s is None else states[i].tat_s + step.floor_ahead_s
             for i in step.scopes
         ]
-        heads = [
-            scope_entry_head(
-                scope_prefix(SCOPES[i][0], c.threshold, c.decay_per_s),
-                c.cost,
-                c.is_pool,
-                c.uncapped,
-            )
-            for i, c in zip(step.scopes, charges, strict=True)
-        ]
-        packed = "|".join(scope_entry(h, f, 0.0) for h, f in zip(heads, floors, strict=True))
+        packed = b"".join(
+            scope_head(c.threshold, c.decay_per_s, c.cost, c.is_pool, c.uncapped)
+            + scope_tail(floor, 0.0)
+            for c, floor in zip(charges, floors, strict=True)
+        )
+        fields = [f"r|{SCOPES[i][0]}" for i in step.scopes]
         keys = [STATE]
         if step.strategy and has_pool:
             fair = FairShare(step.strategy, STRATEGIES[step.strategy], WINDOW_S,
@@ -127,14 +124,15 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
         request = request_arg(
             risk_reducing=step.risk_reducing,
             max_wait_s=step.max_wait_s,
-            epoch_id="",
-            strategy=fair.strategy if fair else NO_STRATEGY,
             weight=fair.weight if fair else 0.0,
             opening_weight=step.opening_weight if fair else 0.0,
             phase=fair.phase if fair else 0.0,
-            settings=settings_arg(0.1, step.transit_s, WINDOW_S),
+            reserve_fraction=0.1,
+            transit_s=step.transit_s,
+            window_s=WINDOW_S,
         )
-        args = [_fmt(now_s), request, packed]
+        strategy = fair.strategy if fair else NO_STRATEGY
+        args: list[str | bytes] = [_fmt(now_s), NO_EPOCH, strategy, request, packed, *fields]
         py = decide(
             now_s,
             charges,
@@ -160,22 +158,22 @@ def test_lua_and_python_agree(steps: list[Step], start_s: float) -> None:
         )
         OUTCOMES[outcome] += 1
         if py.granted:
-            assert reply.tats == [new.tat_s for new in py.scopes]
+            assert reply.tats == tuple(new.tat_s for new in py.scopes)
             for i, new in zip(step.scopes, py.scopes, strict=True):
                 states[i] = new
             if py.shares is not None:
                 shares = py.shares
         for i in step.scopes:
             stored = r.hget(STATE, f"r|{SCOPES[i][0]}")
-            tat, cool = (float(x) for x in stored.split()) if stored else (0.0, 0.0)
+            tat, cool = unpack_counter(stored) if stored else (0.0, 0.0)
             assert (tat, cool) == (states[i].tat_s, states[i].cool_until_s)
         raw_state: dict[bytes, bytes] = r.hgetall(STATE)  # type: ignore[assignment]
         stored_shares = {
-            k.decode().removeprefix(SHARES): tuple(float(x) for x in v.split())
+            k.decode().removeprefix(SHARES): struct.unpack(f"<{len(v) // 8}d", v)
             for k, v in raw_state.items()
             if k.decode().startswith(SHARES)
         }
-        if "~W" in stored_shares:  # "<total> <bound>": the bound is the script's, not the maths'
+        if "~W" in stored_shares:  # [total bound]: the bound is the script's, not the maths'
             total, bound = stored_shares["~W"]
             stored_shares["~W"] = (total,)
             ends = [m.active_until_s for m in shares.members.values() if m.active_until_s]

@@ -14,6 +14,7 @@ from orchestrator.clock import ManualClock
 from orchestrator.metrics import Registry
 from orchestrator.ratelimit.epoch import EpochGuard
 from orchestrator.ratelimit.policy import Scope
+from orchestrator.ratelimit.wire import pack_counter, unpack_counter
 from orchestrator.store.keys import Keys
 
 POOL = Scope("domain:XBT/USD", 100.0, 10.0)  # full to empty in 10 s
@@ -35,7 +36,7 @@ def make(
 
 async def stored_tat(redis: fakeredis.FakeAsyncRedis, scope: str) -> float | None:
     value = await redis.hget(STATE, KEYS.limiter_scope_field(scope))
-    return None if value is None else float(value.split()[0])
+    return None if value is None else unpack_counter(value)[0]
 
 
 async def after_a_loss(redis: fakeredis.FakeAsyncRedis, clock: ManualClock) -> EpochGuard:
@@ -163,9 +164,9 @@ async def test_restore_only_raises_floors_and_keeps_the_cooldown(
     guard = make(fake_redis, clock, floors)
     first = await guard.ensure()
     # What Redis holds after the loss, written by a process that restored before us.
-    await fake_redis.hset(STATE, KEYS.limiter_scope_field("low"), f"{now_s + 5.0!r} 0")
+    await fake_redis.hset(STATE, KEYS.limiter_scope_field("low"), pack_counter(now_s + 5.0, 0.0))
     await fake_redis.hset(
-        STATE, KEYS.limiter_scope_field("high"), f"{now_s + 2.0!r} {now_s + 3.0!r}"
+        STATE, KEYS.limiter_scope_field("high"), pack_counter(now_s + 2.0, now_s + 3.0)
     )
     await fake_redis.hdel(STATE, "id", "lost_s", "seq")
     await guard.on_mismatch(first)
@@ -173,7 +174,7 @@ async def test_restore_only_raises_floors_and_keeps_the_cooldown(
     assert await stored_tat(fake_redis, "high") == now_s + 9.0  # raised
     stored = await fake_redis.hget(STATE, KEYS.limiter_scope_field("high"))
     assert stored is not None
-    assert float(stored.split()[1]) == now_s + 3.0  # its cooldown kept
+    assert unpack_counter(stored)[1] == now_s + 3.0  # its cooldown kept
     assert await stored_tat(fake_redis, "new") == now_s + 4.0  # absent: written
     assert await stored_tat(fake_redis, "past") is None  # decayed already: nothing to hand back
     assert await fake_redis.ttl(STATE) == -1  # it holds the epoch: it never expires

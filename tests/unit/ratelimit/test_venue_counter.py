@@ -18,6 +18,7 @@ from orchestrator.metrics import Registry
 from orchestrator.ratelimit.policy import Charge, Policy
 from orchestrator.ratelimit.redis import Limiter
 from orchestrator.ratelimit.venue_counter import VenueCounterSync
+from orchestrator.ratelimit.wire import unpack_counter
 from orchestrator.store.keys import Keys
 
 XBT_USD = Instrument(rest_name="XXBTZUSD", altname="XBTUSD", wsname="XBT/USD", symbol="BTC/USD",
@@ -38,11 +39,11 @@ def make(
     return limiter, sync
 
 
-async def stored(redis: fakeredis.FakeAsyncRedis, field: str) -> list[bytes]:
-    """The scope's "<tat> <cool>", split."""
+async def stored(redis: fakeredis.FakeAsyncRedis, field: str) -> tuple[float, float]:
+    """The scope's (tat, cool) as stored."""
     value = await redis.hget(Keys("t").limiter_state(), field)
     assert isinstance(value, bytes)
-    return value.split()
+    return unpack_counter(value)
 
 
 async def test_a_higher_venue_level_raises_the_scope(
@@ -79,7 +80,7 @@ async def test_the_cooldown_of_a_venue_refusal_is_kept(
     assert await sync.sync("BTC/USD", 120)  # above the 101.6 left of the penalty
     tat, cool = await stored(fake_redis, field)
     assert cool == before
-    assert float(tat) == pytest.approx(clock.time() + 120 / scope.decay_per_s)
+    assert tat == pytest.approx(clock.time() + 120 / scope.decay_per_s)
 
 
 async def test_offered_reports_are_applied_by_run_latest_per_pair(
