@@ -266,7 +266,13 @@ class ServiceConfig(Section, frozen=True):
 
 
 class MetricsConfig(Section, frozen=True):
-    enabled: Annotated[bool, doc("Serve Prometheus `/metrics` and `/healthz`.")] = True
+    enabled: Annotated[
+        bool,
+        doc(
+            "Serve Prometheus `/metrics`, the `/healthz` and `/readyz` probes and the status "
+            "page `/` (read-only)."
+        ),
+    ] = True
     host: Annotated[str, doc("Listen address.")] = "127.0.0.1"
     port: Annotated[int, doc("Listen port; 0 picks a free one.", ge=0, le=65535)] = 9464
 

@@ -43,8 +43,11 @@ from orchestrator.logs import get_logger
 from orchestrator.metrics import Registry
 from orchestrator.rebalancer.component import Rebalancer
 from orchestrator.rebalancer.wiring import open_rebalancer
+from orchestrator.runtime.http import ServiceHttp
 from orchestrator.runtime.loop_lag import LoopLagMonitor
+from orchestrator.runtime.readiness import ServiceProbes
 from orchestrator.runtime.screen import StatusReporter, is_terminal
+from orchestrator.runtime.service_metrics import register_service_metrics
 from orchestrator.runtime.signals import install_stop_signals, run_until_stopped
 from orchestrator.runtime.stuck import where_tasks_wait
 from orchestrator.runtime.supervisor import RestartPolicy, Supervisor
@@ -81,6 +84,7 @@ class Service:
     loop_lag: LoopLagMonitor | None = None  # set while the service runs
     rebalancer: Rebalancer | None = None  # when `rebalancer.enabled`
     process: str = "orchestrator"  # this process's name among the service's (control plane)
+    http: ServiceHttp | None = None  # the metrics, probes and status page, while served
 
     def live_available(self, account: str, asset: str) -> Decimal | None:
         """What the strategy trading from `account` sees available of `asset` now (its
@@ -214,6 +218,7 @@ async def _serve(
         reporter = tg.create_task(status.run())
         service.loop_lag = LoopLagMonitor(clock, registry=service.registry)
         lag_sampler = tg.create_task(service.loop_lag.run())
+        service.http = await _open_http(service, shared)
         log.info("service.started", strategies=len(service.units),
                  not_started=len(service.not_started))  # fmt: skip
         # What start-up made (modules, config, clients, strategies) lives as long as the process:
@@ -229,6 +234,8 @@ async def _serve(
         clean = await _stop_all(service, units.tasks_list() + components, force, clock)
         reporter.cancel()
         lag_sampler.cancel()
+        if service.http is not None:
+            await service.http.close()
         await service.hub.close()
     # Orders a strategy keeps on purpose (`cancel_on_stop = false`) are not a failed stop.
     left = sum(len(u.worker.manager.open_orders()) for u in service.units.values()
@@ -236,6 +243,25 @@ async def _serve(
     await status.final(left)
     log.info("service.stopped", open_orders=left, clean=clean)
     return EXIT_OK if clean and left == 0 else EXIT_UNCLEAN
+
+
+async def _open_http(service: Service, shared: SharedParts) -> ServiceHttp | None:
+    """The metrics, probes and status page (`metrics`), when enabled. A port that cannot be
+    bound is reported, naming the setting, and the service trades on without it."""
+    settings = service.config.metrics
+    if not settings.enabled:
+        return None
+    register_service_metrics(service, service.registry)
+    probes = ServiceProbes(service, redis=shared.redis, keys=shared.keys, clock=shared.clock)
+    http = ServiceHttp(service.registry, host=settings.host, port=settings.port,
+                       readiness=probes.readiness, status=probes.status)  # fmt: skip
+    try:
+        await http.start()
+    except OSError as exc:  # the reason is the message: a traceback would add nothing
+        log.error("http.bind_failed", setting="metrics.port", host=settings.host,  # noqa: TRY400
+                  port=settings.port, error=str(exc))  # fmt: skip
+        return None
+    return http
 
 
 def _operator_secrets(config: Config, base_dir: Path) -> dict[str, Secret]:

@@ -59,6 +59,11 @@ class LimiterMetrics:
         self.refusals = r.counter("orch_limiter_refusals", "Refusals", ["lane", "reason"])
         self.wait_s = r.histogram("orch_limiter_wait_seconds", "Wait per permit", ["lane"])
         self.cooldowns = r.counter("orch_limiter_cooldowns", "Venue rate-limit errors", ["scope"])
+        # The same errors, all scopes together, at 0 from the start: a series to watch stay 0.
+        self.venue_rate_limited = r.counter(
+            "orch_venue_rate_limited", "Venue rate-limit errors, every scope"
+        )
+        self.venue_rate_limited.inc(amount=0)
         self.level = r.gauge("orch_limiter_level_ratio", "Scope level / threshold", ["scope"])
 
 
@@ -358,6 +363,7 @@ class Limiter:
         is reporting the venue's error, and that is the error its own caller must see.
         """
         self.metrics.cooldowns.inc(scope.name)
+        self.metrics.venue_rate_limited.inc()
         now_s = self.epoch.now_s()
         self._local.penalize(scope, now_s, cooldown_s, self._seen)
         floors = self._seen.tat_floor_s

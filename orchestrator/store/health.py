@@ -22,6 +22,7 @@ class RedisHealth:
         self.retry_after_s = retry_after_s
         self._down_until_s = 0.0
         self.gauge = registry.gauge("orch_redis_down", "1 while Redis is taken as unreachable")
+        self.gauge.set(0)  # a series from the start: absent would read as "unknown"
 
     def is_down(self) -> bool:
         """Whether to skip Redis now (it failed less than `retry_after_s` ago)."""

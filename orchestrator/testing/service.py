@@ -108,6 +108,7 @@ def write_config(setup: ServiceSetup) -> Path:
         "service": {"status_interval_s": 0.5, "instance": setup.instance},
         "rebalancer": {"enabled": setup.rebalancer},
         "control": {"max_command_age_s": 60.0},
+        "metrics": {"port": 0},  # a free port: several services run side by side in tests
     }  # fmt: skip
     for section, fields in setup.extra.items():
         sections.setdefault(section, {}).update(fields)

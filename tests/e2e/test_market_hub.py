@@ -238,7 +238,7 @@ async def test_a_dropped_connection_tells_stale_then_the_books_recover(
         assert [h for h in b.take() if h[0] != "changed"] == [
             ("stale:closed", "ETH/USD"), ("stale:closed", "SOL/USD")]  # fmt: skip
         assert not any(hub.is_whole(p) for p in KEYS)
-        assert 'orch_feed_book_stale_total{pair="ETH/USD",reason="closed"} 1' in registry.render()
+        assert 'orch_feed_book_stale_total{pair="ETH/USD",reason="closed"} 1.0' in registry.render()
         sim.venue.settings.faults.ws_disconnect_after_s = None
         await until(lambda: hub.ws.counters["reconnects"] == 1)
         assert (a.take(), b.take()) == ([], [])  # nothing heard while the link is down

@@ -52,6 +52,7 @@ def write_config(tmp: Path, sim: RunningSimulator, redis_url: str, namespace: st
         f'ws_public_url = "{sim.ws_public_url}"\nws_private_url = "{sim.ws_private_url}"\n'
         f'futures_url = "{sim.futures_url}"\n',
         "[service]\nstatus_interval_s = 1.0\n",
+        "[metrics]\nport = 0\n",
         "[rebalancer]\nenabled = false\n",
     ]
     for account in sim.venue.settings.accounts:

@@ -35,11 +35,15 @@ API_KEY = "PUBLICKEY0123456789abcdefghijklmnopqrstu"
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
     out = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
     configure_logging("debug", out)
     yield out
-    root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+    # The level too: a root left at DEBUG turns on libraries' debug paths in later tests
+    # (redis-py 8 then renders the connection of a failure, which fakeredis's cannot do).
+    root.setLevel(level)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:

@@ -87,7 +87,7 @@ async def test_down_redis_keeps_events_and_flushes_them_in_order(
     await clock.advance(5.0)
     await events.publish("during.2")
     assert events.backlog == 2
-    assert "orch_service_events_backlog 2" in registry.render()
+    assert "orch_service_events_backlog 2.0" in registry.render()
 
     server.connected = True
     await events.publish("after")
@@ -109,7 +109,7 @@ async def test_a_full_backlog_drops_the_oldest_and_counts(
         await events.publish(f"e{i}")
     assert events.backlog == 3
     assert events.dropped.get() == 2
-    assert "orch_service_events_dropped_total 2" in registry.render()
+    assert "orch_service_events_dropped_total 2.0" in registry.render()
 
     server.connected = True
     assert await events.flush() is True

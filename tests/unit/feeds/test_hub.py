@@ -241,8 +241,8 @@ async def test_a_stale_book_is_told_once_sends_no_change_then_recovers(
     assert a.take() == [("changed", "XBT/USD")]
     assert hub.is_whole("XBT/USD")
     text = registry.render()
-    assert 'orch_feed_book_stale_total{pair="XBT/USD",reason="checksum"} 1' in text
-    assert 'orch_feed_book_stale_total{pair="XBT/USD",reason="malformed"} 1' in text
+    assert 'orch_feed_book_stale_total{pair="XBT/USD",reason="checksum"} 1.0' in text
+    assert 'orch_feed_book_stale_total{pair="XBT/USD",reason="malformed"} 1.0' in text
 
 
 async def test_a_dropped_link_tells_every_whole_book_stale(hub: MarketHub) -> None:
@@ -278,9 +278,9 @@ async def test_trades_and_tickers_fan_out_by_pair_and_are_counted(
                     last=Decimal("3000.00"), volume_24h=Decimal("12.5"))  # fmt: skip
     assert a.tickers == b.tickers == [ticker]
     text = registry.render()
-    assert 'orch_feed_trades_total{pair="ETH/USD"} 1' in text
+    assert 'orch_feed_trades_total{pair="ETH/USD"} 1.0' in text
     assert 'orch_feed_trades_total{pair="SOL/USD"}' not in text
-    assert 'orch_feed_tickers_total{pair="ETH/USD"} 1' in text
+    assert 'orch_feed_tickers_total{pair="ETH/USD"} 1.0' in text
 
 
 async def test_malformed_trades_and_tickers_are_counted_never_raised(
@@ -293,8 +293,8 @@ async def test_malformed_trades_and_tickers_are_counted_never_raised(
     hub.ws.handle_frame(b'{"channel": "status", "type": "update", "data": [{}]}')  # not ours
     assert (a.trades, a.tickers) == ([], [])
     text = registry.render()
-    assert 'orch_feed_malformed_total{channel="trade"} 1' in text
-    assert 'orch_feed_malformed_total{channel="ticker"} 1' in text
+    assert 'orch_feed_malformed_total{channel="trade"} 1.0' in text
+    assert 'orch_feed_malformed_total{channel="ticker"} 1.0' in text
 
 
 async def test_book_updates_are_counted_per_pair(hub: MarketHub, registry: Registry) -> None:
@@ -303,8 +303,8 @@ async def test_book_updates_are_counted_per_pair(hub: MarketHub, registry: Regis
     hub.ws.handle_frame(venue.snapshot("SOL/USD"))
     for qty in ("41", "42", "43"):
         hub.ws.handle_frame(venue.update("SOL/USD", [("150.00", qty)], []))
-    assert 'orch_feed_book_updates_total{pair="SOL/USD"} 4' in registry.render()
-    assert "orch_feed_pairs 1" in registry.render()
+    assert 'orch_feed_book_updates_total{pair="SOL/USD"} 4.0' in registry.render()
+    assert "orch_feed_pairs 1.0" in registry.render()
 
 
 async def test_wait_whole_returns_once_every_book_is_whole(hub: MarketHub) -> None:
