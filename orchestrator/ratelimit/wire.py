@@ -1,8 +1,8 @@
 """The arguments and the reply of `lua/acquire.lua`, in one place (its header is the spec).
 
 Numbers travel as packed little-endian doubles, strings as themselves: a double is exact both
-ways and costs the script a tenth of what reading or writing its text does (the script's time
-was two-thirds text handling), and Python packs and unpacks them faster than it formats them.
+ways and costs the script a fifth of what reading or writing its text does (text handling was
+about half of the script's time), and Python packs and unpacks them faster than it formats them.
 A request is five arguments but for the scopes' names: what repeats from call to call is packed
 once by `calls.py`. Pure: the limiter and the script's property test build calls with this code.
 """
