@@ -22,6 +22,7 @@ from orchestrator.errors import ConfigError, FeatureNotBuilt, OrchestratorError,
 from orchestrator.logs import configure_logging, get_logger
 from orchestrator.secrets import resolve_credentials, resolve_operator_secrets
 from orchestrator.service import run_service
+from orchestrator.simulator.demo_keys import ensure_demo_keys
 from orchestrator.simulator.settings import SimSettings, settings_from_config
 from orchestrator.simulator.standalone import run_standalone
 from orchestrator.store.connection import open_redis, safe_url
@@ -94,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(".run/sim-keys.json"),
         help="where the demo domain's API keys are written (demo only)",
+    )
+    sim.add_argument(
+        "--demo-keys",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --config: write random API keys (<account>.key, <account>.secret, mode 0400) "
+        "for the config's accounts that lack them into DIR, for its references to point at",
     )
     sim.add_argument(
         "--report-every", type=float, default=5.0, metavar="S", help="live counters every S seconds"
@@ -178,9 +187,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sim(args: argparse.Namespace) -> int:
     configure_logging("warning")
     host, port = "127.0.0.1", 8800
+    if args.demo_keys is not None and args.config is None:
+        raise ConfigError("--demo-keys", "needs --config: the accounts to make keys for")
     if args.config is not None:
         config = load_config(args.config)
-        settings = settings_from_config(config)
+        if args.demo_keys is not None:
+            ensure_demo_keys(config, args.demo_keys)
+        # The keys the service's config references, so that the service can trade here.
+        credentials = resolve_credentials(config, base_dir=args.config.parent)
+        keys = {name: (c.key.reveal(), c.secret.reveal()) for name, c in credentials.items()}
+        settings = settings_from_config(config, keys=keys)
         host, port = config.venue.simulator.host, config.venue.simulator.port
     else:
         settings = SimSettings()

@@ -8,6 +8,7 @@ some USD in every sub-account's flex wallet.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal
 
@@ -150,15 +151,23 @@ _DEMO_SUB_FUNDS: dict[str, Decimal] = {
 }  # fmt: skip
 
 
-def settings_from_config(config: Config) -> SimSettings:
+def settings_from_config(
+    config: Config, *, keys: Mapping[str, tuple[str, str]] | None = None
+) -> SimSettings:
     """A simulated domain for the service's own config: its accounts (funded for a demo), its
-    tier, its seed, and the same rate-limit Decisions the limiter uses, so the two agree."""
+    tier, its seed, and the same rate-limit Decisions the limiter uses, so the two agree.
+    `keys`: account -> (API key, base64 secret) to serve for it, the ones the service's config
+    references (others get keys generated from the seed)."""
     limits = config.limits
+    keys = keys or {}
     accounts = tuple(
         AccountSeed(
             name=account.name,
             role=account.role,
             account_id=account.venue_id,
+            keys=(KeySeed(key=keys[account.name][0], secret=keys[account.name][1]),)
+            if account.name in keys
+            else (KeySeed(),),
             balances=_DEMO_MASTER_FUNDS if account.role == "master" else _DEMO_SUB_FUNDS,
             futures_cash=_DEMO_MASTER_FUTURES_CASH if account.role == "master" else {},
             futures_flex=_DEMO_MASTER_FLEX if account.role == "master" else _DEMO_SUB_FLEX,
