@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 
 from orchestrator.store.embedded import free_port
+from tests.children import stop_child
 
 pytestmark = pytest.mark.e2e
 
@@ -73,12 +74,7 @@ def demo(tmp_path: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+        code = stop_child(proc, sig=signal.SIGINT, timeout_s=30)
         log.close()
         assert code == 0, (tmp_path / "service.log").read_text("utf-8", "replace")[-4000:]
 
@@ -107,12 +103,7 @@ def prometheus(tmp_path: Path, demo: str) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc)
         log.close()
 
 

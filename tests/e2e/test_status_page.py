@@ -27,6 +27,7 @@ from orchestrator.simulator.app import open_simulator
 from orchestrator.simulator.settings import SimSettings, domain_accounts
 from orchestrator.store.embedded import free_port
 from orchestrator.store.keys import Keys
+from tests.children import stop_child
 from tests.service_harness import ServiceSetup, StrategySpec, running_service, write_config
 
 pytestmark = pytest.mark.e2e
@@ -55,12 +56,7 @@ def chromium(tmp_path: Path) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc, timeout_s=10)
 
 
 class Page:
