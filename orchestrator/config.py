@@ -61,7 +61,9 @@ class RedisConfig(Section, frozen=True):
         str,
         doc(
             "`embedded` (a private redis-server child on a free loopback port, or in-process "
-            "fakeredis when no binary exists) or a URL: `redis://`, `rediss://`, `unix://`."
+            "fakeredis when no binary exists) or a URL: `redis://`, `rediss://`, `unix://`, "
+            "or `redis+sentinel://[user:password@]host:port,host:port/<service>[/db]` (the "
+            "master its sentinels name, found again after a failover)."
         ),
     ] = "embedded"
     namespace: Annotated[

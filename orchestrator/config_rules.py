@@ -15,6 +15,7 @@ from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.exceptions import RedisError
 
 from orchestrator.errors import ConfigError
+from orchestrator.store.sentinel import parse_sentinel_url
 
 if TYPE_CHECKING:
     from orchestrator.config import Config, RebalanceTarget
@@ -42,8 +43,8 @@ class _Invalid(Exception):
 
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 _REDIS_FORMS: Final = (
-    "use `embedded`, redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], rediss://... "
-    "or unix://[[USER]:PASSWORD@]/PATH"
+    "use `embedded`, redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], rediss://..., "
+    "unix://[[USER]:PASSWORD@]/PATH or redis+sentinel://[[USER]:PASSWORD@]HOST:PORT,.../SERVICE"
 )
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -71,8 +72,13 @@ def redis_url_problem(url: str) -> str | None:
     scheme, sep, _ = url.partition("://")
     if not sep or not _SCHEME.fullmatch(scheme):
         return f"is not `embedded` nor a URL; {_REDIS_FORMS}"
+    if scheme == "redis+sentinel":
+        return _sentinel_problem(url)
     if scheme not in _REDIS_SCHEMES:
-        return f"scheme `{scheme}` is not one of redis://, rediss://, unix://; {_REDIS_FORMS}"
+        return (
+            f"scheme `{scheme}` is not one of redis://, rediss://, unix://, redis+sentinel://; "
+            f"{_REDIS_FORMS}"
+        )
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -83,6 +89,16 @@ def redis_url_problem(url: str) -> str | None:
             "percent-encode them in the user name and password (`%2F`, `%3F`, `%23`, `%40`)"
         )
     return _place_problem(scheme, parts) or _query_problem(url, parts.query)
+
+
+def _sentinel_problem(url: str) -> str | None:
+    """A `redis+sentinel://` URL's problem, by the parser the client uses (its reasons never
+    quote the password)."""
+    try:
+        parse_sentinel_url(url)
+    except ConfigError as exc:
+        return exc.reason
+    return None
 
 
 def _place_problem(scheme: str, parts: SplitResult) -> str | None:
