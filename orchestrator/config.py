@@ -62,8 +62,9 @@ class RedisConfig(Section, frozen=True):
         doc(
             "`embedded` (a private redis-server child on a free loopback port, or in-process "
             "fakeredis when no binary exists) or a URL: `redis://`, `rediss://`, `unix://`, "
-            "or `redis+sentinel://[user:password@]host:port,host:port/<service>[/db]` (the "
-            "master its sentinels name, found again after a failover)."
+            "`redis+sentinel://[user:password@]host:port,host:port/<service>[/db]` (the "
+            "master its sentinels name, found again after a failover) or "
+            "`redis+cluster://[user:password@]host:port,host:port` (a Redis Cluster)."
         ),
     ] = "embedded"
     namespace: Annotated[

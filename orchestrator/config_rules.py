@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
@@ -15,6 +16,7 @@ from redis.asyncio.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.exceptions import RedisError
 
 from orchestrator.errors import ConfigError
+from orchestrator.store.cluster import parse_cluster_url
 from orchestrator.store.sentinel import parse_sentinel_url
 
 if TYPE_CHECKING:
@@ -44,7 +46,8 @@ class _Invalid(Exception):
 _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 _REDIS_FORMS: Final = (
     "use `embedded`, redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], rediss://..., "
-    "unix://[[USER]:PASSWORD@]/PATH or redis+sentinel://[[USER]:PASSWORD@]HOST:PORT,.../SERVICE"
+    "unix://[[USER]:PASSWORD@]/PATH, redis+sentinel://[[USER]:PASSWORD@]HOST:PORT,.../SERVICE "
+    "or redis+cluster://[[USER]:PASSWORD@]HOST:PORT,..."
 )
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -73,11 +76,13 @@ def redis_url_problem(url: str) -> str | None:
     if not sep or not _SCHEME.fullmatch(scheme):
         return f"is not `embedded` nor a URL; {_REDIS_FORMS}"
     if scheme == "redis+sentinel":
-        return _sentinel_problem(url)
+        return _parsed_problem(parse_sentinel_url, url)
+    if scheme == "redis+cluster":
+        return _parsed_problem(parse_cluster_url, url)
     if scheme not in _REDIS_SCHEMES:
         return (
-            f"scheme `{scheme}` is not one of redis://, rediss://, unix://, redis+sentinel://; "
-            f"{_REDIS_FORMS}"
+            f"scheme `{scheme}` is not one of redis://, rediss://, unix://, redis+sentinel://, "
+            f"redis+cluster://; {_REDIS_FORMS}"
         )
     try:
         parts = urlsplit(url)
@@ -91,11 +96,11 @@ def redis_url_problem(url: str) -> str | None:
     return _place_problem(scheme, parts) or _query_problem(url, parts.query)
 
 
-def _sentinel_problem(url: str) -> str | None:
-    """A `redis+sentinel://` URL's problem, by the parser the client uses (its reasons never
+def _parsed_problem(parse: Callable[[str], object], url: str) -> str | None:
+    """A Sentinel or Cluster URL's problem, by the parser its client uses (whose reasons never
     quote the password)."""
     try:
-        parse_sentinel_url(url)
+        parse(url)
     except ConfigError as exc:
         return exc.reason
     return None

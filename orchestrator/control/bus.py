@@ -48,6 +48,7 @@ from orchestrator.clock import Clock
 from orchestrator.control.replies import Ack, Reply, decode_ack, encode
 from orchestrator.errors import CommandError, StoreError
 from orchestrator.logs import get_logger
+from orchestrator.store.connection import socket_timeout_s
 from orchestrator.store.errors import redis_errors
 from orchestrator.store.keys import Keys
 
@@ -95,7 +96,7 @@ class CommandBus:
         block_s: float = 1.0,
         clock: Clock,
     ) -> None:
-        socket_timeout_s = redis.connection_pool.connection_kwargs.get("socket_timeout")
+        timeout_s = socket_timeout_s(redis)
         if min(claim_idle_s, reply_ttl_s, record_ttl_s, block_s, audit_max_len) <= 0:
             raise ValueError("claim_idle_s, reply_ttl_s, record_ttl_s, block_s, audit_max_len "
                              "must be positive")  # fmt: skip
@@ -108,11 +109,11 @@ class CommandBus:
         self.record_ttl_ms = math.ceil(record_ttl_s * 1000)
         self.audit_max_len = audit_max_len
         # A block as long as the socket timeout would read as a dead server: half of it at most.
-        self.block_ms = max(1, round(min(block_s, (socket_timeout_s or math.inf) / 2) * 1000))
+        self.block_ms = max(1, round(min(block_s, (timeout_s or math.inf) / 2) * 1000))
         self.clock = clock
         self.stream: Final = keys.commands()
         self.inbox: Final = keys.inbox(process)
-        self._wait_slice_s = min(WAIT_SLICE_S, (socket_timeout_s or 1.0) / 2)
+        self._wait_slice_s = min(WAIT_SLICE_S, (timeout_s or 1.0) / 2)
         self._scripts = {name: redis.register_script(_lua(name)) for name in _SCRIPTS}
         self._opened = False
         self._pending_after: dict[str, str] = {}  # stream -> last own pending id read

@@ -18,6 +18,8 @@ from redis.asyncio.sentinel import SentinelManagedConnection
 from orchestrator.config import RedisConfig
 from orchestrator.errors import StoreError
 from orchestrator.logs import REDACTED, get_logger, is_sensitive_name
+from orchestrator.store.cluster import SCHEME as CLUSTER_SCHEME
+from orchestrator.store.cluster import cluster_client
 from orchestrator.store.embedded import open_embedded_redis
 from orchestrator.store.errors import redis_errors
 from orchestrator.store.sentinel import SCHEME as SENTINEL_SCHEME
@@ -76,8 +78,10 @@ def redis_client(
     that a caller waits (at most `pool_timeout_s`) for one to be released instead of failing at
     once: a busy pool is not an unreachable Redis. `kwargs` go to each connection. A
     `redis+sentinel://` URL gives a client of the master its sentinels name
-    (`store/sentinel.py`).
+    (`store/sentinel.py`), a `redis+cluster://` URL a Redis Cluster client (`store/cluster.py`).
     """
+    if url.startswith(CLUSTER_SCHEME):
+        return cluster_client(url, max_connections=max_connections, **kwargs)
     if url.startswith(SENTINEL_SCHEME):
         return sentinel_client(
             url,
@@ -94,6 +98,14 @@ def redis_client(
     client = aioredis.Redis(connection_pool=pool, single_connection_client=single_connection_client)
     client.auto_close_connection_pool = True  # as `Redis.from_url`: closing it closes its pool
     return client
+
+
+def socket_timeout_s(client: Redis) -> float | None:
+    """The command timeout `client`'s connections were given (None: none)."""
+    # A Cluster client's too (its nodes' pools share them); untyped in redis-py.
+    kwargs: dict[str, Any] = client.get_connection_kwargs()  # type: ignore[no-untyped-call]
+    timeout = kwargs.get("socket_timeout")
+    return None if timeout is None else float(timeout)
 
 
 def safe_url(url: str) -> str:

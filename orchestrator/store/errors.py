@@ -134,7 +134,10 @@ async def _drop_idle_connections(client: aioredis.Redis, what: str) -> None:
     meets the replica comes back here and is dropped in turn. Errors while closing sockets we are
     discarding are logged: the replica's error is the one the caller must see.
     """
+    pool = getattr(client, "connection_pool", None)  # a Cluster client re-routes by itself
+    if pool is None:
+        return
     try:
-        await client.connection_pool.disconnect(inuse_connections=False)
+        await pool.disconnect(inuse_connections=False)
     except (RedisError, OSError) as exc:
         log.warning("redis.disconnect_failed", what=what, error=type(exc).__name__)

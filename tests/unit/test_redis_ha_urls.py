@@ -1,11 +1,12 @@
-"""`redis+sentinel://` URLs: the sentinels, the service, the db and the credentials; anything
-malformed is a ConfigError naming redis.url and never the password."""
+"""Sentinel and Cluster URLs: their nodes, service, db and credentials; anything malformed is a
+ConfigError naming redis.url and never the password."""
 
 from __future__ import annotations
 
 import pytest
 
 from orchestrator.errors import ConfigError
+from orchestrator.store.cluster import parse_cluster_url
 from orchestrator.store.connection import safe_url
 from orchestrator.store.sentinel import parse_sentinel_url
 
@@ -43,3 +44,19 @@ def test_the_safe_url_hides_the_password_of_a_sentinel_url() -> None:
     assert "hunter2" not in shown
     assert "s3cret" not in shown
     assert shown.startswith("redis+sentinel://orch:***@h1:26379,h2:26379/desk")
+
+
+def test_a_cluster_url_names_its_startup_nodes_and_credentials() -> None:
+    nodes, user, password = parse_cluster_url("redis+cluster://orch:p%3Ass@n1:7000,n2")
+    assert nodes == [("n1", 7000), ("n2", 6379)]
+    assert (user, password) == ("orch", "p:ss")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis+cluster://u:hunter2@n1:7000/3", "redis+cluster://n1:0", "redis+cluster://n1:7000?x=1"],
+)
+def test_a_malformed_cluster_url_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"redis\.url") as caught:
+        parse_cluster_url(url)
+    assert "hunter2" not in str(caught.value)

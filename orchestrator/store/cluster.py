@@ -1,0 +1,60 @@
+"""Redis Cluster URLs: a client that routes each command to the node holding its keys' slot.
+
+    redis+cluster://[user:password@]host1:6379[,host2:6379,...][/0]
+
+The hosts are startup nodes (any of the cluster's; the client learns the rest). Every key that
+one script, transaction or multi-key command touches shares a hash tag (`store/keys.py`: the
+limiter's `{<ns>:domain}`, the control plane's `{<ns>:ctl}`, each account's orders), so the
+same code runs on one Redis and on a Cluster with no CROSSSLOT error. redis-py's `RedisCluster`
+does the routing (MOVED, ASK, a failover's new topology); this module only reads the URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, cast
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from orchestrator.errors import ConfigError
+
+SCHEME: Final = "redis+cluster://"
+DEFAULT_PORT: Final = 6379
+# What `RedisCluster` takes of the connection settings every client here is given.
+_PASSED: Final = ("socket_timeout", "socket_connect_timeout", "health_check_interval")
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
+    """The startup nodes, the user and the password of a `redis+cluster://` URL; `ConfigError`
+    naming `redis.url` (never the password) when malformed. A Cluster has one database: 0."""
+    if not url.startswith(SCHEME):
+        raise ConfigError("redis.url", f"a Cluster URL starts with {SCHEME}")
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
+    nodes = []
+    for host in hosts.split(","):
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", str(DEFAULT_PORT))
+        if not name or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError("redis.url", f"cluster node {host!r} is not host:port")
+        nodes.append((name, int(port)))
+    if parts.path.strip("/") not in ("", "0") or parts.query:
+        raise ConfigError("redis.url", "a Cluster URL names nodes only (database 0, no query)")
+    return nodes, unquote(username) or None, unquote(password) or None
+
+
+def cluster_client(url: str, *, max_connections: int, **kwargs: Any) -> aioredis.Redis:
+    """A Cluster client for `url`. Typed as `Redis`: redis-py's `RedisCluster` serves the same
+    command API under another class (no common base); every command this project sends is
+    single-slot by its hash tags."""
+    nodes, username, password = parse_cluster_url(url)
+    passed = {k: v for k, v in kwargs.items() if k in _PASSED}
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        username=username,
+        password=password,
+        max_connections=max_connections,
+        **passed,
+    )
+    return cast(aioredis.Redis, client)
