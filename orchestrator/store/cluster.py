@@ -12,12 +12,12 @@ does the routing (MOVED, ASK, a failover's new topology); this module only reads
 from __future__ import annotations
 
 from typing import Any, Final, cast
-from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from orchestrator.errors import ConfigError
+from orchestrator.store.multi_host import split_multi_host
 
 SCHEME: Final = "redis+cluster://"
 DEFAULT_PORT: Final = 6379
@@ -28,20 +28,11 @@ _PASSED: Final = ("socket_timeout", "socket_connect_timeout", "health_check_inte
 def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None, str | None]:
     """The startup nodes, the user and the password of a `redis+cluster://` URL; `ConfigError`
     naming `redis.url` (never the password) when malformed. A Cluster has one database: 0."""
-    if not url.startswith(SCHEME):
-        raise ConfigError("redis.url", f"a Cluster URL starts with {SCHEME}")
-    parts = urlsplit(url)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
-    nodes = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":") if ":" in host else (host, "", str(DEFAULT_PORT))
-        if not name or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError("redis.url", f"cluster node {host!r} is not host:port")
-        nodes.append((name, int(port)))
+    split = split_multi_host(url, scheme=SCHEME, default_port=DEFAULT_PORT, what="cluster node")
+    parts = split.parts
     if parts.path.strip("/") not in ("", "0") or parts.query:
         raise ConfigError("redis.url", "a Cluster URL names nodes only (database 0, no query)")
-    return nodes, unquote(username) or None, unquote(password) or None
+    return list(split.hosts), split.username, split.password
 
 
 def cluster_client(url: str, *, max_connections: int, **kwargs: Any) -> aioredis.Redis:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from orchestrator.errors import ConfigError
+from orchestrator.store.multi_host import split_multi_host
 
 SCHEME: Final = "redis+sentinel://"
 DEFAULT_PORT: Final = 26379
@@ -41,17 +42,8 @@ class SentinelUrl:
 def parse_sentinel_url(url: str) -> SentinelUrl:
     """The parts of a `redis+sentinel://` URL; `ConfigError` (naming `redis.url`, never the
     password) when one is missing or malformed."""
-    if not url.startswith(SCHEME):
-        raise ConfigError("redis.url", f"a Sentinel URL starts with {SCHEME}")
-    parts = urlsplit(url)
-    userinfo, _, hosts = parts.netloc.rpartition("@")
-    username, _, password = userinfo.partition(":") if userinfo else ("", "", "")
-    sentinels = []
-    for host in hosts.split(","):
-        name, _, port = host.rpartition(":") if ":" in host else (host, "", str(DEFAULT_PORT))
-        if not name or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError("redis.url", f"sentinel {host!r} is not host:port")
-        sentinels.append((name, int(port)))
+    split = split_multi_host(url, scheme=SCHEME, default_port=DEFAULT_PORT, what="sentinel")
+    parts = split.parts
     path = [p for p in parts.path.split("/") if p]
     if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ConfigError("redis.url", "a Sentinel URL ends with /<service name>[/<db>]")
@@ -60,11 +52,11 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     if unknown:
         raise ConfigError("redis.url", f"unknown Sentinel URL parameters: {sorted(unknown)}")
     return SentinelUrl(
-        sentinels=tuple(sentinels),
+        sentinels=split.hosts,
         service=unquote(path[0]),
         db=int(path[1]) if len(path) == 2 else 0,
-        username=unquote(username) or None,
-        password=unquote(password) or None,
+        username=split.username,
+        password=split.password,
         sentinel_username=query.get("sentinel_username"),
         sentinel_password=query.get("sentinel_password"),
     )
