@@ -123,7 +123,8 @@ def render(status: ServiceStatus) -> RenderableType:
     parts: list[RenderableType] = [header, strategies, pools]
     if status.rebalancer is not None:
         parts.append(_moves(status, status.rebalancer))
-    parts.append(Text("Ctrl-C stops: every order is cancelled", style="dim"))
+    page = f"status page {status.status_page}  " if status.status_page else ""
+    parts.append(Text(f"{page}Ctrl-C stops: every order is cancelled", style="dim"))
     return Group(*parts)
 
 

@@ -92,6 +92,7 @@ class ServiceStatus(msgspec.Struct, frozen=True, kw_only=True):
     usage_window_s: float  # what `pool_share`, the waits and `rate_ratio` look back over
     loop_lag_p99_s: float | None = None  # the event loop's lag (runtime/loop_lag.py)
     rebalancer: RebalancerStatus | None = None  # None when it is not enabled
+    status_page: str | None = None  # the endpoint's page (runtime/http.py), while it is served
 
 
 def _strategy_statuses(service: Service, now_s: float, usage: UsageView) -> list[StrategyStatus]:
@@ -187,6 +188,7 @@ async def service_status(service: Service, *, now_s: float, monotonic_s: float) 
         usage_window_s=usage.window_s,
         loop_lag_p99_s=service.loop_lag.p99_s if service.loop_lag is not None else None,
         rebalancer=rebalancer_status(service),
+        status_page=f"{service.http.url}/" if service.http is not None else None,
     )
 
 

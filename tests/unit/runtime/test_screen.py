@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
 from rich.console import Console
 
 from orchestrator.runtime.screen import render, render_summary, summary_lines
@@ -63,6 +64,12 @@ def test_every_figure_of_a_strategy_and_a_pool_is_on_the_screen() -> None:
     assert "37%" in pool
     assert "81%" in pool
     assert "unknown" in next(line for line in screen.splitlines() if "domain:SOL/USD" in line)
+
+
+def test_the_status_page_is_named_on_the_screen_once_served() -> None:
+    assert "status page" not in text_of(render(snapshot()))
+    served = msgspec.structs.replace(snapshot(), status_page="http://127.0.0.1:9464/")
+    assert "status page http://127.0.0.1:9464/  Ctrl-C stops" in text_of(render(served))
 
 
 def test_a_dead_redis_and_a_kraken_venue_say_so() -> None:
