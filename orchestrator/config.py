@@ -161,6 +161,9 @@ class RiskConfig(Section, frozen=True):
     ] = None  # fmt: skip
 
 
+Ordinal = Annotated[int, msgspec.Meta(ge=0, le=999)]  # a replica's number: 0, 1, 2...
+
+
 class StrategyConfig(Section, frozen=True):
     name: Annotated[Name, doc("Unique strategy name; also its limiter identity.")]
     module: Annotated[
@@ -192,6 +195,11 @@ class StrategyConfig(Section, frozen=True):
         float, doc("Time budget of one callback; overrunning it repeatedly stops the strategy.",
                     gt=0)
     ] = 50.0  # fmt: skip
+    replica: Annotated[
+        Ordinal | None,
+        doc("With `service.replicas` > 1: the ordinal of the process that runs it (default: "
+            "chosen by rendezvous hashing of its name)."),
+    ] = None  # fmt: skip
 
 
 class LimitsConfig(Section, frozen=True):
@@ -234,6 +242,12 @@ class ServiceConfig(Section, frozen=True):
             "commands; keep it stable across restarts); default the host name."
         ),
     ] = None
+    replicas: Annotated[
+        int,
+        doc("How many service processes share this config's strategies; each runs those placed "
+            "on its ordinal, the trailing number of its instance name (`orchestrator-2`).",
+            ge=1, le=1000),
+    ] = 1  # fmt: skip
     shutdown_timeout_s: Annotated[
         float, doc("SIGTERM/SIGINT: the most time a clean shutdown may take.", gt=0)
     ] = 10.0

@@ -187,6 +187,10 @@ def _check_strategies(config: Config) -> None:
         if strategy.name in names:
             raise _Invalid(f"{where}.name", f"duplicate strategy name {strategy.name!r}")
         names.add(strategy.name)
+        replicas = config.service.replicas
+        if strategy.replica is not None and strategy.replica >= replicas:
+            raise _Invalid(f"{where}.replica", f"must be below service.replicas ({replicas}), "
+                                               f"got {strategy.replica}")  # fmt: skip
         account = strategy.account
         if account not in roles:
             known = ", ".join(roles) or "none"

@@ -80,6 +80,7 @@ class Service:
     units: dict[str, StrategyUnit] = field(default_factory=dict)
     not_started: dict[str, str] = field(default_factory=dict)  # strategy -> why
     disabled: list[str] = field(default_factory=list)  # loaded and checked, not started
+    elsewhere: dict[str, int] = field(default_factory=dict)  # run by the replica of that ordinal
     started_s: float = 0.0  # the clock's monotonic time at start
     loop_lag: LoopLagMonitor | None = None  # set while the service runs
     rebalancer: Rebalancer | None = None  # when `rebalancer.enabled`

@@ -130,6 +130,9 @@ def _strategy_statuses(service: Service, now_s: float, usage: UsageView) -> list
     out.extend(StrategyStatus(name=name, state="disabled", open_orders=0, fills=0,
                               pnl=Decimal(0), failure=None, time_s=now_s)
                for name in service.disabled)  # fmt: skip
+    out.extend(StrategyStatus(name=name, state=f"on replica {ordinal}", open_orders=0, fills=0,
+                              pnl=Decimal(0), failure=None, time_s=now_s)
+               for name, ordinal in service.elsewhere.items())  # fmt: skip
     for name, why in service.not_started.items():
         out.append(StrategyStatus(name=name, state="not_started", open_orders=0, fills=0,
                                   pnl=Decimal(0), failure=why, time_s=now_s))  # fmt: skip

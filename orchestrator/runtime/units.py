@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from orchestrator.config import StrategyConfig
 from orchestrator.errors import CommandError, ConfigError, StrategyError
 from orchestrator.logs import get_logger
+from orchestrator.runtime.placement import place
 from orchestrator.runtime.supervisor import Supervisor
 from orchestrator.runtime.unit import SharedParts, StrategyUnit
 from orchestrator.service_events import ServiceEvents
@@ -49,9 +50,14 @@ class UnitRunner:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.params: dict[str, StrategyParams] = {}  # set by operators, kept across restarts
         self._group: asyncio.TaskGroup | None = None
+        config = service.config
+        self.placement = place(config.strategies, instance=service.process,
+                               replicas=config.service.replicas)  # fmt: skip
+        service.elsewhere = dict(self.placement.elsewhere)
 
     def configured(self) -> list[str]:
-        return [s.name for s in self.service.config.strategies]
+        """The strategies this process runs (its heartbeat's, so commands route here)."""
+        return list(self.placement.here)
 
     def running(self) -> list[str]:
         return [n for n, u in self.service.units.items() if u.worker.state in LIVE_STATES]
@@ -60,6 +66,8 @@ class UnitRunner:
         """A unit per enabled strategy that loads; the others reported, naming the field."""
         service = self.service
         for index, strategy in enumerate(service.config.strategies):
+            if strategy.name in self.placement.elsewhere:
+                continue  # another process's (runtime/placement.py)
             try:
                 unit = self._build(index, strategy)
                 if not strategy.enabled:
@@ -96,6 +104,10 @@ class UnitRunner:
         index = next((i for i, s in enumerate(config.strategies) if s.name == name), None)
         if index is None:
             raise CommandError(f"strategy {name!r} is not in this process's config")
+        owner = self.placement.elsewhere.get(name)
+        if owner is not None:
+            raise CommandError(f"strategy {name!r} runs on replica {owner}, not on this "
+                               f"process (replica {self.placement.ordinal})")  # fmt: skip
         unit = self.service.units.get(name)
         if unit is not None and unit.worker.state in LIVE_STATES:
             raise CommandError(f"strategy {name!r} is already {unit.worker.state}")
