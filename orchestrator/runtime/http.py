@@ -18,7 +18,6 @@ policy (it carries no secrets: label values and statuses only).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Final
@@ -90,9 +89,8 @@ class ServiceHttp:
             await runner.cleanup()
             raise
         self._runner = runner
-        server = site._server  # aiohttp names no public accessor for the bound port
-        if self.port == 0 and isinstance(server, asyncio.Server) and server.sockets:
-            self.port = int(server.sockets[0].getsockname()[1])
+        if self.port == 0:  # a free one was asked for: which one it got
+            self.port = int(runner.addresses[0][1])
         log.info("http.started", host=self.host, port=self.port)
 
     async def close(self) -> None:

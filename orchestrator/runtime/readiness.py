@@ -78,14 +78,14 @@ class ServiceProbes:
 
     async def _redis_error(self) -> str | None:
         redis = self.redis
-        try:
-            async with redis_errors(redis, "readyz.ping"):
-                async with asyncio.timeout(self.ping_timeout_s):
+        try:  # the timeout outside the edge: inside, its TimeoutError would read as an OSError
+            async with asyncio.timeout(self.ping_timeout_s):
+                async with redis_errors(redis, "readyz.ping"):
                     await redis.ping()
-        except StoreError as exc:
-            return str(exc)
         except TimeoutError:
             return f"Redis did not answer a PING within {self.ping_timeout_s} s"
+        except StoreError as exc:
+            return str(exc)
         return None
 
     async def status(self) -> dict[str, Any]:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.clock import RealClock
 from orchestrator.metrics import Registry
 from orchestrator.runtime.http import Readiness, ServiceHttp
-from orchestrator.runtime.readiness import assess
+from orchestrator.runtime.readiness import ServiceProbes, assess
+from orchestrator.store.keys import Keys
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from orchestrator.service import Service
 
 READY = assess(redis_error=None, books_whole={"XBT/USD": True},
                strategy_states={"mm": "running"}, not_started={})  # fmt: skip
@@ -123,3 +131,14 @@ async def test_a_taken_port_is_an_error_at_start(
     with pytest.raises(OSError):
         await again.start()
     await again.close()  # nothing was left bound
+
+
+async def test_a_hung_redis_is_named_as_such_by_the_readiness_ping() -> None:
+    class HungRedis:
+        async def ping(self) -> bool:
+            await asyncio.sleep(10)
+            return True
+
+    probes = ServiceProbes(cast("Service", None), redis=cast("aioredis.Redis", HungRedis()),
+                           keys=Keys("t"), clock=RealClock(), ping_timeout_s=0.05)  # fmt: skip
+    assert await probes._redis_error() == "Redis did not answer a PING within 0.05 s"
