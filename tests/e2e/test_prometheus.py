@@ -26,6 +26,7 @@ import pytest
 
 from orchestrator.store.embedded import free_port
 from tests.children import stop_child
+from tests.http_poll import until_status
 
 pytestmark = pytest.mark.e2e
 
@@ -130,19 +131,6 @@ async def total(session: aiohttp.ClientSession, prometheus: str, expr: str) -> f
     return float(rows[0]["value"][1]) if rows else 0.0
 
 
-async def until_ready(session: aiohttp.ClientSession, url: str, timeout_s: float) -> None:
-    deadline_s = time.monotonic() + timeout_s
-    while time.monotonic() < deadline_s:
-        try:
-            async with session.get(f"{url}/readyz") as reply:
-                if reply.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"the demo was not ready within {timeout_s} s")
-
-
 async def operator_command() -> None:
     """`orchestrator ctl status` as the demo's operator (the command counters then exist)."""
     env = os.environ | {"PYTHONPATH": str(ROOT)}
@@ -157,7 +145,7 @@ async def operator_command() -> None:
 async def test_prometheus_scrapes_the_demo_and_every_panel_and_rule_has_data(
     demo: str, prometheus: str, session: aiohttp.ClientSession
 ) -> None:
-    await until_ready(session, demo, timeout_s=60)
+    await until_status(session, f"{demo}/readyz", timeout_s=60)
     deadline_s = time.monotonic() + 30
     while not await query(session, prometheus, 'up{job="orchestrator"} == 1'):
         assert time.monotonic() < deadline_s, "Prometheus never scraped the demo"

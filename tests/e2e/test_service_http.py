@@ -4,11 +4,8 @@ ready again once it is back; `/healthz` stays alive throughout."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +14,7 @@ from orchestrator.service import Service
 from orchestrator.simulator.app import open_simulator
 from orchestrator.simulator.settings import SimSettings, domain_accounts
 from orchestrator.store.keys import Keys
+from tests.http_poll import fetch, until_status
 from tests.redis_process import own_redis_server
 from tests.service_harness import ServiceSetup, StrategySpec, running_service, write_config
 
@@ -24,27 +22,6 @@ pytestmark = pytest.mark.e2e
 
 FUNDS = {"ZUSD": Decimal(50_000), "XXBT": Decimal(2)}
 MAKER = StrategySpec("mm0", "s0", "XBT/USD", {"size": "0.01", "spread_bps": 80, "requote_bps": 40})
-
-
-async def _get(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
-    async with session.get(url) as reply:
-        body = (
-            await reply.json() if reply.content_type == "application/json" else await reply.text()
-        )
-        return reply.status, body
-
-
-async def _until_status(
-    session: aiohttp.ClientSession, url: str, status: int, *, timeout_s: float = 15.0
-) -> Any:
-    deadline_s = time.monotonic() + timeout_s
-    seen: tuple[int, Any] = (0, None)
-    while time.monotonic() < deadline_s:
-        seen = await _get(session, url)
-        if seen[0] == status:
-            return seen[1]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} did not answer {status} within {timeout_s} s: {seen}")
 
 
 def _http(service: Service) -> str:
@@ -59,16 +36,16 @@ async def test_readyz_follows_redis_and_healthz_stays_alive(tmp_path: Path, keys
             async with running_service(write_config(setup)) as service, \
                     aiohttp.ClientSession() as session:  # fmt: skip
                 base = _http(service)
-                ready = await _until_status(session, f"{base}/readyz", 200)
+                ready = await until_status(session, f"{base}/readyz", 200)
                 assert ready["ready"] is True
                 assert {c["name"] for c in ready["checks"]} == {"redis", "feeds", "strategies"}
                 redis.kill()
-                unready = await _until_status(session, f"{base}/readyz", 503)
+                unready = await until_status(session, f"{base}/readyz", 503)
                 checks = {c["name"]: c for c in unready["checks"]}
                 assert checks["redis"]["ok"] is False
                 assert "Redis" in checks["redis"]["detail"]
-                assert await _get(session, f"{base}/healthz") == (200, "ok\n")
-                metrics = (await _get(session, f"{base}/metrics"))[1]
+                assert await fetch(session, f"{base}/healthz") == (200, "ok\n")
+                metrics = (await fetch(session, f"{base}/metrics"))[1]
                 assert "orch_strategy_state" in metrics  # still served without Redis
                 redis.start()
-                await _until_status(session, f"{base}/readyz", 200, timeout_s=30)
+                await until_status(session, f"{base}/readyz", 200, timeout_s=30)

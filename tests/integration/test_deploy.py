@@ -23,6 +23,7 @@ from orchestrator.config import load_config
 from orchestrator.store.embedded import free_port
 from orchestrator.store.keys import Keys
 from orchestrator.testing.service import running_service
+from tests.http_poll import until_status
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -124,7 +125,9 @@ async def test_a_standalone_simulator_serves_the_keys_it_wrote_and_the_service_t
         cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        await _until_answers(f"http://127.0.0.1:{port}/0/public/Time", sim)
+        async with aiohttp.ClientSession() as session:
+            await until_status(session, f"http://127.0.0.1:{port}/0/public/Time", timeout_s=20,
+                               alive=lambda: sim.returncode is None)  # fmt: skip
         modes = {p.name: p.stat().st_mode & 0o777 for p in keys_dir.iterdir()}
         assert len(modes) == 6  # a key and a secret per account
         assert set(modes.values()) == {0o400}
@@ -140,18 +143,3 @@ async def test_a_standalone_simulator_serves_the_keys_it_wrote_and_the_service_t
             sim.terminate()
         _, err = await asyncio.wait_for(sim.communicate(), timeout=20)
     assert sim.returncode in (0, -15), err.decode()[-2000:]
-
-
-async def _until_answers(url: str, proc: asyncio.subprocess.Process) -> None:
-    deadline_s = time.monotonic() + 20
-    async with aiohttp.ClientSession() as session:
-        while True:
-            assert proc.returncode is None, "the simulator exited"
-            try:
-                async with session.get(url) as reply:
-                    if reply.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline_s, f"{url} never answered"
-            await asyncio.sleep(0.1)
