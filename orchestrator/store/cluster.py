@@ -38,7 +38,8 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], str | None, str 
 def cluster_client(url: str, *, max_connections: int, **kwargs: Any) -> aioredis.Redis:
     """A Cluster client for `url`. Typed as `Redis`: redis-py's `RedisCluster` serves the same
     command API under another class (no common base); every command this project sends is
-    single-slot by its hash tags."""
+    single-slot by its hash tags. Of `kwargs` only the timeouts and the health check apply
+    (a Cluster client keeps a pool per node; there is no single connection to pin)."""
     nodes, username, password = parse_cluster_url(url)
     passed = {k: v for k, v in kwargs.items() if k in _PASSED}
     client = RedisCluster(
